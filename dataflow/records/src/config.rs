@@ -1,0 +1,179 @@
+//! Engine configuration (DESIGN.md §4).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::Time;
+
+/// How a runtime edge missing from the static graph is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// Accepted at once.
+    Union,
+    /// Never accepted; reported only.
+    Static,
+    /// Accepted once its live hits reach `hits` and its distinct sources reach `sources`.
+    Quorum { hits: u64, sources: u64 },
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "union" => Ok(Strategy::Union),
+            "static" => Ok(Strategy::Static),
+            _ => {
+                let bad = || format!("bad strategy {s:?}: expected union, static or quorum:H:S");
+                let rest = s.strip_prefix("quorum:").ok_or_else(bad)?;
+                let (h, src) = rest.split_once(':').ok_or_else(bad)?;
+                let hits = h.parse().map_err(|_| bad())?;
+                let sources = src.parse().map_err(|_| bad())?;
+                Ok(Strategy::Quorum { hits, sources })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Union => f.write_str("union"),
+            Strategy::Static => f.write_str("static"),
+            Strategy::Quorum { hits, sources } => write!(f, "quorum:{hits}:{sources}"),
+        }
+    }
+}
+
+impl Serialize for Strategy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The configuration of one run; printed into every report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// How long an observation stays live (ms).
+    pub ttl: Time,
+    /// How far behind the watermark a record may arrive (ms).
+    pub lateness: Time,
+    pub strategy: Strategy,
+    /// How long a target must be covered before it counts as unobserved (ms).
+    pub min_coverage: Time,
+    /// Symbols that are never accepted as runtime edge ends.
+    pub quarantine_symbols: BTreeSet<String>,
+    /// Edges `(caller, callee)` that are never accepted.
+    pub quarantine_edges: BTreeSet<(String, String)>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ttl: 10 * 60 * 1000,
+            lateness: 0,
+            strategy: Strategy::Union,
+            min_coverage: 60 * 1000,
+            quarantine_symbols: BTreeSet::new(),
+            quarantine_edges: BTreeSet::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Whether the runtime edge `caller → callee` is quarantined.
+    pub fn quarantined(&self, caller: &str, callee: &str) -> bool {
+        self.quarantine_symbols.contains(caller)
+            || self.quarantine_symbols.contains(callee)
+            || self
+                .quarantine_edges
+                .contains(&(caller.to_string(), callee.to_string()))
+    }
+
+    /// Reads a quarantine list: one entry per line, `caller -> callee` for
+    /// an edge, a bare symbol otherwise; `#` starts a comment. Errors name
+    /// the line.
+    pub fn add_quarantine(&mut self, text: &str) -> Result<(), String> {
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            match line.split_once("->") {
+                Some((caller, callee)) => {
+                    let (caller, callee) = (caller.trim(), callee.trim());
+                    if caller.is_empty() || callee.is_empty() {
+                        return Err(format!("line {}: edge needs caller -> callee", i + 1));
+                    }
+                    self.quarantine_edges
+                        .insert((caller.to_string(), callee.to_string()));
+                }
+                None => {
+                    self.quarantine_symbols.insert(line.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration with unit `ms`, `s`, `m` or `h` into milliseconds.
+pub fn parse_duration(s: &str) -> Result<Time, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} needs a unit: ms, s, m or h"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected a number and ms, s, m or h"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("bad duration unit in {s:?}: expected ms, s, m or h")),
+    };
+    n.checked_mul(scale)
+        .filter(|ms| *ms <= crate::MAX_TIME)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration("0s").unwrap(), 0);
+        assert_eq!(parse_duration("250ms").unwrap(), 250);
+        assert_eq!(parse_duration("2h").unwrap(), 7_200_000);
+        for bad in ["", "10", "m", "10x", "-1s", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn strategies() {
+        for s in ["union", "static", "quorum:3:2"] {
+            assert_eq!(s.parse::<Strategy>().unwrap().to_string(), s);
+        }
+        for bad in ["quorum", "quorum:1", "quorum:a:b", "majority"] {
+            assert!(bad.parse::<Strategy>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quarantine_list() {
+        let mut c = Config::default();
+        c.add_quarantine("# header\nevil\n a -> b  # edge\n\n").unwrap();
+        assert!(c.quarantined("evil", "x"));
+        assert!(c.quarantined("x", "evil"));
+        assert!(c.quarantined("a", "b"));
+        assert!(!c.quarantined("b", "a"));
+        assert!(c.add_quarantine("ok\n -> b").unwrap_err().starts_with("line 2"));
+    }
+}

@@ -1,0 +1,21 @@
+//! The contracts of tracemerge: the record stream that enters the engine
+//! (`tracemerge.stream.v1`, DESIGN.md §3) and the report that leaves it
+//! (`tracemerge.report.v1`, DESIGN.md §5).
+//!
+//! Sources, probes, the dataflow and the CLI all speak these types, so this
+//! crate stays small: serde, serde_json for the canonical form, blake3 for the
+//! digest, nothing else.
+
+pub mod config;
+pub mod record;
+pub mod report;
+
+pub use config::{parse_duration, Config, Strategy};
+pub use record::{
+    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
+    Targets, Time, MAX_TIME,
+};
+pub use report::{
+    ArtifactReport, Change, Conflict, Hop, ObservedEdge, Reach, Report, Resolution, State, Stats,
+    Verdict, Vex, REPORT_SCHEMA,
+};

@@ -1,0 +1,361 @@
+//! Records of the input stream (`tracemerge.stream.v1`, DESIGN.md §3).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Event time: milliseconds since the Unix epoch.
+pub type Time = u64;
+
+/// The largest accepted event time (year 9999). Keeps `at + ttl` far from
+/// overflow and rejects nonsense such as nanosecond timestamps.
+pub const MAX_TIME: Time = 253_402_300_799_999;
+
+/// One record of the stream. The JSON form carries the variant in `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Record {
+    Graph(GraphSnapshot),
+    Targets(Targets),
+    Edge(EdgeObservation),
+    Hit(HitObservation),
+    Coverage(Coverage),
+    Watermark {
+        #[serde(deserialize_with = "de_time")]
+        at: Time,
+    },
+}
+
+/// A static call-graph snapshot of one artifact; replaces the earlier one
+/// from `at` on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphSnapshot {
+    pub artifact: String,
+    #[serde(deserialize_with = "de_time")]
+    pub at: Time,
+    pub nodes: Vec<String>,
+    pub edges: Vec<StaticEdge>,
+    #[serde(default)]
+    pub entrypoints: Vec<String>,
+}
+
+/// A static edge. Written as `["caller","callee"]` when it carries nothing
+/// else, as an object otherwise; both forms are read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaticEdge {
+    pub caller: String,
+    pub callee: String,
+    pub kind: Option<EdgeKind>,
+    pub reason: Option<String>,
+    pub weight: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeKind {
+    Static,
+    Heuristic,
+}
+
+/// The functions of interest of one artifact; replaces the earlier set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Targets {
+    pub artifact: String,
+    #[serde(deserialize_with = "de_time")]
+    pub at: Time,
+    pub symbols: Vec<String>,
+}
+
+/// A runtime observation of `caller → callee`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeObservation {
+    pub artifact: String,
+    pub caller: String,
+    pub callee: String,
+    #[serde(deserialize_with = "de_time")]
+    pub at: Time,
+    #[serde(default = "one", deserialize_with = "de_hits")]
+    pub hits: u64,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// A function ran; its caller is unknown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HitObservation {
+    pub artifact: String,
+    pub symbol: String,
+    #[serde(deserialize_with = "de_time")]
+    pub at: Time,
+    #[serde(default = "one", deserialize_with = "de_hits")]
+    pub hits: u64,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// An exact probe watched `symbols` during `[from, to)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub artifact: String,
+    pub symbols: Vec<String>,
+    #[serde(deserialize_with = "de_time")]
+    pub from: Time,
+    #[serde(deserialize_with = "de_time")]
+    pub to: Time,
+    #[serde(default)]
+    pub source: String,
+}
+
+impl Record {
+    /// The event time that orders this record: `at`, or `to` for coverage
+    /// (a coverage statement is complete only at its end).
+    pub fn time(&self) -> Time {
+        match self {
+            Record::Graph(g) => g.at,
+            Record::Targets(t) => t.at,
+            Record::Edge(e) => e.at,
+            Record::Hit(h) => h.at,
+            Record::Coverage(c) => c.to,
+            Record::Watermark { at } => *at,
+        }
+    }
+
+    /// Checks what serde cannot: edge endpoints and entrypoints are nodes,
+    /// node ids are unique, coverage intervals are ordered.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Record::Graph(g) => g.validate(),
+            Record::Coverage(c) if c.from > c.to => Err(format!(
+                "coverage interval is reversed: from {} > to {}",
+                c.from, c.to
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses one NDJSON line and validates it.
+    pub fn from_json(line: &str) -> Result<Record, String> {
+        let record: Record = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        record.validate()?;
+        Ok(record)
+    }
+
+    /// The NDJSON form of this record (no trailing newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("records always serialize")
+    }
+}
+
+impl GraphSnapshot {
+    fn validate(&self) -> Result<(), String> {
+        let mut nodes = std::collections::HashSet::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !nodes.insert(node.as_str()) {
+                return Err(format!("nodes[{i}]: duplicate node {node:?}"));
+            }
+        }
+        for (i, edge) in self.edges.iter().enumerate() {
+            for (end, symbol) in [("caller", &edge.caller), ("callee", &edge.callee)] {
+                if !nodes.contains(symbol.as_str()) {
+                    return Err(format!("edges[{i}]: {end} {symbol:?} is not a node"));
+                }
+            }
+        }
+        for (i, entry) in self.entrypoints.iter().enumerate() {
+            if !nodes.contains(entry.as_str()) {
+                return Err(format!("entrypoints[{i}]: {entry:?} is not a node"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+    let t = u64::deserialize(d)?;
+    if t > MAX_TIME {
+        return Err(serde::de::Error::custom(format!(
+            "time {t} is out of range (milliseconds since the epoch, at most {MAX_TIME})"
+        )));
+    }
+    Ok(t)
+}
+
+fn de_hits<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let hits = u64::deserialize(d)?;
+    if hits == 0 || hits > i64::MAX as u64 {
+        return Err(serde::de::Error::custom(format!(
+            "hits must be between 1 and {}, got {hits}",
+            i64::MAX
+        )));
+    }
+    Ok(hits)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StaticEdgeForm {
+    Pair(String, String),
+    Object {
+        caller: String,
+        callee: String,
+        #[serde(default)]
+        kind: Option<EdgeKind>,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        weight: Option<f64>,
+    },
+}
+
+impl<'de> Deserialize<'de> for StaticEdge {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match StaticEdgeForm::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "an edge is [\"caller\",\"callee\"] or {\"caller\":…,\"callee\":…}",
+            )
+        })? {
+            StaticEdgeForm::Pair(caller, callee) => Ok(StaticEdge::new(caller, callee)),
+            StaticEdgeForm::Object {
+                caller,
+                callee,
+                kind,
+                reason,
+                weight,
+            } => Ok(StaticEdge {
+                caller,
+                callee,
+                kind,
+                reason,
+                weight,
+            }),
+        }
+    }
+}
+
+impl Serialize for StaticEdge {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.kind.is_none() && self.reason.is_none() && self.weight.is_none() {
+            return (&self.caller, &self.callee).serialize(s);
+        }
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("caller", &self.caller)?;
+        map.serialize_entry("callee", &self.callee)?;
+        if let Some(kind) = &self.kind {
+            map.serialize_entry("kind", kind)?;
+        }
+        if let Some(reason) = &self.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        if let Some(weight) = &self.weight {
+            map.serialize_entry("weight", weight)?;
+        }
+        map.end()
+    }
+}
+
+impl StaticEdge {
+    pub fn new(caller: impl Into<String>, callee: impl Into<String>) -> Self {
+        StaticEdge {
+            caller: caller.into(),
+            callee: callee.into(),
+            kind: None,
+            reason: None,
+            weight: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_examples_parse_and_round_trip() {
+        let lines = [
+            r#"{"type":"graph","artifact":"shop@1.4","at":0,"nodes":["main","a","b"],"edges":[["main","a"],["a","b"]],"entrypoints":["main"]}"#,
+            r#"{"type":"targets","artifact":"shop@1.4","at":0,"symbols":["b","vuln_fn"]}"#,
+            r#"{"type":"edge","artifact":"shop@1.4","caller":"main","callee":"a","at":1000,"hits":3,"source":"ebpf:host-1"}"#,
+            r#"{"type":"hit","artifact":"shop@1.4","symbol":"a","at":1000,"hits":1,"source":"etw:host-2"}"#,
+            r#"{"type":"coverage","artifact":"shop@1.4","symbols":["a","b"],"from":0,"to":5000,"source":"ebpf:host-1"}"#,
+            r#"{"type":"watermark","at":10000}"#,
+        ];
+        for line in lines {
+            let record = Record::from_json(line).unwrap();
+            assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let r = Record::from_json(
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5,"extra":[1]}"#,
+        )
+        .unwrap();
+        match r {
+            Record::Edge(e) => {
+                assert_eq!(e.hits, 1);
+                assert_eq!(e.source, "");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        let bad = [
+            (r#"{"type":"nope","at":1}"#, "unknown variant"),
+            (r#"{"type":"watermark","at":-1}"#, "invalid value"),
+            (r#"{"type":"watermark","at":"1"}"#, "invalid type"),
+            (r#"{"type":"watermark"}"#, "missing field `at`"),
+            (r#"{"type":"watermark","at":1e300}"#, "invalid type"),
+            (
+                r#"{"type":"watermark","at":99999999999999999999}"#,
+                "expected u64",
+            ),
+            (r#"{"type":"watermark","at":253402300800000}"#, "out of range"),
+            (
+                r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5,"hits":0}"#,
+                "hits must be",
+            ),
+            (
+                r#"{"type":"graph","artifact":"x","at":0,"nodes":["a"],"edges":[["a","b"]]}"#,
+                "edges[0]: callee \"b\" is not a node",
+            ),
+            (
+                r#"{"type":"graph","artifact":"x","at":0,"nodes":["a","a"],"edges":[]}"#,
+                "duplicate node",
+            ),
+            (
+                r#"{"type":"graph","artifact":"x","at":0,"nodes":["a"],"edges":[],"entrypoints":["m"]}"#,
+                "entrypoints[0]",
+            ),
+            (
+                r#"{"type":"coverage","artifact":"x","symbols":[],"from":5,"to":4}"#,
+                "reversed",
+            ),
+            (r#"{"type":"graph","artifact":"x","at":0,"nodes":["a"],"edges":[["a"]]}"#, "an edge is"),
+            ("", "EOF"),
+            ("[1,2]", "invalid type"),
+        ];
+        for (line, needle) in bad {
+            let err = Record::from_json(line).unwrap_err();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn edge_attributes_round_trip() {
+        let line = r#"{"type":"graph","artifact":"x","at":0,"nodes":["a","b"],"edges":[{"caller":"a","callee":"b","kind":"heuristic","reason":"vtable","weight":0.5}]}"#;
+        let record = Record::from_json(line).unwrap();
+        let Record::Graph(g) = &record else { panic!() };
+        assert_eq!(g.edges[0].kind, Some(EdgeKind::Heuristic));
+        assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+    }
+}

@@ -1,0 +1,334 @@
+//! The report (`tracemerge.report.v1`) and the change feed (DESIGN.md §5).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Config, Time};
+
+pub const REPORT_SCHEMA: &str = "tracemerge.report.v1";
+
+/// The state of every artifact as of one event time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub as_of: Time,
+    pub config: Config,
+    /// `blake3:<hex>` over the canonical bytes of the report without this field.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    pub stats: Stats,
+    pub artifacts: Vec<ArtifactReport>,
+}
+
+/// What happened to the input records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Records read, watermarks included.
+    pub records: u64,
+    /// Records older than watermark − lateness, counted and not applied.
+    pub late: u64,
+    /// Records rejected as malformed (only with keep-going; otherwise the run stops).
+    pub invalid: u64,
+    /// Records whose `event_id` was already seen.
+    pub duplicate: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ArtifactReport {
+    pub artifact: String,
+    pub observed_edges: Vec<ObservedEdge>,
+    pub reach: Reach,
+    pub verdicts: Vec<Verdict>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A deduplicated live observed edge.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ObservedEdge {
+    pub caller: String,
+    pub callee: String,
+    pub hits: u64,
+    pub first_seen: Time,
+    pub last_seen: Time,
+    pub sources: u64,
+    pub in_static: bool,
+}
+
+/// Sizes of the three closures (reachable symbols, entrypoints included).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Reach {
+    #[serde(rename = "static")]
+    pub static_: u64,
+    pub runtime: u64,
+    pub effective: u64,
+}
+
+/// The 8-state lattice of DESIGN.md §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Unknown,
+    StaticReachable,
+    StaticUnreachable,
+    RuntimeObserved,
+    RuntimeUnobserved,
+    ConfirmedReachable,
+    ConfirmedUnreachable,
+    Contested,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vex {
+    Affected,
+    NotAffected,
+    UnderInvestigation,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Unknown,
+        State::StaticReachable,
+        State::StaticUnreachable,
+        State::RuntimeObserved,
+        State::RuntimeUnobserved,
+        State::ConfirmedReachable,
+        State::ConfirmedUnreachable,
+        State::Contested,
+    ];
+
+    /// Joins the static side (`Some(true)` reachable, `Some(false)`
+    /// unreachable, `None` no snapshot) with the runtime side (`Some(true)`
+    /// observed, `Some(false)` unobserved, `None` no evidence).
+    pub fn join(static_side: Option<bool>, runtime_side: Option<bool>) -> State {
+        match (static_side, runtime_side) {
+            (Some(true), Some(true)) => State::ConfirmedReachable,
+            (Some(false), Some(false)) => State::ConfirmedUnreachable,
+            (Some(false), Some(true)) => State::Contested,
+            (Some(true), Some(false)) => State::StaticReachable,
+            (Some(true), None) => State::StaticReachable,
+            (Some(false), None) => State::StaticUnreachable,
+            (None, Some(true)) => State::RuntimeObserved,
+            (None, Some(false)) => State::RuntimeUnobserved,
+            (None, None) => State::Unknown,
+        }
+    }
+
+    pub fn vex(self) -> Vex {
+        match self {
+            State::ConfirmedReachable | State::StaticReachable | State::RuntimeObserved => {
+                Vex::Affected
+            }
+            State::ConfirmedUnreachable | State::StaticUnreachable => Vex::NotAffected,
+            State::Contested | State::RuntimeUnobserved | State::Unknown => {
+                Vex::UnderInvestigation
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::StaticReachable => "static_reachable",
+            State::StaticUnreachable => "static_unreachable",
+            State::RuntimeObserved => "runtime_observed",
+            State::RuntimeUnobserved => "runtime_unobserved",
+            State::ConfirmedReachable => "confirmed_reachable",
+            State::ConfirmedUnreachable => "confirmed_unreachable",
+            State::Contested => "contested",
+        }
+    }
+}
+
+/// Which graph a witness hop comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hop {
+    Static,
+    Runtime,
+    Both,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Verdict {
+    pub target: String,
+    pub state: State,
+    pub vex: Vex,
+    /// Shortest effective path from an entrypoint; absent when unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hops: Option<Vec<Hop>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    Accepted,
+    Rejected,
+    Pending,
+    Quarantined,
+}
+
+/// A place where runtime evidence contradicts static analysis.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Conflict {
+    /// Both ends are snapshot nodes; the edge is not a snapshot edge.
+    /// `hits` and `sources` are the live evidence the strategy weighed.
+    RuntimeEdgeNotInStatic {
+        caller: String,
+        callee: String,
+        resolution: Resolution,
+        hits: u64,
+        sources: u64,
+    },
+    /// An executed snapshot node outside reach_static.
+    ExecutedButStaticallyUnreachable { symbol: String },
+    /// An observation names a symbol absent from the snapshot.
+    UnknownSymbol { symbol: String },
+    /// Live observations for an artifact without a snapshot.
+    NoStaticSnapshot {},
+    /// A static_reachable target, covered for at least min_coverage, never run.
+    ReachableButUnobserved { symbol: String },
+}
+
+impl Conflict {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Conflict::RuntimeEdgeNotInStatic { .. } => "runtime_edge_not_in_static",
+            Conflict::ExecutedButStaticallyUnreachable { .. } => {
+                "executed_but_statically_unreachable"
+            }
+            Conflict::UnknownSymbol { .. } => "unknown_symbol",
+            Conflict::NoStaticSnapshot {} => "no_static_snapshot",
+            Conflict::ReachableButUnobserved { .. } => "reachable_but_unobserved",
+        }
+    }
+
+    pub const KINDS: [&'static str; 5] = [
+        "runtime_edge_not_in_static",
+        "executed_but_statically_unreachable",
+        "unknown_symbol",
+        "no_static_snapshot",
+        "reachable_but_unobserved",
+    ];
+}
+
+/// One line of the change feed: `{at, diff, kind, artifact, ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChangeItem {
+    /// A live observed edge (its aggregate changes as hits arrive and expire).
+    Edge { artifact: String, edge: ObservedEdge },
+    Verdict { artifact: String, verdict: Verdict },
+    Conflict { artifact: String, conflict: Conflict },
+    Reach { artifact: String, reach: Reach },
+}
+
+/// A change of the output at event time `at`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Change {
+    pub at: Time,
+    pub diff: i64,
+    #[serde(flatten)]
+    pub item: ChangeItem,
+}
+
+pub use ChangeItem as Item;
+
+impl Report {
+    /// An empty report; fill `artifacts`, then call [`Report::seal`].
+    pub fn new(as_of: Time, config: Config, stats: Stats) -> Self {
+        Report {
+            schema: REPORT_SCHEMA,
+            as_of,
+            config,
+            digest: String::new(),
+            stats,
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// Sorts every array into canonical order and sets the digest.
+    pub fn seal(mut self) -> Self {
+        self.artifacts.sort_by(|a, b| a.artifact.cmp(&b.artifact));
+        for a in &mut self.artifacts {
+            a.observed_edges.sort();
+            a.verdicts.sort();
+            a.conflicts.sort_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
+        }
+        self.digest = String::new();
+        let bytes = self.canonical_bytes();
+        self.digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        self
+    }
+
+    /// Canonical JSON: sorted keys, arrays in the order `seal` gives, integer times.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // serde_json's Map is a BTreeMap (no preserve_order): keys come out sorted.
+        let value = serde_json::to_value(self).expect("reports always serialize");
+        serde_json::to_vec(&value).expect("values always serialize")
+    }
+
+    /// Canonical JSON, pretty-printed (same keys and order) for people.
+    pub fn to_pretty_json(&self) -> String {
+        let value = serde_json::to_value(self).expect("reports always serialize");
+        serde_json::to_string_pretty(&value).expect("values always serialize")
+    }
+
+    /// Recomputes the digest and compares.
+    pub fn digest_is_valid(&self) -> bool {
+        let mut copy = self.clone();
+        copy.digest = String::new();
+        self.digest == format!("blake3:{}", blake3::hash(&copy.canonical_bytes()).to_hex())
+    }
+}
+
+/// Conflicts sort by kind name, then by subject, so the order reads well.
+fn canonical_conflict_key(c: &Conflict) -> (&'static str, &Conflict) {
+    (c.kind(), c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lattice_join_covers_eight_states() {
+        let sides = [None, Some(true), Some(false)];
+        let mut seen = std::collections::BTreeSet::new();
+        for s in sides {
+            for r in sides {
+                seen.insert(State::join(s, r));
+            }
+        }
+        assert_eq!(seen.len(), 8);
+        assert_eq!(State::join(Some(true), Some(false)), State::StaticReachable);
+        assert_eq!(State::Contested.vex(), Vex::UnderInvestigation);
+        for s in State::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
+
+    #[test]
+    fn digest_ignores_its_own_field_and_sees_everything_else() {
+        let mut r = Report::new(5, Config::default(), Stats::default());
+        r.artifacts.push(ArtifactReport {
+            artifact: "a".into(),
+            conflicts: vec![Conflict::NoStaticSnapshot {}],
+            ..Default::default()
+        });
+        let sealed = r.clone().seal();
+        assert!(sealed.digest.starts_with("blake3:"));
+        assert!(sealed.digest_is_valid());
+        r.as_of = 6;
+        assert_ne!(r.seal().digest, sealed.digest);
+        let text = String::from_utf8(sealed.canonical_bytes()).unwrap();
+        assert!(text.contains(r#"{"kind":"no_static_snapshot"}"#), "{text}");
+        assert!(text.starts_with(r#"{"artifacts":"#), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! eBPF collector (Linux): exact-mode uprobes and sampling mode, producing tracemerge records.

@@ -1,0 +1,1 @@
+//! Live ETW collector. Windows-only code, type-checked on Linux through a cargo feature.
