@@ -1,8 +1,11 @@
 //! The `tracemerge` command (DESIGN.md §8).
 
+mod demo;
 mod etl;
 mod probe;
+mod run;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +20,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the embedded scenario and print its verdicts and conflicts.
+    Demo {
+        /// Where to write the full report (default: in the temp directory).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Merge record streams and write the report.
+    #[command(disable_help_flag = true)]
+    Merge {
+        #[command(flatten)]
+        engine: run::EngineArgs,
+        /// Write the report here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Replay record streams and print the change feed (NDJSON) on stdout.
+    #[command(disable_help_flag = true)]
+    Replay {
+        #[command(flatten)]
+        engine: run::EngineArgs,
+        /// max, or a factor of event time to wall time such as 1x or 10x.
+        #[arg(long, default_value = "max")]
+        speed: run::Speed,
+        /// Also write the final report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
     /// Decode Windows ETW trace files (.etl).
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -28,6 +62,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo { output } => demo::run(output),
+        Command::Merge { engine, output, .. } => run::merge(engine, output),
+        Command::Replay {
+            engine,
+            speed,
+            report,
+            ..
+        } => run::replay(engine, speed, report),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),
     };

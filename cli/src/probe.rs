@@ -1,18 +1,178 @@
-//! `tracemerge probe …`: eBPF collectors.
+//! `tracemerge probe …`: the eBPF collectors (crate `tracemerge-ebpf`).
+//!
+//! Writes the record stream (DESIGN.md §3) to stdout or `-o FILE`, one
+//! window at a time, then a final watermark; a one-line summary (edges,
+//! hits, losses, attach/detach time) goes to stderr. With `-- COMMAND` the
+//! command runs under the probe and its exit code becomes ours.
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_ebpf::target;
+use tracemerge_records::Record;
 
 #[derive(clap::Subcommand)]
 pub enum ProbeCommand {
-    /// Exact mode: entry uprobes on chosen functions.
+    /// Exact mode: an entry uprobe on every chosen function of a binary;
+    /// caller → callee counts per window, and coverage of the probed functions.
     Exact {
+        /// The ELF executable or library whose functions are probed.
         #[arg(long)]
-        binary: std::path::PathBuf,
+        binary: PathBuf,
+        /// Probe only these functions (one name per line, `#` comments);
+        /// default: every function with a symbol.
+        #[arg(long)]
+        functions: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Sampling mode: perf-event CPU samples with user stacks (frame
+    /// pointers); edges from adjacent frames, hits for leaf frames.
+    Sample {
+        /// Samples per second on each CPU.
+        #[arg(long, default_value_t = 99)]
+        frequency: u64,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
-pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
-    match cmd {
-        ProbeCommand::Exact { binary } => Err(format!("{}: not implemented yet", binary.display())),
+#[derive(clap::Args)]
+pub struct Common {
+    /// Artifact id of the records (default: `build-id:<hex>` of the binary).
+    #[arg(long)]
+    artifact: Option<String>,
+    /// `source` of the records (default: `ebpf:<hostname>`).
+    #[arg(long)]
+    source: Option<String>,
+    /// Drain interval (`ms`, `s`, `m`, `h`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    window: Duration,
+    /// Stop after this long (default: when the command or process exits, or
+    /// on SIGINT/SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Capacity of the kernel count map per window (more is counted as loss).
+    #[arg(long)]
+    map_size: Option<u32>,
+    /// Write the records here instead of stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Trace this running process.
+    #[arg(long, conflicts_with = "command")]
+    pid: Option<u32>,
+    /// Start this command and trace it until it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?} (e.g. 500ms, 1s, 2m)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" | "" => n * 1e3,
+        "m" => n * 60e3,
+        "h" => n * 3600e3,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
+    };
+    if !(ms.is_finite() && ms >= 1.0) {
+        return Err(format!("duration {s:?} is too short"));
     }
+    Ok(Duration::from_micros((ms * 1e3) as u64))
+}
+
+struct Output {
+    out: Box<dyn Write>,
+}
+
+impl Output {
+    fn open(path: &Option<PathBuf>) -> Result<Output, String> {
+        let out: Box<dyn Write> = match path {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        };
+        Ok(Output { out })
+    }
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        for r in records {
+            writeln!(self.out, "{}", r.to_json()).map_err(|e| format!("writing records: {e}"))?;
+        }
+        self.out.flush().map_err(|e| format!("writing records: {e}"))
+    }
+}
+
+fn read_functions(path: &PathBuf) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
+    if let Some(why) = tracemerge_ebpf::unsupported() {
+        return Err(format!("probe: {why}"));
+    }
+    let common = match &cmd {
+        ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
+    };
+    let target = match (&common.pid, common.command.is_empty()) {
+        (Some(pid), _) => Target::Pid(*pid),
+        (None, false) => Target::Command(common.command.clone()),
+        (None, true) => Target::All,
+    };
+    let functions = match &cmd {
+        ProbeCommand::Exact { functions: Some(f), .. } => Some(read_functions(f)?),
+        _ => None,
+    };
+    let mut output = Output::open(&common.output)?;
+    target::catch_interrupts();
+    let options = Options { window: common.window, duration: common.duration };
+    let attach = |pid: Option<u32>| -> Result<Collector, String> {
+        match &cmd {
+            ProbeCommand::Exact { binary, .. } => {
+                let mut config = tracemerge_ebpf::exact::Config::new(binary);
+                config.functions = functions.clone();
+                config.artifact = common.artifact.clone();
+                config.source = common.source.clone();
+                config.pid = pid;
+                if let Some(n) = common.map_size {
+                    config.map_entries = n;
+                }
+                let session = tracemerge_ebpf::exact::Session::attach(&config)?;
+                if !session.skipped().is_empty() {
+                    eprintln!(
+                        "tracemerge probe: not in {}: {}",
+                        binary.display(),
+                        session.skipped().join(", ")
+                    );
+                }
+                Ok(Collector::Exact(session))
+            }
+            ProbeCommand::Sample { frequency, .. } => {
+                let config = tracemerge_ebpf::sample::Config {
+                    frequency: *frequency,
+                    pid,
+                    artifact: common.artifact.clone(),
+                    source: common.source.clone(),
+                    map_entries: common.map_size.unwrap_or(16384),
+                };
+                Ok(Collector::Sample(tracemerge_ebpf::sample::Session::attach(&config)?))
+            }
+        }
+    };
+    let outcome = run::run(&target, options, attach, &mut |records| output.write(records))?;
+    eprintln!("tracemerge probe: summary {}", outcome.summary);
+    Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }

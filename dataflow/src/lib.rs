@@ -1,1 +1,23 @@
-//! placeholder
+//! The tracemerge engine: a timely/differential dataflow that merges static
+//! call-graph snapshots with runtime edge observations over event time and
+//! keeps the report of DESIGN.md §5 current as traces arrive and expire.
+//!
+//! The pieces, each a short function over collections:
+//! [`window`] (live observed edges, executed and covered symbols),
+//! [`closure`] (reachability, BFS parents, witness paths),
+//! [`verdict`] (strategies, the lattice, conflicts), put together by
+//! [`merge`]. [`ingest`] is the sequential front that turns the record
+//! stream into timestamped input updates, and [`engine`] runs it all on
+//! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
+
+pub mod closure;
+pub mod engine;
+pub mod ingest;
+pub mod merge;
+pub mod model;
+pub mod verdict;
+pub mod window;
+
+pub use engine::{
+    collect_reports, merge_records, reports_at_watermarks, run, tune, Event, Options, RunError,
+};

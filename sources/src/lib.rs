@@ -1,1 +1,442 @@
-//! placeholder
+//! Readers that turn outside files into the tracemerge record stream
+//! (`tracemerge.stream.v1`, DESIGN.md §3).
+//!
+//! [`open`] detects the format by content, never by file name:
+//!
+//! | content | reader |
+//! |---|---|
+//! | gzip (magic `1f 8b`) | decompressed, then detected again |
+//! | tracemerge NDJSON (first object has `type`) | [`Record::from_json`] per line |
+//! | `stella.callgraph.v1` JSON document | one `graph` record (+ `edge` records, below) |
+//! | Stella runtime-facts NDJSON (first object has `symbolId`) | `hit` records |
+//! | Stella runtime-facts document (`{subject, callgraphId, events[]}`) | `hit` records |
+//! | ETL, replay log | hooks in `detect.rs`, not wired yet |
+//!
+//! Every error names the file (`<stdin>` for `-`), the 1-based line and the
+//! byte offset of the line start in the decompressed stream, or a JSON path
+//! into a document. NDJSON is read line by line with a bounded buffer
+//! ([`Options::max_line`], 256 MiB): constant memory, and an over-long line is
+//! skipped without being stored. A bad NDJSON line is one error item; the
+//! iterator goes on with the next line, so the caller decides whether to stop.
+//! Errors with [`SourceError::fatal`] set (I/O and decompression failures, bad
+//! documents) end their input. JSON documents (Stella callgraph, runtime-facts
+//! document) are parsed whole, up to 4 GiB.
+//!
+//! # Stella Ops mapping
+//!
+//! Formats as documented by Stella Ops (git.stella-ops.org,
+//! `docs/signals/callgraph-formats.md`, `docs2/signals/callgraph-schema.md`,
+//! `docs/reachability/runtime-facts.md`, `docs/api/signals/reachability-contract.md`).
+//!
+//! **Callgraph** (`stella.callgraph.v1`; a document without `schema` but with
+//! `nodes` and `edges` is read as the legacy form):
+//! - `artifact`: [`Options::artifact`] if given, else the graph's `id` (the
+//!   callgraph id: in Stella it is what runtime facts refer to, via
+//!   `callgraphId`), else `graphHash`; none of them is an error at `id`.
+//! - `at`: [`Options::at`], else 0. `ingestedAt` is deliberately not used: it
+//!   is when Stella stored the graph, not when the code began to run, and a
+//!   snapshot dated at ingestion would leave earlier runtime evidence without
+//!   a snapshot.
+//! - `nodes[].id` → nodes (non-empty, unique); `edges[]` `sourceId`/`targetId`
+//!   → caller/callee (must be nodes), `kind` (`static`|`heuristic`, any case),
+//!   `reason` (string), `weight` (0.0–1.0) kept on the edge;
+//!   `entrypoints[].nodeId` (or legacy `roots[].id`) → entrypoints (must be
+//!   nodes). Everything else is ignored.
+//! - An edge of kind `runtime` is runtime evidence, not static analysis: it is
+//!   left out of the snapshot and becomes an `edge` record (hits 1, at = the
+//!   graph's `at`, source `stella:callgraph`).
+//!
+//! **Runtime facts** (`RuntimeFactEvent`: `symbolId`, `hitCount`,
+//! `observedAt`, `buildId`, `processId`, `containerId`, …; snake_case
+//! spellings such as `symbol_id`, `hit_count` are accepted too):
+//! - `symbol` ← `symbolId` (required, non-empty).
+//! - `hits` ← `hitCount`, an integer 1..=2⁶³−1 (absent: 1).
+//! - `at` ← `observedAt`: RFC 3339 string or epoch milliseconds; absent: the
+//!   [`Options::at`] default, else an error (a hit needs a time).
+//! - `artifact` ← [`Options::artifact`], else `callgraphId` (on the event, or
+//!   the document's), else `buildId`, else `imageDigest` (the document's
+//!   `subject.imageDigest`); none is an error.
+//! - `source` ← `stella:` + host (`host`/`hostname`/`nodeName`, on the event
+//!   or in `metadata`) and `container:<containerId>`, joined by `/`; the
+//!   process (`pid:<processId>`) only when neither is known; `stella` when
+//!   nothing is. Processes of one container are not separate sources, so a
+//!   quorum counts hosts/containers, not restarts.
+//! - Hits are summed per (artifact, symbol, source, observedAt ms), as Stella
+//!   sums per `symbolId`, but keeping each observation time so that the
+//!   engine's windows stay exact (summing across times would move old hits to
+//!   the newest time). Sums are emitted in order of first appearance at the
+//!   end of the input (or when 65,536 distinct keys are pending), located at
+//!   their first event; a sum that would pass 2⁶³−1 is split.
+
+mod detect;
+mod lines;
+mod ndjson;
+mod stella;
+pub mod time;
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Cursor, Read};
+
+pub use detect::Format;
+pub use tracemerge_records::Record;
+
+/// The default and largest sensible line length: 256 MiB.
+pub const MAX_LINE: usize = 256 << 20;
+
+/// Where a record or an error comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Display name: the path as given, `<stdin>` for `-`.
+    pub file: String,
+    /// 1-based line; 0 when not line-oriented.
+    pub line: u64,
+    /// Byte offset of the line start in the decompressed stream.
+    pub offset: u64,
+    /// JSON path inside a document or record, e.g. `edges[3].targetId`.
+    pub path: Option<String>,
+}
+
+impl Location {
+    pub fn file(file: &str) -> Location {
+        Location {
+            file: file.to_string(),
+            line: 0,
+            offset: 0,
+            path: None,
+        }
+    }
+
+    pub fn line(file: &str, line: u64, offset: u64) -> Location {
+        Location {
+            file: file.to_string(),
+            line,
+            offset,
+            path: None,
+        }
+    }
+
+    pub fn with_path(mut self, path: impl Into<String>) -> Location {
+        self.path = Some(path.into());
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    /// `file.ndjson:3 (byte 120)`, `cg.json: edges[3].targetId`,
+    /// `facts.ndjson:2 (byte 40): hitCount`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if self.line > 0 {
+            write!(f, ":{} (byte {})", self.line, self.offset)?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, ": {path}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bad input or a failed read, with where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceError {
+    pub location: Location,
+    pub message: String,
+    /// The input cannot be read further (I/O or decompression failure, a bad
+    /// document, unknown format). A non-fatal error concerns one line; the
+    /// iterator goes on after it.
+    pub fatal: bool,
+}
+
+impl SourceError {
+    pub fn new(location: Location, message: impl Into<String>) -> SourceError {
+        SourceError {
+            location,
+            message: message.into(),
+            fatal: false,
+        }
+    }
+
+    pub fn fatal(location: Location, message: impl Into<String>) -> SourceError {
+        SourceError {
+            location,
+            message: message.into(),
+            fatal: true,
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// One item of a record stream.
+pub type Item = Result<(Location, Record), SourceError>;
+
+/// A record stream.
+pub type RecordStream = Box<dyn Iterator<Item = Item> + Send>;
+
+/// Settings for formats that do not carry everything a record needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Artifact of every record from Stella inputs (overrides the callgraph
+    /// `id` and the runtime facts' `callgraphId`/`buildId`/`imageDigest`).
+    /// tracemerge NDJSON is not changed.
+    pub artifact: Option<String>,
+    /// Time of records whose input has none: a Stella callgraph snapshot,
+    /// runtime facts without `observedAt`.
+    pub at: Option<u64>,
+    /// Longest accepted NDJSON line in bytes (default [`MAX_LINE`]).
+    pub max_line: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            artifact: None,
+            at: None,
+            max_line: MAX_LINE,
+        }
+    }
+}
+
+/// The display name of a path: `<stdin>` for `-`.
+pub fn display_name(path: &str) -> String {
+    if path == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// Opens a file (`-` is stdin) as a record stream, detecting its format.
+pub fn open(path: &str) -> Result<RecordStream, SourceError> {
+    open_with(path, &Options::default())
+}
+
+/// [`open`] with options.
+pub fn open_with(path: &str, options: &Options) -> Result<RecordStream, SourceError> {
+    let name = display_name(path);
+    if path == "-" {
+        return from_reader(&name, std::io::stdin(), options);
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| SourceError::fatal(Location::file(&name), format!("cannot open: {e}")))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(SourceError::fatal(
+            Location::file(&name),
+            "is a directory, not an input file",
+        ));
+    }
+    from_reader(&name, file, options)
+}
+
+/// Reads a record stream from any reader; `name` is used in locations.
+pub fn from_reader(
+    name: &str,
+    reader: impl Read + Send + 'static,
+    options: &Options,
+) -> Result<RecordStream, SourceError> {
+    open_detected(name, Box::new(reader), options, 0)
+}
+
+/// Detects the format of `reader` (for tools that want to say what a file is).
+pub fn detect_format(reader: &mut dyn Read) -> Result<Option<Format>, std::io::Error> {
+    Ok(match detect::detect(reader)?.1 {
+        detect::Detected::Format(f) => Some(f),
+        _ => None,
+    })
+}
+
+fn open_detected(
+    name: &str,
+    mut reader: Box<dyn Read + Send>,
+    options: &Options,
+    gzip_depth: u32,
+) -> Result<RecordStream, SourceError> {
+    let (peeked, detected) = detect::detect(&mut *reader)
+        .map_err(|e| SourceError::fatal(Location::line(name, 1, 0), format!("read error: {e}")))?;
+    let first = Location::line(name, peeked.skipped_lines + 1, peeked.skipped_bytes);
+    let format = match detected {
+        detect::Detected::Empty => {
+            let what = if gzip_depth > 0 {
+                "empty input (the decompressed stream has no records)"
+            } else {
+                "empty input (no records)"
+            };
+            return Err(SourceError::fatal(Location::file(name), what));
+        }
+        detect::Detected::Unknown(message) => return Err(SourceError::fatal(first, message)),
+        detect::Detected::Format(f) => f,
+    };
+    let start_line = peeked.skipped_lines + 1;
+    let start_offset = peeked.skipped_bytes;
+    let rest: Box<dyn Read + Send> = Box::new(Cursor::new(peeked.prefix).chain(reader));
+    match format {
+        detect::Format::Gzip => {
+            if gzip_depth >= 3 {
+                return Err(SourceError::fatal(
+                    Location::file(name),
+                    "gzip nested more than 3 levels deep",
+                ));
+            }
+            let decoder = flate2::read::MultiGzDecoder::new(rest);
+            open_detected(name, Box::new(decoder), options, gzip_depth + 1)
+        }
+        detect::Format::Ndjson => {
+            let buffered: Box<dyn BufRead + Send> =
+                Box::new(BufReader::with_capacity(64 << 10, rest));
+            Ok(Box::new(ndjson::NdjsonReader::new(
+                name,
+                buffered,
+                options.max_line,
+                start_line,
+                start_offset,
+            )))
+        }
+        detect::Format::StellaRuntimeFacts => {
+            let buffered: Box<dyn BufRead + Send> =
+                Box::new(BufReader::with_capacity(64 << 10, rest));
+            Ok(Box::new(stella::RuntimeFactsReader::new(
+                name,
+                buffered,
+                options,
+                start_line,
+                start_offset,
+            )))
+        }
+        detect::Format::StellaCallgraph => Ok(Box::new(
+            stella::read_callgraph(name, rest, options, start_line, start_offset).into_iter(),
+        )),
+        detect::Format::StellaRuntimeFactsDocument => Ok(Box::new(
+            stella::read_runtime_facts_document(name, rest, options, start_line, start_offset)
+                .into_iter(),
+        )),
+        detect::Format::Etl | detect::Format::ReplayLog => Err(SourceError::fatal(
+            Location::file(name),
+            format!("{} input is not supported yet", format.name()),
+        )),
+    }
+}
+
+/// Several inputs chained into one stream, in the given order. Every path is
+/// checked to exist up front; each file is opened when the previous one ends.
+/// An error opening a later file (empty, unknown format, …) is yielded as a
+/// fatal item and the chain goes on with the next file.
+pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, SourceError> {
+    if paths.is_empty() {
+        return Err(SourceError::fatal(
+            Location::file("<none>"),
+            "no input files given",
+        ));
+    }
+    if paths.iter().filter(|p| *p == "-").count() > 1 {
+        return Err(SourceError::fatal(
+            Location::file("<stdin>"),
+            "stdin (-) given more than once",
+        ));
+    }
+    for path in paths.iter().filter(|p| *p != "-") {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(SourceError::fatal(
+                Location::file(path),
+                format!("cannot open: {e}"),
+            ));
+        }
+    }
+    let first = open_with(&paths[0], options)?;
+    Ok(Box::new(Chain {
+        current: Some(first),
+        rest: paths[1..].iter().cloned().collect(),
+        options: options.clone(),
+    }))
+}
+
+struct Chain {
+    current: Option<RecordStream>,
+    rest: std::collections::VecDeque<String>,
+    options: Options,
+}
+
+impl Iterator for Chain {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(current) = &mut self.current {
+                if let Some(item) = current.next() {
+                    return Some(item);
+                }
+                self.current = None;
+            }
+            let path = self.rest.pop_front()?;
+            match open_with(&path, &self.options) {
+                Ok(stream) => self.current = Some(stream),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// The JSON type of a value, for messages.
+pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json appends ` at line 1 column N` to messages about a single line;
+/// the line is already in the location, so only the column is kept.
+pub(crate) fn clean_json_message(message: &str) -> String {
+    if let Some(i) = message.rfind(" at line ") {
+        if let Some(col) = message[i..].split(" column ").nth(1) {
+            if col.bytes().all(|b| b.is_ascii_digit()) && !col.is_empty() {
+                return format!("{} (column {col})", &message[..i]);
+            }
+        }
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_display() {
+        assert_eq!(
+            Location::line("file.ndjson", 3, 120).to_string(),
+            "file.ndjson:3 (byte 120)"
+        );
+        assert_eq!(
+            Location::file("cg.json")
+                .with_path("edges[3].targetId")
+                .to_string(),
+            "cg.json: edges[3].targetId"
+        );
+        assert_eq!(
+            Location::line("f", 2, 40).with_path("hitCount").to_string(),
+            "f:2 (byte 40): hitCount"
+        );
+        assert_eq!(display_name("-"), "<stdin>");
+        let e = SourceError::new(Location::line("a", 1, 0), "bad");
+        assert_eq!(e.to_string(), "a:1 (byte 0): bad");
+    }
+
+    #[test]
+    fn json_message_cleanup() {
+        assert_eq!(
+            clean_json_message("expected value at line 1 column 5"),
+            "expected value (column 5)"
+        );
+        assert_eq!(clean_json_message("duplicate node"), "duplicate node");
+    }
+}

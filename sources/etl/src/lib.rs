@@ -1,1 +1,37 @@
-//! Decodes Windows ETW trace files (.etl) into call edges; runs on every platform.
+//! Decodes Windows ETW trace files (.etl) into tracemerge call-edge records,
+//! in pure Rust, on every platform.
+//!
+//! Layers, outermost first: [`file`] (buffers, XPRESS-compressed or plain,
+//! and the log-file header), [`events`] (every record header type),
+//! [`kernel`] (typed Image, Process, Thread, StackWalk, PerfInfo and
+//! ImageID/DbgID_RSDS events), [`trace`] (module map over time, stack-key
+//! resolution, kernel/user halves joined), [`edges`] (caller → callee
+//! records of DESIGN.md §3), [`symbols`] (PDB lookup) and [`inspect`].
+//!
+//! Damage never panics: each error names the buffer and byte offset, and the
+//! buffers before (and where possible after) it still decode.
+#![recursion_limit = "256"]
+
+pub mod bench;
+pub mod edges;
+pub mod error;
+pub mod events;
+pub mod file;
+pub mod inspect;
+pub mod kernel;
+pub mod symbols;
+pub mod trace;
+pub mod xpress;
+
+pub use edges::{import, import_report, ArtifactMap, Granularity, Import, ImportOptions};
+pub use error::EtlError;
+pub use trace::{is_etl, DecodeOptions, JoinPolicy, KeyResolution, Trace};
+
+/// Reads and decodes a file.
+pub fn decode_file(path: &std::path::Path) -> Result<Trace, EtlError> {
+    let data = std::fs::read(path).map_err(|e| EtlError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Trace::decode(&data)
+}

@@ -1,0 +1,298 @@
+//! `tracemerge merge` and `tracemerge replay`: run the engine over record
+//! streams read from files.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracemerge_dataflow::{run, Event, Options, RunError};
+use tracemerge_records::{parse_duration, Config, Record, Report, Strategy, Time};
+
+/// Options shared by every command that runs the engine.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EngineArgs {
+    /// Record streams (`-` is stdin), read as one stream in the order given;
+    /// the format is detected from the content.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// How long an observation stays live.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub ttl: Time,
+    /// How far behind the watermark a record may arrive.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lateness: Time,
+    /// union, static or quorum:HITS:SOURCES.
+    #[arg(long, default_value = "union")]
+    pub strategy: Strategy,
+    /// Symbols (one per line) or edges (`caller -> callee`) never accepted.
+    #[arg(long)]
+    pub quarantine: Option<PathBuf>,
+    /// How long a target must be covered before it counts as unobserved.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub min_coverage: Time,
+    /// Count malformed records in stats.invalid and go on, instead of stopping.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Records per batch handed to the workers.
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Timely's execution options, passed through.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes (timely cluster mode).
+    #[arg(short = 'n', long = "processes", default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, 0..n.
+    #[arg(short = 'p', long = "process", default_value_t = 0)]
+    pub process: usize,
+    /// File of `host:port` lines, one per process (default localhost:2101+i).
+    #[arg(short = 'h', long = "hostfile")]
+    pub hostfile: Option<PathBuf>,
+    /// Timely progress mode: eager (lower latency over TCP) or demand.
+    #[arg(long, default_value = "demand")]
+    pub progress_mode: String,
+}
+
+impl ClusterArgs {
+    pub fn timely_config(&self) -> Result<timely::Config, String> {
+        let workers = self.workers.max(1);
+        let communication = if self.processes > 1 {
+            if self.process >= self.processes {
+                return Err(format!(
+                    "--process {} is out of range for {} processes",
+                    self.process, self.processes
+                ));
+            }
+            let addresses = match &self.hostfile {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let hosts: Vec<String> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect();
+                    if hosts.len() < self.processes {
+                        return Err(format!(
+                            "{}: {} addresses for {} processes",
+                            path.display(),
+                            hosts.len(),
+                            self.processes
+                        ));
+                    }
+                    hosts[..self.processes].to_vec()
+                }
+                None => (0..self.processes)
+                    .map(|i| format!("localhost:{}", 2101 + i))
+                    .collect(),
+            };
+            timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        } else {
+            timely::CommunicationConfig::Process(workers)
+        };
+        let mode = self
+            .progress_mode
+            .parse()
+            .map_err(|e| format!("--progress-mode: {e}"))?;
+        let mut config = timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default().progress_mode(mode),
+        };
+        tracemerge_dataflow::tune(&mut config);
+        Ok(config)
+    }
+}
+
+impl EngineArgs {
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = Config {
+            ttl: self.ttl,
+            lateness: self.lateness,
+            strategy: self.strategy,
+            min_coverage: self.min_coverage,
+            ..Config::default()
+        };
+        if let Some(path) = &self.quarantine {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            config
+                .add_quarantine(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(config)
+    }
+
+    fn options(&self) -> Result<Options, String> {
+        let mut options = Options::threads(self.cluster.workers);
+        options.timely = self.cluster.timely_config()?;
+        options.batch = self.batch;
+        options.keep_going = self.keep_going;
+        Ok(options)
+    }
+}
+
+/// How fast `replay` feeds records: as fast as possible, or paced by event time.
+#[derive(Clone, Copy, Debug)]
+pub enum Speed {
+    Max,
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        s.strip_suffix('x')
+            .and_then(|f| f.parse::<f64>().ok())
+            .filter(|f| *f > 0.0 && f.is_finite())
+            .map(Speed::Factor)
+            .ok_or_else(|| format!("bad speed {s:?}: expected max or a factor such as 1x, 10x"))
+    }
+}
+
+/// The record stream of all files, in order, with errors that name file and line.
+fn records(files: &[String]) -> Result<impl Iterator<Item = Result<Record, String>>, String> {
+    let stream = tracemerge_sources::open_all(files, &tracemerge_sources::Options::default())
+        .map_err(|e| e.to_string())?;
+    Ok(stream.map(|item| item.map(|(_, record)| record).map_err(|e| e.to_string())))
+}
+
+/// Counts records and shows records/s on stderr when it is a terminal.
+fn with_progress<I: Iterator<Item = Result<Record, String>>>(
+    inner: I,
+) -> impl Iterator<Item = Result<Record, String>> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} records ({per_sec}) {elapsed}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let mut inner = inner;
+    std::iter::from_fn(move || {
+        let next = inner.next();
+        if let Some(bar) = &bar {
+            match next {
+                Some(_) => bar.inc(1),
+                None => bar.finish_and_clear(),
+            }
+        }
+        next
+    })
+}
+
+/// Paces records so that event time advances `factor` times faster than wall time.
+fn paced<I: Iterator<Item = Result<Record, String>>>(
+    inner: I,
+    speed: Speed,
+) -> impl Iterator<Item = Result<Record, String>> {
+    let mut start: Option<(Instant, Time)> = None;
+    inner.inspect(move |item| {
+        let (Speed::Factor(factor), Ok(record)) = (speed, item) else {
+            return;
+        };
+        let t = record.time();
+        let (wall, first) = *start.get_or_insert((Instant::now(), t));
+        let due = Duration::from_secs_f64(t.saturating_sub(first) as f64 / 1000.0 / factor);
+        if let Some(wait) = due.checked_sub(wall.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    })
+}
+
+/// Runs the engine; returns the final report (on process 0) and the input
+/// error, if the stream stopped at a bad record.
+fn execute(
+    args: &EngineArgs,
+    mut options: Options,
+    speed: Option<Speed>,
+    mut on_change: impl FnMut(&tracemerge_records::Change) + Send + 'static,
+) -> Result<(Option<Report>, Option<String>), String> {
+    let config = args.config()?;
+    options.changes = speed.is_some();
+    let report = Arc::new(Mutex::new(None));
+    let slot = report.clone();
+    let stream = with_progress(paced(records(&args.files)?, speed.unwrap_or(Speed::Max)));
+    let result = run(stream, &config, options, move |event| match event {
+        Event::Change(change) => on_change(&change),
+        Event::Report { report, last: true } => *slot.lock().expect("report") = Some(report),
+        Event::Report { .. } => {}
+        Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
+    });
+    let report = report.lock().expect("report").take();
+    match result {
+        Ok(_) => Ok((report, None)),
+        Err(RunError::Record(e)) => Ok((report, Some(e))),
+        Err(RunError::Engine(e)) => Err(e),
+    }
+}
+
+/// `tracemerge merge`.
+pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, String> {
+    let options = args.options()?;
+    let (report, error) = execute(&args, options, None, |_| {})?;
+    if let Some(report) = report {
+        write_report(&report, output.as_ref())?;
+    }
+    finish(error)
+}
+
+/// `tracemerge replay`: the change feed on stdout.
+pub fn replay(args: EngineArgs, speed: Speed, report: Option<PathBuf>) -> Result<ExitCode, String> {
+    let options = args.options()?;
+    let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let out = stdout.clone();
+    let (final_report, error) = execute(&args, options, Some(speed), move |change| {
+        let mut out = out.lock().expect("stdout");
+        let line = serde_json::to_string(change).expect("changes serialize");
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(out, "{line}");
+    })?;
+    let _ = stdout.lock().expect("stdout").flush();
+    if let (Some(r), Some(path)) = (final_report, report.as_ref()) {
+        write_report(&r, Some(path))?;
+    }
+    finish(error)
+}
+
+fn finish(error: Option<String>) -> Result<ExitCode, String> {
+    match error {
+        None => Ok(ExitCode::SUCCESS),
+        // The report of everything before the bad record was written.
+        Some(e) => Err(e),
+    }
+}
+
+pub fn write_report(report: &Report, output: Option<&PathBuf>) -> Result<(), String> {
+    let mut text = report.to_pretty_json();
+    text.push('\n');
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("stdout: {e}"))
+        }
+    }
+}

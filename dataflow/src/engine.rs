@@ -1,0 +1,455 @@
+//! Runs the merge dataflow on timely workers and turns its output into
+//! reports and a change feed.
+//!
+//! The calling thread reads the record stream and runs [`Ingest`]; updates
+//! are dealt round-robin to the workers (only the local ones are sent; every
+//! process reads the same stream), watermarks advance every worker's inputs.
+//! All output is exchanged to worker 0, which keeps the accumulated state and
+//! builds reports once the dataflow's frontier has passed their time.
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use differential_dataflow::AsCollection;
+use timely::dataflow::operators::Exchange;
+use timely::dataflow::ProbeHandle;
+use tracemerge_records::{
+    ArtifactReport, Change, Config, Item, Record, Report, Stats, Time,
+};
+
+use crate::ingest::{Ingest, Outcome};
+use crate::merge::{build, Inputs};
+use crate::model::Timed;
+
+/// What the engine tells its caller.
+#[derive(Debug)]
+pub enum Event {
+    /// A change of the output, in event-time order, once it is final.
+    Change(Change),
+    /// A report: one per advancing watermark if asked for, and a final one.
+    Report { report: Report, last: bool },
+    /// A record rejected under `keep_going`.
+    Invalid(String),
+}
+
+/// How to run the engine.
+pub struct Options {
+    /// Timely's configuration: threads, processes, progress mode.
+    pub timely: timely::Config,
+    /// Records per batch handed to the workers.
+    pub batch: usize,
+    /// Build a report at every watermark that advances event time.
+    pub watermark_reports: bool,
+    /// Emit the change feed.
+    pub changes: bool,
+    /// Count bad records in `stats.invalid` and go on, instead of stopping.
+    pub keep_going: bool,
+}
+
+impl Options {
+    /// `workers` threads in this process; final report only.
+    pub fn threads(workers: usize) -> Self {
+        let mut timely = timely::Config::process(workers.max(1));
+        tune(&mut timely);
+        Options {
+            timely,
+            batch: 1024,
+            watermark_reports: false,
+            changes: false,
+            keep_going: false,
+        }
+    }
+}
+
+/// Applies the differential settings every run needs: idle merging, so
+/// traces compact while the stream is quiet.
+pub fn tune(config: &mut timely::Config) {
+    differential_dataflow::configure(
+        &mut config.worker,
+        &differential_dataflow::Config::default().idle_merge_effort(Some(1000)),
+    );
+}
+
+/// Why a run stopped early.
+#[derive(Debug)]
+pub enum RunError<E> {
+    /// A bad record; everything before it was merged and reported.
+    Record(E),
+    /// The workers could not start or failed (for example, a cluster peer
+    /// was unreachable).
+    Engine(String),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Record(e) => e.fmt(f),
+            RunError::Engine(e) => write!(f, "engine: {e}"),
+        }
+    }
+}
+
+enum Msg {
+    Updates(Vec<Timed>),
+    Advance(Time),
+    Report { as_of: Time, stats: Stats, last: bool },
+}
+
+/// Runs the engine over `records`. Events reach `on_event` from worker 0's
+/// thread. On the first bad record (without `keep_going`) the records
+/// accepted so far are still merged and reported, then the error returns.
+pub fn run<E, I, F>(
+    records: I,
+    config: &Config,
+    options: Options,
+    on_event: F,
+) -> Result<Stats, RunError<E>>
+where
+    E: std::fmt::Display,
+    I: IntoIterator<Item = Result<Record, E>>,
+    F: FnMut(Event) + Send + 'static,
+{
+    let (threads, process) = match &options.timely.communication {
+        timely::CommunicationConfig::Cluster {
+            threads, process, ..
+        } => (*threads, *process),
+        timely::CommunicationConfig::Process(n) | timely::CommunicationConfig::ProcessBinary(n) => (*n, 0),
+        timely::CommunicationConfig::Thread => (1, 0),
+    };
+    let processes = match &options.timely.communication {
+        timely::CommunicationConfig::Cluster { addresses, .. } => addresses.len(),
+        _ => 1,
+    };
+    let peers = threads * processes;
+    let first_local = process * threads;
+
+    let mut senders: Vec<Sender<Msg>> = Vec::with_capacity(threads);
+    let mut receivers = HashMap::new();
+    for local in 0..threads {
+        let (tx, rx) = bounded(64);
+        senders.push(tx);
+        receivers.insert(first_local + local, rx);
+    }
+    let receivers = Arc::new(Mutex::new(receivers));
+    let on_event: Arc<Mutex<Box<dyn FnMut(Event) + Send>>> = Arc::new(Mutex::new(Box::new(on_event)));
+    let worker_config = config.clone();
+    let changes = options.changes;
+    let events = on_event.clone();
+    let guards = timely::execute(options.timely, move |worker| {
+        let rx = receivers
+            .lock()
+            .expect("receivers")
+            .remove(&worker.index())
+            .expect("one receiver per local worker");
+        run_worker(worker, rx, &worker_config, changes, events.clone());
+    })
+    .map_err(RunError::Engine)?;
+
+    let mut ingest = Ingest::new(config.clone());
+    let mut buffers: Vec<Vec<Timed>> = vec![Vec::new(); threads];
+    let mut updates = Vec::new();
+    let mut dealt = 0usize;
+    let mut in_batch = 0usize;
+    let batch = options.batch.max(1);
+    let flush = |buffers: &mut Vec<Vec<Timed>>| {
+        for (buffer, tx) in buffers.iter_mut().zip(&senders) {
+            if !buffer.is_empty() {
+                let _ = tx.send(Msg::Updates(std::mem::take(buffer)));
+            }
+        }
+    };
+    let broadcast = |msg: &dyn Fn() -> Msg| {
+        for tx in &senders {
+            let _ = tx.send(msg());
+        }
+    };
+    let mut failure = None;
+    for record in records {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) if options.keep_going => {
+                ingest.count_invalid();
+                (on_event.lock().expect("events"))(Event::Invalid(e.to_string()));
+                continue;
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        match ingest.push(record, &mut updates) {
+            Outcome::Applied => {
+                for t in updates.drain(..) {
+                    let worker = dealt % peers;
+                    dealt += 1;
+                    if worker >= first_local && worker < first_local + threads {
+                        buffers[worker - first_local].push(t);
+                    }
+                }
+                in_batch += 1;
+                if in_batch >= batch {
+                    flush(&mut buffers);
+                    in_batch = 0;
+                }
+            }
+            Outcome::Advanced(at) => {
+                flush(&mut buffers);
+                in_batch = 0;
+                if options.watermark_reports {
+                    let stats = ingest.stats();
+                    broadcast(&|| Msg::Report {
+                        as_of: at,
+                        stats,
+                        last: false,
+                    });
+                }
+                let frontier = ingest.frontier();
+                broadcast(&|| Msg::Advance(frontier));
+            }
+            Outcome::Late | Outcome::Duplicate | Outcome::Ignored => {}
+        }
+    }
+    flush(&mut buffers);
+    let (as_of, stats) = (ingest.as_of(), ingest.stats());
+    broadcast(&|| Msg::Report {
+        as_of,
+        stats,
+        last: true,
+    });
+    drop(senders);
+    for result in guards.join() {
+        result.map_err(|e| RunError::Engine(format!("a worker failed: {e}")))?;
+    }
+    match failure {
+        Some(e) => Err(RunError::Record(e)),
+        None => Ok(stats),
+    }
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    rx: Receiver<Msg>,
+    config: &Config,
+    changes: bool,
+    events: Arc<Mutex<Box<dyn FnMut(Event) + Send>>>,
+) {
+    let pending = Rc::new(RefCell::new(Vec::new()));
+    let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
+        let (inputs, items) = build(scope, config);
+        let sink = pending.clone();
+        let (probe, _) = items
+            .inner
+            .exchange(|_| 0)
+            .as_collection()
+            .inspect_batch(move |_, batch| sink.borrow_mut().extend_from_slice(batch))
+            .probe();
+        (inputs, probe)
+    });
+    let mut sink = (worker.index() == 0).then(|| Sink {
+        pending,
+        state: HashMap::new(),
+        reports: VecDeque::new(),
+        changes,
+        config: config.clone(),
+        events,
+    });
+
+    let mut open = true;
+    while open {
+        let mut received = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Updates(batch)) => {
+                    for t in batch {
+                        inputs.apply(t);
+                    }
+                    inputs.flush();
+                    received += 1;
+                }
+                Ok(Msg::Advance(time)) => inputs.advance_to(time),
+                Ok(Msg::Report { as_of, stats, last }) => {
+                    if let Some(sink) = sink.as_mut() {
+                        sink.reports.push_back((as_of, stats, last));
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+            if received >= 4 {
+                break;
+            }
+        }
+        if received == 0 && open {
+            worker.step_or_park(Some(Duration::from_micros(500)));
+        } else {
+            worker.step();
+        }
+        if let Some(sink) = sink.as_mut() {
+            sink.poll(probe.with_frontier(|f| f.first().copied()));
+        }
+    }
+    drop(inputs);
+    while worker.step() {
+        if let Some(sink) = sink.as_mut() {
+            sink.poll(probe.with_frontier(|f| f.first().copied()));
+        }
+    }
+    if let Some(sink) = sink.as_mut() {
+        sink.poll(None);
+    }
+}
+
+/// Worker 0's view of the output: everything final so far, accumulated.
+struct Sink {
+    pending: Rc<RefCell<Vec<(Item, Time, isize)>>>,
+    state: HashMap<Item, i64>,
+    reports: VecDeque<(Time, Stats, bool)>,
+    changes: bool,
+    config: Config,
+    events: Arc<Mutex<Box<dyn FnMut(Event) + Send>>>,
+}
+
+impl Sink {
+    /// Takes in every output update before `frontier` (all of them when
+    /// `None`), emitting changes and due reports in event-time order.
+    fn poll(&mut self, frontier: Option<Time>) {
+        let before = |t: Time| frontier.is_none_or(|f| t < f);
+        let mut ready: Vec<(Time, Item, i64)> = {
+            let mut pending = self.pending.borrow_mut();
+            if pending.is_empty() && self.reports.front().is_none_or(|r| !before(r.0)) {
+                return;
+            }
+            let (ready, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, t, _)| before(*t));
+            *pending = later;
+            ready.into_iter().map(|(item, t, d)| (t, item, d as i64)).collect()
+        };
+        ready.sort();
+        ready.dedup_by(|next, kept| {
+            if next.0 == kept.0 && next.1 == kept.1 {
+                kept.2 += next.2;
+                true
+            } else {
+                false
+            }
+        });
+        let mut events = self.events.lock().expect("events");
+        for (time, item, diff) in ready {
+            while let Some(&(as_of, stats, last)) = self.reports.front() {
+                if as_of >= time {
+                    break;
+                }
+                events(Event::Report {
+                    report: self.report(as_of, stats),
+                    last,
+                });
+                self.reports.pop_front();
+            }
+            if diff == 0 {
+                continue;
+            }
+            if self.changes {
+                events(Event::Change(Change {
+                    at: time,
+                    diff,
+                    item: item.clone(),
+                }));
+            }
+            match self.state.entry(item) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() += diff;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(diff);
+                }
+            }
+        }
+        while let Some(&(as_of, stats, last)) = self.reports.front() {
+            if !before(as_of) {
+                break;
+            }
+            events(Event::Report {
+                report: self.report(as_of, stats),
+                last,
+            });
+            self.reports.pop_front();
+        }
+    }
+
+    fn report(&self, as_of: Time, stats: Stats) -> Report {
+        let mut artifacts: BTreeMap<&str, ArtifactReport> = BTreeMap::new();
+        for (item, count) in &self.state {
+            debug_assert_eq!(*count, 1, "{item:?} has multiplicity {count}");
+            match item {
+                Item::Edge { artifact, edge } => {
+                    let a = artifacts.entry(artifact).or_default();
+                    a.observed_edges.push(edge.clone());
+                }
+                Item::Reach { artifact, reach } => artifacts.entry(artifact).or_default().reach = *reach,
+                Item::Verdict { artifact, verdict } => {
+                    let a = artifacts.entry(artifact).or_default();
+                    a.verdicts.push(verdict.clone());
+                }
+                Item::Conflict { artifact, conflict } => {
+                    let a = artifacts.entry(artifact).or_default();
+                    a.conflicts.push(conflict.clone());
+                }
+            }
+        }
+        let mut report = Report::new(as_of, self.config.clone(), stats);
+        report.artifacts = artifacts
+            .into_iter()
+            .map(|(name, mut a)| {
+                a.artifact = name.to_string();
+                a
+            })
+            .collect();
+        report.seal()
+    }
+}
+
+/// Runs the whole stream in this process on `workers` threads and returns
+/// one report per advancing watermark (the state as of that watermark, with
+/// the stats of the stream up to it).
+pub fn reports_at_watermarks(records: &[Record], config: &Config, workers: usize) -> Vec<Report> {
+    let mut options = Options::threads(workers);
+    options.watermark_reports = true;
+    collect_reports(records, config, options)
+        .into_iter()
+        .filter(|(_, last)| !last)
+        .map(|(r, _)| r)
+        .collect()
+}
+
+/// Runs the whole stream in this process on `workers` threads; the final report.
+pub fn merge_records(records: &[Record], config: &Config, workers: usize) -> Report {
+    collect_reports(records, config, Options::threads(workers))
+        .pop()
+        .expect("a final report")
+        .0
+}
+
+/// Runs with explicit options and returns every report, the final one last.
+pub fn collect_reports(records: &[Record], config: &Config, options: Options) -> Vec<(Report, bool)> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let stream = records.iter().cloned().map(Ok::<_, String>);
+    run(stream, config, options, move |event| {
+        if let Event::Report { report, last } = event {
+            sink.lock().expect("reports").push((report, last));
+        }
+    })
+    .expect("records are valid");
+    let reports = std::mem::take(&mut *out.lock().expect("reports"));
+    reports
+}

@@ -1,0 +1,263 @@
+//! The sequential front of the engine: turns the record stream, in arrival
+//! order, into timestamped updates of the dataflow's input collections.
+//!
+//! Everything that depends on arrival order happens here and nowhere else:
+//! the watermark, lateness, `event_id` duplicates, the stats, and the order
+//! of snapshot versions (a snapshot that arrives out of order, within the
+//! lateness bound, is slotted between its neighbours as a diff). Every
+//! process runs the same `Ingest` over the same stream, so they all agree.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tracemerge_records::{Config, Record, Stats, Time};
+
+use crate::model::{Artifact, Symbol, Timed, Update};
+
+/// What one snapshot version contributes.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Snapshot {
+    nodes: BTreeSet<Symbol>,
+    edges: BTreeSet<(Symbol, Symbol)>,
+    entrypoints: BTreeSet<Symbol>,
+}
+
+/// The versions of one replaceable thing (snapshots or target sets) of one
+/// artifact that may still change: everything at or after the frontier, and
+/// the last version before it.
+struct Versions<V> {
+    by_time: BTreeMap<Time, V>,
+}
+
+impl<V: Clone + Ord + Default> Versions<V> {
+    fn new() -> Self {
+        Versions {
+            by_time: BTreeMap::new(),
+        }
+    }
+
+    /// Inserts version `v` at `at`. Returns the diffs as `(time, old, new)`
+    /// replacements: the content in force changes from `old` to `new` at `time`.
+    /// Of two versions at the same time the greater wins.
+    fn insert(&mut self, at: Time, v: V) -> Vec<(Time, V, V)> {
+        let before = |m: &BTreeMap<Time, V>| m.range(..at).next_back().map(|(_, v)| v.clone());
+        let previous_at = self.by_time.get(&at).cloned();
+        let old = match &previous_at {
+            Some(existing) if *existing >= v => return Vec::new(),
+            Some(existing) => existing.clone(),
+            None => before(&self.by_time).unwrap_or_default(),
+        };
+        let mut out = vec![(at, old.clone(), v.clone())];
+        if let Some((&next_at, _)) = self.by_time.range(at + 1..).next() {
+            // The next version used to replace `old`; now it replaces `v`.
+            out.push((next_at, v.clone(), old));
+        }
+        self.by_time.insert(at, v);
+        out
+    }
+
+    /// Forgets versions that no longer matter once nothing before `frontier` can arrive.
+    fn prune(&mut self, frontier: Time) {
+        while self.by_time.range(..frontier).count() > 1 {
+            let first = *self.by_time.keys().next().expect("non-empty");
+            self.by_time.remove(&first);
+        }
+    }
+}
+
+/// Where an accepted record ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Late,
+    Duplicate,
+    /// A watermark that advanced the event time to this value.
+    Advanced(Time),
+    /// A watermark that did not advance.
+    Ignored,
+}
+
+/// The sequential ingest state.
+pub struct Ingest {
+    config: Config,
+    watermark: Option<Time>,
+    max_time: Option<Time>,
+    stats: Stats,
+    snapshots: HashMap<Artifact, Versions<Option<Snapshot>>>,
+    targets: HashMap<Artifact, Versions<BTreeSet<Symbol>>>,
+    /// event_id → time of its record, for duplicate detection.
+    event_ids: HashMap<String, Time>,
+    /// Sorted lazily: (time, event_id) pairs to forget ids by age.
+    event_id_ages: BTreeSet<(Time, String)>,
+}
+
+impl Ingest {
+    pub fn new(config: Config) -> Self {
+        Ingest {
+            config,
+            watermark: None,
+            max_time: None,
+            stats: Stats::default(),
+            snapshots: HashMap::new(),
+            targets: HashMap::new(),
+            event_ids: HashMap::new(),
+            event_id_ages: BTreeSet::new(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn count_invalid(&mut self) {
+        self.stats.invalid += 1;
+    }
+
+    /// The earliest event time a record may still have: watermark − lateness.
+    pub fn frontier(&self) -> Time {
+        self.watermark
+            .unwrap_or(0)
+            .saturating_sub(self.config.lateness)
+    }
+
+    /// The time the report describes: the last watermark, or the largest
+    /// time of an applied record when there was none.
+    pub fn as_of(&self) -> Time {
+        self.watermark.or(self.max_time).unwrap_or(0)
+    }
+
+    /// Applies one record, pushing its updates into `out`.
+    pub fn push(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
+        self.stats.records += 1;
+        let time = record.time();
+        if let Record::Watermark { at } = record {
+            if self.watermark.is_some_and(|w| w >= at) {
+                return Outcome::Ignored;
+            }
+            self.watermark = Some(at);
+            self.forget(self.frontier());
+            return Outcome::Advanced(at);
+        }
+        if time < self.frontier() {
+            self.stats.late += 1;
+            return Outcome::Late;
+        }
+        let ttl = self.config.ttl;
+        match record {
+            Record::Watermark { .. } => unreachable!("handled above"),
+            Record::Graph(g) => {
+                let snapshot = Snapshot {
+                    nodes: g.nodes.into_iter().collect(),
+                    edges: g.edges.into_iter().map(|e| (e.caller, e.callee)).collect(),
+                    entrypoints: g.entrypoints.into_iter().collect(),
+                };
+                let versions = self
+                    .snapshots
+                    .entry(g.artifact.clone())
+                    .or_insert_with(Versions::new);
+                for (at, old, new) in versions.insert(g.at, Some(snapshot)) {
+                    snapshot_diff(&g.artifact, at, &old, &new, out);
+                }
+            }
+            Record::Targets(t) => {
+                let versions = self
+                    .targets
+                    .entry(t.artifact.clone())
+                    .or_insert_with(Versions::new);
+                for (at, old, new) in versions.insert(t.at, t.symbols.into_iter().collect()) {
+                    set_diff(&old, &new, |s, diff| {
+                        out.push(Update::Target(t.artifact.clone(), s.clone()).at(at, diff))
+                    });
+                }
+            }
+            Record::Edge(e) => {
+                if self.is_duplicate(e.event_id.as_ref(), e.at) {
+                    return Outcome::Duplicate;
+                }
+                let hits = e.hits as isize;
+                let data = Update::EdgeObservation((e.artifact, e.caller, e.callee), (e.at, e.source));
+                out.push(data.clone().at(e.at, hits));
+                out.push(data.at(e.at + ttl, -hits));
+            }
+            Record::Hit(h) => {
+                if self.is_duplicate(h.event_id.as_ref(), h.at) {
+                    return Outcome::Duplicate;
+                }
+                let data = Update::HitObservation((h.artifact, h.symbol), (h.at, h.source));
+                out.push(data.clone().at(h.at, h.hits as isize));
+                out.push(data.at(h.at + ttl, -(h.hits as isize)));
+            }
+            Record::Coverage(c) => {
+                let symbols: BTreeSet<Symbol> = c.symbols.into_iter().collect();
+                for symbol in symbols {
+                    let data = Update::Coverage((c.artifact.clone(), symbol), (c.from, c.to));
+                    out.push(data.clone().at(c.to, 1));
+                    out.push(data.at(c.to + ttl, -1));
+                }
+            }
+        }
+        self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
+        Outcome::Applied
+    }
+
+    fn is_duplicate(&mut self, event_id: Option<&String>, at: Time) -> bool {
+        let Some(id) = event_id else { return false };
+        if self.event_ids.contains_key(id) {
+            self.stats.duplicate += 1;
+            return true;
+        }
+        self.event_ids.insert(id.clone(), at);
+        self.event_id_ages.insert((at, id.clone()));
+        false
+    }
+
+    /// Drops state that no record can touch any more: event ids and
+    /// snapshot versions older than the frontier.
+    fn forget(&mut self, frontier: Time) {
+        while let Some((at, _)) = self.event_id_ages.first() {
+            if *at >= frontier {
+                break;
+            }
+            let (_, id) = self.event_id_ages.pop_first().expect("non-empty");
+            self.event_ids.remove(&id);
+        }
+        for v in self.snapshots.values_mut() {
+            v.prune(frontier);
+        }
+        for v in self.targets.values_mut() {
+            v.prune(frontier);
+        }
+    }
+}
+
+fn set_diff<T: Ord>(old: &BTreeSet<T>, new: &BTreeSet<T>, mut emit: impl FnMut(&T, isize)) {
+    for x in old.difference(new) {
+        emit(x, -1);
+    }
+    for x in new.difference(old) {
+        emit(x, 1);
+    }
+}
+
+fn snapshot_diff(
+    artifact: &Artifact,
+    at: Time,
+    old: &Option<Snapshot>,
+    new: &Option<Snapshot>,
+    out: &mut Vec<Timed>,
+) {
+    if old.is_some() != new.is_some() {
+        let diff = if new.is_some() { 1 } else { -1 };
+        out.push(Update::Snapshot(artifact.clone()).at(at, diff));
+    }
+    let empty = Snapshot::default();
+    let (old, new) = (old.as_ref().unwrap_or(&empty), new.as_ref().unwrap_or(&empty));
+    set_diff(&old.nodes, &new.nodes, |s, d| {
+        out.push(Update::Node(artifact.clone(), s.clone()).at(at, d))
+    });
+    set_diff(&old.edges, &new.edges, |(u, v), d| {
+        out.push(Update::StaticEdge(artifact.clone(), (u.clone(), v.clone())).at(at, d))
+    });
+    set_diff(&old.entrypoints, &new.entrypoints, |s, d| {
+        out.push(Update::Entrypoint(artifact.clone(), s.clone()).at(at, d))
+    });
+}

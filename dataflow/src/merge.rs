@@ -1,0 +1,257 @@
+//! The whole merge as one dataflow: input collections in, report items out.
+
+use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::operators::ThresholdTotal;
+use differential_dataflow::VecCollection;
+use timely::dataflow::Scope;
+use tracemerge_records::{
+    Config, Hop, ObservedEdge, Reach, Resolution, Time, Item,
+};
+
+use crate::closure::{bfs_parents, reachable, witness_paths};
+use crate::model::{Artifact, Node, Source, Symbol, Timed, Update};
+use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact};
+use crate::window::{count_per_artifact, covered, executed, observed_edges};
+
+type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
+type Session<D> = InputSession<Time, D, isize>;
+
+/// The input handles of one worker's dataflow.
+pub struct Inputs {
+    snapshots: Session<Artifact>,
+    nodes: Session<Node>,
+    static_edges: Session<(Artifact, (Symbol, Symbol))>,
+    entrypoints: Session<Node>,
+    targets: Session<Node>,
+    edges: Session<((Artifact, Symbol, Symbol), (Time, Source))>,
+    hits: Session<(Node, (Time, Source))>,
+    coverage: Session<(Node, (Time, Time))>,
+}
+
+impl Inputs {
+    pub fn apply(&mut self, t: Timed) {
+        let (time, diff) = (t.time, t.diff);
+        match t.update {
+            Update::Snapshot(a) => self.snapshots.update_at(a, time, diff),
+            Update::Node(a, s) => self.nodes.update_at((a, s), time, diff),
+            Update::StaticEdge(a, e) => self.static_edges.update_at((a, e), time, diff),
+            Update::Entrypoint(a, s) => self.entrypoints.update_at((a, s), time, diff),
+            Update::Target(a, s) => self.targets.update_at((a, s), time, diff),
+            Update::EdgeObservation(k, v) => self.edges.update_at((k, v), time, diff),
+            Update::HitObservation(k, v) => self.hits.update_at((k, v), time, diff),
+            Update::Coverage(k, v) => self.coverage.update_at((k, v), time, diff),
+        }
+    }
+
+    /// Promises that no update before `time` will come; lets windows expire
+    /// and traces compact.
+    pub fn advance_to(&mut self, time: Time) {
+        macro_rules! each {
+            ($($f:ident),*) => {$( if *self.$f.time() < time { self.$f.advance_to(time); } self.$f.flush(); )*};
+        }
+        each!(snapshots, nodes, static_edges, entrypoints, targets, edges, hits, coverage);
+    }
+
+    pub fn flush(&mut self) {
+        macro_rules! each {
+            ($($f:ident),*) => {$( self.$f.flush(); )*};
+        }
+        each!(snapshots, nodes, static_edges, entrypoints, targets, edges, hits, coverage);
+    }
+}
+
+/// Builds the merge dataflow in `scope`; returns its inputs and the stream
+/// of report items (observed edges, reach sizes, verdicts, conflicts).
+pub fn build<'s>(scope: Scope<'s, Time>, config: &Config) -> (Inputs, Coll<'s, Item>) {
+    let (snapshots_in, snapshots) = scope.new_collection();
+    let (nodes_in, nodes) = scope.new_collection();
+    let (static_edges_in, static_edges) = scope.new_collection();
+    let (entrypoints_in, entrypoints) = scope.new_collection();
+    let (targets_in, targets) = scope.new_collection();
+    let (edges_in, edge_observations) = scope.new_collection();
+    let (hits_in, hit_observations) = scope.new_collection();
+    let (coverage_in, coverage) = scope.new_collection();
+    let inputs = Inputs {
+        snapshots: snapshots_in,
+        nodes: nodes_in,
+        static_edges: static_edges_in,
+        entrypoints: entrypoints_in,
+        targets: targets_in,
+        edges: edges_in,
+        hits: hits_in,
+        coverage: coverage_in,
+    };
+    let items = merge(
+        Graph {
+            snapshots,
+            nodes,
+            static_edges,
+            entrypoints,
+            targets,
+        },
+        Evidence {
+            edges: edge_observations,
+            hits: hit_observations,
+            coverage,
+        },
+        config.clone(),
+    );
+    (inputs, items)
+}
+
+/// The static side: snapshots (as diffs) and target sets.
+pub struct Graph<'s> {
+    pub snapshots: Coll<'s, Artifact>,
+    pub nodes: Coll<'s, Node>,
+    pub static_edges: Coll<'s, (Artifact, (Symbol, Symbol))>,
+    pub entrypoints: Coll<'s, Node>,
+    pub targets: Coll<'s, Node>,
+}
+
+/// The runtime side: live observations (each present for its ttl).
+pub struct Evidence<'s> {
+    pub edges: Coll<'s, ((Artifact, Symbol, Symbol), (Time, Source))>,
+    pub hits: Coll<'s, (Node, (Time, Source))>,
+    pub coverage: Coll<'s, (Node, (Time, Time))>,
+}
+
+fn node_pair((a, (u, v)): (Artifact, (Symbol, Symbol))) -> (Node, Node) {
+    ((a.clone(), u), (a, v))
+}
+
+/// Everything DESIGN.md §4 asks for, as report items.
+pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Coll<'s, Item> {
+    let observed = observed_edges(evidence.edges);
+    let executed = executed(observed.clone(), evidence.hits);
+    let covered = covered(evidence.coverage, config.min_coverage);
+
+    let observed_keyed = observed.map(|((a, u, v), stats)| ((a, (u, v)), stats));
+    let observed_keys = observed_keyed.clone().map(|(k, _)| k);
+    let in_static = observed_keyed
+        .clone()
+        .semijoin(graph.static_edges.clone())
+        .map(|(k, s)| (k, s, true));
+    let candidates = observed_keyed
+        .antijoin(graph.static_edges.clone())
+        .map(move |((a, (u, v)), stats)| {
+            let resolution = resolve(&config, &u, &v, &stats);
+            ((a, (u, v)), (stats, resolution))
+        });
+    let not_in_static = candidates.clone().map(|(k, (s, _))| (k, s, false));
+    let accepted = candidates
+        .clone()
+        .filter(|(_, (_, r))| *r == Resolution::Accepted)
+        .map(|(k, _)| k);
+
+    // Effective edges labelled with where they come from.
+    let static_observed = graph
+        .static_edges
+        .clone()
+        .map(|k| (k, ()))
+        .semijoin(observed_keys.clone())
+        .map(|(k, ())| (k, Hop::Both));
+    let static_only = graph
+        .static_edges
+        .clone()
+        .map(|k| (k, ()))
+        .antijoin(observed_keys.clone())
+        .map(|(k, ())| (k, Hop::Static));
+    let effective = static_observed
+        .concat(static_only)
+        .concat(accepted.clone().map(|k| (k, Hop::Runtime)))
+        .map(|(k, hop)| (node_pair(k), hop));
+
+    let roots = graph.entrypoints.clone();
+    let reach_static = reachable(graph.static_edges.clone().map(node_pair), roots.clone());
+    let reach_runtime = reachable(observed_keys.map(node_pair), roots.clone());
+    let reach_effective = reachable(effective.clone().map(|(e, _)| e), roots.clone());
+
+    let (dist, parents) = bfs_parents(effective, roots);
+    let paths = witness_paths(dist, parents, graph.targets.clone());
+
+    // Verdicts.
+    let targets_keyed = graph.targets.clone().map(|n| (n, ()));
+    let fact = |nodes: Coll<'s, Node>, f: Fact| {
+        targets_keyed.clone().semijoin(nodes).map(move |(n, ())| (n, f.clone()))
+    };
+    let facts = targets_keyed
+        .clone()
+        .map(|(n, ())| (n, Fact::Target))
+        .concat(
+            graph
+                .targets
+                .clone()
+                .semijoin(graph.snapshots.clone())
+                .map(|n| (n, Fact::HasSnapshot)),
+        )
+        .concat(fact(reach_static.clone(), Fact::StaticReachable))
+        .concat(fact(executed.clone(), Fact::Executed))
+        .concat(fact(covered.clone(), Fact::Covered))
+        .concat(paths.map(|((a, t), (path, hops))| {
+            let path = path.into_iter().map(|(_, s)| s).collect();
+            ((a, t), Fact::Path(path, hops))
+        }));
+    let verdicts = verdicts(facts);
+
+    let conflicts = conflicts(ConflictInputs {
+        snapshots: graph.snapshots.clone(),
+        nodes: graph.nodes,
+        executed: executed.clone(),
+        reach_static: reach_static.clone(),
+        targets: graph.targets.clone(),
+        covered,
+        candidates,
+    });
+
+    let reach = reach_sizes(
+        graph
+            .snapshots
+            .concat(graph.targets.map(|(a, _)| a))
+            .concat(executed.map(|(a, _)| a))
+            .distinct_total(),
+        [reach_static, reach_runtime, reach_effective],
+    );
+
+    let edges = in_static
+        .concat(not_in_static)
+        .map(|((artifact, (caller, callee)), s, in_static)| Item::Edge {
+            artifact,
+            edge: ObservedEdge {
+                caller,
+                callee,
+                hits: s.hits,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+                sources: s.sources,
+                in_static,
+            },
+        });
+    edges
+        .concat(reach)
+        .concat(verdicts.map(|(artifact, verdict)| Item::Verdict { artifact, verdict }))
+        .concat(conflicts.map(|(artifact, conflict)| Item::Conflict { artifact, conflict }))
+}
+
+/// The sizes of the static, runtime and effective closures of every listed artifact.
+fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) -> Coll<'s, Item> {
+    let mut sizes = listed.map(|a| (a, (0u8, 0u64)));
+    for (i, closure) in closures.into_iter().enumerate() {
+        let tag = i as u8 + 1;
+        sizes = sizes.concat(count_per_artifact(closure).map(move |(a, n)| (a, (tag, n))));
+    }
+    sizes.reduce(|_a, tagged, out| {
+        if tagged[0].0 .0 != 0 {
+            return; // not a listed artifact
+        }
+        let size = |tag: u8| tagged.iter().find(|((t, _), _)| *t == tag).map_or(0, |((_, n), _)| *n);
+        out.push((
+            Reach {
+                static_: size(1),
+                runtime: size(2),
+                effective: size(3),
+            },
+            1,
+        ));
+    })
+    .map(|(artifact, reach)| Item::Reach { artifact, reach })
+}

@@ -1,0 +1,149 @@
+//! Strategies, the per-target lattice and the conflict sets.
+
+use differential_dataflow::operators::ThresholdTotal;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use tracemerge_records::{Config, Conflict, Hop, Resolution, State, Strategy, Time, Verdict};
+
+use crate::model::{Artifact, Node, Symbol};
+use crate::window::EdgeStats;
+
+type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
+
+/// How the configured strategy resolves a runtime edge missing from the
+/// static graph.
+pub fn resolve(config: &Config, caller: &str, callee: &str, stats: &EdgeStats) -> Resolution {
+    if config.quarantined(caller, callee) {
+        return Resolution::Quarantined;
+    }
+    match config.strategy {
+        Strategy::Union => Resolution::Accepted,
+        Strategy::Static => Resolution::Rejected,
+        Strategy::Quorum { hits, sources } => {
+            if stats.hits >= hits && stats.sources >= sources {
+                Resolution::Accepted
+            } else {
+                Resolution::Pending
+            }
+        }
+    }
+}
+
+/// A fact about a target, gathered from the closures and the live window.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Fact {
+    Target,
+    HasSnapshot,
+    StaticReachable,
+    Executed,
+    Covered,
+    Path(Vec<Symbol>, Vec<Hop>),
+}
+
+/// The verdict of every target: its lattice state, VEX status and witness path.
+pub fn verdicts<'s>(facts: Coll<'s, (Node, Fact)>) -> Coll<'s, (Artifact, Verdict)> {
+    facts
+        .reduce(|_target, facts, out| {
+            let has = |f: &Fact| facts.iter().any(|(g, _)| *g == f);
+            if !has(&Fact::Target) {
+                return;
+            }
+            let static_side = has(&Fact::HasSnapshot).then(|| has(&Fact::StaticReachable));
+            let runtime_side = if has(&Fact::Executed) {
+                Some(true)
+            } else if has(&Fact::Covered) {
+                Some(false)
+            } else {
+                None
+            };
+            let state = State::join(static_side, runtime_side);
+            let (path, hops) = facts
+                .iter()
+                .find_map(|(f, _)| match f {
+                    Fact::Path(p, h) => Some((Some(p.clone()), Some(h.clone()))),
+                    _ => None,
+                })
+                .unwrap_or((None, None));
+            out.push(((state, path, hops), 1));
+        })
+        .map(|((artifact, target), (state, path, hops))| {
+            (
+                artifact,
+                Verdict {
+                    target,
+                    state,
+                    vex: state.vex(),
+                    path,
+                    hops,
+                },
+            )
+        })
+}
+
+/// The inputs every conflict kind is computed from.
+pub struct ConflictInputs<'s> {
+    pub snapshots: Coll<'s, Artifact>,
+    pub nodes: Coll<'s, Node>,
+    pub executed: Coll<'s, Node>,
+    pub reach_static: Coll<'s, Node>,
+    pub targets: Coll<'s, Node>,
+    pub covered: Coll<'s, Node>,
+    /// Observed edges missing from the snapshot, with their resolution.
+    pub candidates: Coll<'s, ((Artifact, (Symbol, Symbol)), (EdgeStats, Resolution))>,
+}
+
+/// Every place where live runtime evidence contradicts the static snapshot.
+pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, Conflict)> {
+    fn keyed<'s>(nodes: Coll<'s, Node>) -> Coll<'s, (Node, ())> {
+        nodes.map(|n| (n, ()))
+    }
+    let snapshot_keys = c.snapshots.clone();
+
+    let live_artifacts = c.executed.clone().map(|(a, _)| a).distinct_total();
+    let no_snapshot = live_artifacts
+        .map(|a| (a, ()))
+        .antijoin(snapshot_keys.clone())
+        .map(|(a, ())| (a, Conflict::NoStaticSnapshot {}));
+
+    let edge_conflicts = c
+        .candidates
+        .map(|((a, (u, v)), evidence)| ((a.clone(), u.clone()), (v, evidence)))
+        .semijoin(c.nodes.clone())
+        .map(|((a, u), (v, evidence))| ((a, v), (u, evidence)))
+        .semijoin(c.nodes.clone())
+        .map(|((artifact, callee), (caller, (stats, resolution)))| {
+            let conflict = Conflict::RuntimeEdgeNotInStatic {
+                caller,
+                callee,
+                resolution,
+                hits: stats.hits,
+                sources: stats.sources,
+            };
+            (artifact, conflict)
+        });
+
+    let unreachable = keyed(c.executed.clone())
+        .semijoin(c.nodes.clone())
+        .antijoin(c.reach_static.clone())
+        .map(|((a, symbol), ())| (a, Conflict::ExecutedButStaticallyUnreachable { symbol }));
+
+    let unknown = c
+        .executed
+        .clone()
+        .semijoin(snapshot_keys)
+        .map(|n| (n, ()))
+        .antijoin(c.nodes)
+        .map(|((a, symbol), ())| (a, Conflict::UnknownSymbol { symbol }));
+
+    let unobserved = keyed(c.targets)
+        .semijoin(c.reach_static)
+        .semijoin(c.covered)
+        .antijoin(c.executed)
+        .map(|((a, symbol), ())| (a, Conflict::ReachableButUnobserved { symbol }));
+
+    no_snapshot
+        .concat(edge_conflicts)
+        .concat(unreachable)
+        .concat(unknown)
+        .concat(unobserved)
+}

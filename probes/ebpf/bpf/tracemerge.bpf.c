@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+//
+// Kernel side of the tracemerge eBPF collector (x86_64).
+//
+// Two programs share one object:
+//   tm_exact   entry uprobe (attached with uprobe_multi): counts
+//              (tgid, callee cookie, return address) in a kernel hash map.
+//   tm_sample  perf-event CPU sampler: counts (tgid, user stack id).
+//
+// Every counting map exists twice; `ctl[0]` selects the active copy. User
+// space flips it, waits for in-flight programs and then drains the idle copy,
+// so no increment is lost between reading and deleting an entry.
+//
+// Deliberately self-contained (no kernel or libbpf headers) so that the
+// committed object regenerates byte for byte from this file with clang alone.
+// Maps use the legacy `maps` section layout; the object carries no BTF.
+
+typedef unsigned char u8;
+typedef unsigned int u32;
+typedef int s32;
+typedef unsigned long long u64;
+typedef long long s64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define INLINE static inline __attribute__((always_inline))
+
+// Map types, flags and error numbers of the kernel ABI.
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_STACK_TRACE 7
+#define BPF_NOEXIST 1
+#define BPF_F_USER_STACK (1ULL << 8)
+#define E2BIG 7
+#define EEXIST 17
+#define EFAULT 14
+#define MAX_STACK_DEPTH 127
+
+// Helper ids of the kernel ABI (include/uapi/linux/bpf.h).
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, u64 flags) = (void *)2;
+static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_get_stackid)(void *ctx, void *map, u64 flags) = (void *)27;
+static long (*bpf_probe_read_user)(void *dst, u32 size, const void *src) = (void *)112;
+static u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
+
+// x86_64 `struct pt_regs` as the kernel hands it to uprobe programs.
+struct pt_regs {
+    u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+// A perf-event program's context starts with the user-visible registers.
+struct perf_event_ctx {
+    struct pt_regs regs;
+    u64 sample_period;
+    u64 addr;
+};
+
+// Layout of a legacy map definition as aya reads it.
+struct map_def {
+    u32 type;
+    u32 key_size;
+    u32 value_size;
+    u32 max_entries;
+    u32 flags;
+};
+
+// Must match `ExactKey` in src/maps.rs.
+struct exact_key {
+    u32 tgid;
+    u32 pad;
+    u64 cookie;  // index of the callee in the attach list
+    u64 ret;     // return address: the call site in the caller
+};
+
+// Must match `SampleKey` in src/maps.rs.
+struct sample_key {
+    u32 tgid;
+    u32 stack_id;
+};
+
+// ctl[0]: active buffer (0 or 1); ctl[1]: tgid to sample (0 = every process).
+SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 2, 0};
+
+SEC("maps") struct map_def exact0 = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
+SEC("maps") struct map_def exact1 = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
+
+SEC("maps") struct map_def sample0 = {BPF_MAP_TYPE_HASH, sizeof(struct sample_key), 8, 16384, 0};
+SEC("maps") struct map_def sample1 = {BPF_MAP_TYPE_HASH, sizeof(struct sample_key), 8, 16384, 0};
+SEC("maps") struct map_def stacks0 = {BPF_MAP_TYPE_STACK_TRACE, 4, MAX_STACK_DEPTH * 8, 16384, 0};
+SEC("maps") struct map_def stacks1 = {BPF_MAP_TYPE_STACK_TRACE, 4, MAX_STACK_DEPTH * 8, 16384, 0};
+
+// Loss counters, one slot per cause (must match `Loss` in src/maps.rs).
+#define LOSS_EXACT_MAP_FULL 0
+#define LOSS_EXACT_NO_RETURN_ADDRESS 1
+#define LOSS_SAMPLE_MAP_FULL 2
+#define LOSS_SAMPLE_STACK_COLLISION 3
+#define LOSS_SAMPLE_NO_USER_STACK 4
+#define LOSS_SLOTS 8
+SEC("maps") struct map_def losses = {BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, LOSS_SLOTS, 0};
+
+INLINE void count_loss(u32 slot)
+{
+    u64 *n = bpf_map_lookup_elem(&losses, &slot);
+    if (n)
+        *n += 1; // per-CPU slot: no atomic needed
+}
+
+INLINE u32 active_buffer(void)
+{
+    u32 zero = 0;
+    u64 *active = bpf_map_lookup_elem(&ctl, &zero);
+    return active && (*active & 1);
+}
+
+// Adds one to `key` in `map`; returns non-zero when the map is full.
+INLINE long bump(void *map, const void *key)
+{
+    u64 *n = bpf_map_lookup_elem(map, key);
+    if (n) {
+        __sync_fetch_and_add(n, 1);
+        return 0;
+    }
+    u64 one = 1;
+    long err = bpf_map_update_elem(map, key, &one, BPF_NOEXIST);
+    if (err == -EEXIST) {
+        // Another CPU inserted the key meanwhile.
+        n = bpf_map_lookup_elem(map, key);
+        if (n) {
+            __sync_fetch_and_add(n, 1);
+            return 0;
+        }
+    }
+    return err;
+}
+
+// Entry uprobe: the callee is the attach cookie, the caller the return
+// address at the stack pointer (nothing has been pushed yet at entry).
+SEC("uprobe/tm_exact")
+int tm_exact(struct pt_regs *ctx)
+{
+    struct exact_key key = {};
+    key.tgid = bpf_get_current_pid_tgid() >> 32;
+    key.cookie = bpf_get_attach_cookie(ctx);
+    if (bpf_probe_read_user(&key.ret, sizeof(key.ret), (const void *)ctx->sp) != 0) {
+        count_loss(LOSS_EXACT_NO_RETURN_ADDRESS);
+        key.ret = 0;
+    }
+    long err = active_buffer() ? bump(&exact1, &key) : bump(&exact0, &key);
+    if (err)
+        count_loss(LOSS_EXACT_MAP_FULL);
+    return 0;
+}
+
+// CPU sampler: one user stack per sample, frame-pointer walked by the kernel.
+SEC("perf_event")
+int tm_sample(struct perf_event_ctx *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (tgid == 0)
+        return 0; // idle
+    u32 one = 1;
+    u64 *want = bpf_map_lookup_elem(&ctl, &one);
+    if (want && *want && *want != tgid)
+        return 0;
+    u32 buffer = active_buffer();
+    long id = buffer ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK)
+                     : bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
+    if (id < 0) {
+        count_loss(id == -EEXIST ? LOSS_SAMPLE_STACK_COLLISION : LOSS_SAMPLE_NO_USER_STACK);
+        return 0;
+    }
+    struct sample_key key = {tgid, (u32)id};
+    long err = buffer ? bump(&sample1, &key) : bump(&sample0, &key);
+    if (err)
+        count_loss(LOSS_SAMPLE_MAP_FULL);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

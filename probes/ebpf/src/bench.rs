@@ -1,0 +1,221 @@
+//! The `probe` benchmark suite: cost of a probed call against the unprobed
+//! program, drain throughput, and attach/detach time by function count.
+//! Runs on a C program generated and built here with `cc` (root needed).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::exact::{Config, Session};
+
+/// Benchmark parameters.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the generated program is built (reused when present).
+    pub work_dir: PathBuf,
+    /// Calls per timing run of the per-call cost.
+    pub calls: u64,
+    /// Timing runs per variant (the median is reported).
+    pub repeats: usize,
+    /// Function counts for attach/detach timing.
+    pub attach_sizes: Vec<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            work_dir: std::env::temp_dir().join("tracemerge-probe-bench"),
+            calls: 2_000_000,
+            repeats: 3,
+            attach_sizes: vec![100, 1_000, 10_000],
+        }
+    }
+}
+
+/// Writes and compiles a program with `n` trivial functions `f0…f{n-1}`
+/// plus `target`:
+/// * `prog all`: calls every `fI` once from `main` (n distinct edges);
+/// * `prog loop K`: calls `target` K times, prints ns per call (its first
+///   instruction is RIP-relative: the kernel single-steps it out of line);
+/// * `prog loopf K`: the same with `target_framed`, which starts with
+///   `push %rbp` like most frame-pointer code (emulated by the kernel);
+/// * `prog wait`: prints `ready`, waits for a line on stdin, then `all`.
+pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Bump the suffix when the generated source changes (the build is cached).
+    let exe = dir.join(format!("many{n}-v2"));
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let mut c = String::with_capacity(n * 64 + 2048);
+    c.push_str("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n");
+    c.push_str("volatile long sink;\n");
+    for i in 0..n {
+        c.push_str(&format!("__attribute__((noinline)) void f{i}(void) {{ sink += {i}; }}\n"));
+    }
+    c.push_str("void (*const table[])(void) = {");
+    for i in 0..n {
+        c.push_str(&format!("f{i},"));
+    }
+    c.push_str(
+        r#"};
+__attribute__((noinline)) void target(void) { sink++; }
+__attribute__((noinline)) void target_framed(void) { volatile long one = 1; sink += one; }
+static double now(void) {
+    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+int main(int argc, char **argv) {
+    if (argc > 2 && strncmp(argv[1], "loop", 4) == 0) {
+        long k = atol(argv[2]);
+        void (*f)(void) = strcmp(argv[1], "loopf") == 0 ? target_framed : target;
+        double t0 = now();
+        for (long i = 0; i < k; i++) f();
+        printf("%.3f\n", (now() - t0) / k);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "wait") == 0) {
+        char line[16];
+        printf("ready\n"); fflush(stdout);
+        if (!fgets(line, sizeof line, stdin)) return 3;
+    }
+    for (unsigned long i = 0; i < sizeof table / sizeof table[0]; i++) table[i]();
+    return 0;
+}
+"#,
+    );
+    let src = dir.join(format!("many{n}.c"));
+    std::fs::write(&src, c).map_err(|e| format!("{}: {e}", src.display()))?;
+    let tmp = dir.join(format!("many{n}.tmp{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("running cc: {e}"))?;
+    if !status.success() {
+        return Err(format!("cc failed on {}", src.display()));
+    }
+    std::fs::rename(&tmp, &exe).map_err(|e| e.to_string())?;
+    Ok(exe)
+}
+
+fn ns_per_call(exe: &Path, mode: &str, calls: u64) -> Result<f64, String> {
+    let out = Command::new(exe)
+        .args([mode, &calls.to_string()])
+        .output()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{}: bad output", exe.display()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Attach and detach times for the first `n` functions of `exe`.
+pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Duration), String> {
+    let mut config = Config::new(exe);
+    let mut names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+    names.truncate(n);
+    config.functions = Some(names);
+    let mut session = Session::attach(&config)?;
+    if session.functions().len() != n {
+        return Err(format!("attached {} of {n} functions", session.functions().len()));
+    }
+    session.detach();
+    let s = session.summary();
+    Ok((s.load, s.attach, s.detach))
+}
+
+/// Runs the suite; the result is one JSON object (see the README).
+pub fn run(options: &Options) -> Result<serde_json::Value, String> {
+    if let Some(why) = crate::unsupported() {
+        return Err(why);
+    }
+    let max = options.attach_sizes.iter().copied().max().unwrap_or(0).max(1000);
+    let exe = generate_program(&options.work_dir, max)?;
+
+    // Cost per probed call: a trivial function in a tight loop, probed vs
+    // not; once with a `push %rbp` prologue, once with a first instruction
+    // that the kernel must single-step.
+    let repeats = options.repeats.max(1);
+    let mut call = serde_json::Map::new();
+    for (key, mode, function) in [("framed", "loopf", "target_framed"), ("single_step", "loop", "target")] {
+        let time = |exe: &Path| -> Result<f64, String> {
+            Ok(median((0..repeats).map(|_| ns_per_call(exe, mode, options.calls)).collect::<Result<_, _>>()?))
+        };
+        let plain = time(&exe)?;
+        let mut config = Config::new(&exe);
+        config.functions = Some(vec![function.into()]);
+        let mut session = Session::attach(&config)?;
+        let probed = time(&exe)?;
+        let records = session.finish()?;
+        let counted: u64 = records
+            .iter()
+            .filter_map(|r| match r {
+                tracemerge_records::Record::Edge(e) if e.callee == function => Some(e.hits),
+                _ => None,
+            })
+            .sum();
+        drop(session);
+        call.insert(
+            key.into(),
+            json!({
+                "function": function,
+                "unprobed_ns": (plain * 1e3).round() / 1e3,
+                "probed_ns": (probed * 1e3).round() / 1e3,
+                "cost_ns": ((probed - plain) * 1e3).round() / 1e3,
+                "ratio": ((probed / plain) * 1e3).round() / 1e3,
+                "calls_made": options.calls * repeats as u64,
+                "calls_counted": counted,
+            }),
+        );
+    }
+
+    // Drain throughput: every function called once from main → `max`
+    // distinct edges in the kernel map, drained and named in one window.
+    let mut config = Config::new(&exe);
+    config.functions = Some((0..max).map(|i| format!("f{i}")).collect());
+    let mut session = Session::attach(&config)?;
+    let status = Command::new(&exe).arg("all").status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("benchmark program failed".into());
+    }
+    let started = Instant::now();
+    let records = session.drain()?;
+    let drain = started.elapsed();
+    let edges = records.iter().filter(|r| matches!(r, tracemerge_records::Record::Edge(_))).count();
+    drop(session);
+
+    let mut attach = Vec::new();
+    for &n in &options.attach_sizes {
+        let (load, a, d) = attach_detach(&exe, n)?;
+        attach.push(json!({
+            "functions": n,
+            "load_ms": ms(load),
+            "attach_ms": ms(a),
+            "detach_ms": ms(d),
+            "attach_plus_detach_ms": ms(a + d),
+        }));
+    }
+    Ok(json!({
+        "suite": "probe",
+        "call": call,
+        "drain": {
+            "edges": edges,
+            "ms": ms(drain),
+            "records_per_s": (edges as f64 / drain.as_secs_f64()).round(),
+        },
+        "attach": attach,
+    }))
+}

@@ -1,0 +1,166 @@
+//! ELF facts the collector needs: function symbols, load segments (file
+//! offset ↔ virtual address) and the build id.
+
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+
+/// A function symbol: `[addr, addr + size)` in the module's virtual
+/// addresses (link-time addresses, before any load bias).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    pub addr: u64,
+    pub size: u64,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    vaddr: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+/// The symbol table and layout of one ELF file.
+#[derive(Debug, Default)]
+pub struct ElfInfo {
+    /// Lower-case hex of the GNU build id, when the file has one.
+    pub build_id: Option<String>,
+    /// Entry point (not probed: it has no caller).
+    pub entry: u64,
+    /// Function symbols sorted by address, one per address (aliases folded:
+    /// a global name wins over a local one, then the smaller name).
+    pub symbols: Vec<Symbol>,
+    segments: Vec<Segment>,
+}
+
+/// Reads a whole file into 8-byte aligned memory (the `object` crate wants
+/// its ELF structures aligned).
+fn read_aligned(path: &Path) -> Result<Vec<u64>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: `words` has at least `bytes.len()` bytes, and any byte
+    // pattern is a valid u64.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len());
+    }
+    words.truncate(bytes.len().div_ceil(8));
+    words.push(bytes.len() as u64); // remember the length in a last word
+    Ok(words)
+}
+
+fn as_bytes(words: &[u64]) -> &[u8] {
+    let len = *words.last().unwrap() as usize;
+    // SAFETY: the words hold `len` file bytes followed by the length word.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+}
+
+impl ElfInfo {
+    /// Reads `path`. When the file has no `.symtab` (stripped, as most
+    /// distribution libraries are) and a separate debug file with the same
+    /// build id is installed under /usr/lib/debug/.build-id, its symbol
+    /// table is used as well.
+    pub fn read(path: &Path) -> Result<ElfInfo, String> {
+        let words = read_aligned(path)?;
+        let file = object::File::parse(as_bytes(&words)).map_err(|e| format!("{}: {e}", path.display()))?;
+        let build_id = file
+            .build_id()
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                Segment { vaddr: s.address(), offset, filesz }
+            })
+            .collect();
+        let mut raw: Vec<(u64, u64, bool, String)> = Vec::new();
+        let mut has_symtab = false;
+        for sym in file.symbols() {
+            has_symtab = true;
+            push_symbol(&mut raw, &sym);
+        }
+        for sym in file.dynamic_symbols() {
+            push_symbol(&mut raw, &sym);
+        }
+        if !has_symtab {
+            if let Some(debug) = build_id.as_deref().and_then(debug_file) {
+                if let Ok(words) = read_aligned(&debug) {
+                    if let Ok(dfile) = object::File::parse(as_bytes(&words)) {
+                        for sym in dfile.symbols() {
+                            push_symbol(&mut raw, &sym);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ElfInfo { build_id, entry: file.entry(), symbols: fold_aliases(raw), segments })
+    }
+
+    /// The file offset at which `vaddr` is stored (what uprobes want).
+    pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr + s.filesz)
+            .map(|s| vaddr - s.vaddr + s.offset)
+    }
+
+    /// The virtual address stored at file offset `offset`.
+    pub fn vaddr_of_offset(&self, offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| offset >= s.offset && offset < s.offset + s.filesz)
+            .map(|s| offset - s.offset + s.vaddr)
+    }
+
+    /// The function containing `vaddr`.
+    pub fn lookup(&self, vaddr: u64) -> Option<&Symbol> {
+        let i = self.symbols.partition_point(|s| s.addr <= vaddr);
+        // Symbols may nest (rare); look back a little for one that contains.
+        self.symbols[..i]
+            .iter()
+            .rev()
+            .take(4)
+            .find(|s| vaddr < s.addr + s.size.max(1))
+    }
+
+    /// The functions worth probing: sized, defined, not the entry point.
+    pub fn probeable_functions(&self) -> impl Iterator<Item = &Symbol> {
+        self.symbols
+            .iter()
+            .filter(move |s| s.size > 0 && s.addr != self.entry && self.file_offset(s.addr).is_some())
+    }
+}
+
+fn push_symbol<'a, S: ObjectSymbol<'a>>(raw: &mut Vec<(u64, u64, bool, String)>, sym: &S) {
+    if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+        return;
+    }
+    if let Ok(name) = sym.name() {
+        if !name.is_empty() {
+            raw.push((sym.address(), sym.size(), sym.is_global() || sym.is_weak(), name.to_string()));
+        }
+    }
+}
+
+fn fold_aliases(mut raw: Vec<(u64, u64, bool, String)>) -> Vec<Symbol> {
+    // Per address: largest size first, then global before local, then name.
+    raw.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(b.1.cmp(&a.1))
+            .then(b.2.cmp(&a.2))
+            .then(a.3.cmp(&b.3))
+    });
+    raw.dedup_by(|later, first| later.0 == first.0);
+    raw.into_iter().map(|(addr, size, _, name)| Symbol { addr, size, name }).collect()
+}
+
+/// The installed separate debug file for a build id, if any.
+pub fn debug_file(build_id: &str) -> Option<PathBuf> {
+    if build_id.len() < 3 {
+        return None;
+    }
+    let p = PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &build_id[..2], &build_id[2..]));
+    p.is_file().then_some(p)
+}

@@ -1,0 +1,240 @@
+//! User-space handle on the kernel side: the compiled object, its maps
+//! (created and owned by aya) and the double-buffered drain protocol.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, StackTraceMap};
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+
+use crate::sys;
+
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../bpf/tracemerge.bpf.o"));
+
+/// The compiled kernel-side object (built from `bpf/tracemerge.bpf.c` by
+/// `bpf/build.sh`; committed, so building this crate needs no clang).
+pub fn object_bytes() -> &'static [u8] {
+    &OBJECT.0
+}
+
+/// Key of the exact-mode count map (`struct exact_key` in the C source).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExactKey {
+    pub tgid: u32,
+    pub pad: u32,
+    pub cookie: u64,
+    pub ret: u64,
+}
+// SAFETY: plain integers, no padding bytes (the pad is explicit).
+unsafe impl aya::Pod for ExactKey {}
+
+/// Key of the sampling-mode count map (`struct sample_key`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    pub tgid: u32,
+    pub stack_id: u32,
+}
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for SampleKey {}
+
+/// Loss counters, by cause (slots of the `losses` map).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Exact mode: a new (process, callee, call site) did not fit in the map.
+    pub exact_map_full: u64,
+    /// Exact mode: the return address could not be read (counted under an
+    /// `[unknown]` caller, so not lost, but reported).
+    pub exact_no_return_address: u64,
+    /// Sampling: a new (process, stack) did not fit in the map.
+    pub sample_map_full: u64,
+    /// Sampling: the stack map's bucket held another stack.
+    pub sample_stack_collision: u64,
+    /// Sampling: no user stack (kernel thread, or unreadable).
+    pub sample_no_user_stack: u64,
+}
+
+impl Losses {
+    /// Events whose edges are missing from the output.
+    pub fn lost(&self) -> u64 {
+        self.exact_map_full + self.sample_map_full + self.sample_stack_collision
+    }
+
+    pub fn since(&self, earlier: &Losses) -> Losses {
+        Losses {
+            exact_map_full: self.exact_map_full - earlier.exact_map_full,
+            exact_no_return_address: self.exact_no_return_address - earlier.exact_no_return_address,
+            sample_map_full: self.sample_map_full - earlier.sample_map_full,
+            sample_stack_collision: self.sample_stack_collision - earlier.sample_stack_collision,
+            sample_no_user_stack: self.sample_no_user_stack - earlier.sample_no_user_stack,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "exact_map_full": self.exact_map_full,
+            "exact_no_return_address": self.exact_no_return_address,
+            "sample_map_full": self.sample_map_full,
+            "sample_stack_collision": self.sample_stack_collision,
+            "sample_no_user_stack": self.sample_no_user_stack,
+        })
+    }
+}
+
+/// How long programs that read the old buffer index may still be running
+/// after a flip. BPF programs run for microseconds; this is ample.
+const FLIP_GRACE: Duration = Duration::from_millis(5);
+
+/// The maps of one loaded object.
+pub struct Kernel {
+    ebpf: aya::Ebpf,
+    active: u32,
+}
+
+fn map_fd(map: &Map) -> Option<RawFd> {
+    let data: &MapData = match map {
+        Map::HashMap(d) | Map::Array(d) | Map::PerCpuArray(d) | Map::StackTraceMap(d) => d,
+        _ => return None,
+    };
+    Some(data.fd().as_fd().as_raw_fd())
+}
+
+impl Kernel {
+    /// Creates the maps. `exact_entries` / `sample_entries` size the count
+    /// maps (each of the two buffers).
+    pub fn load(exact_entries: u32, sample_entries: u32) -> Result<Kernel, String> {
+        let ebpf = aya::EbpfLoader::new()
+            .btf(None)
+            .map_max_entries("exact0", exact_entries)
+            .map_max_entries("exact1", exact_entries)
+            .map_max_entries("sample0", sample_entries)
+            .map_max_entries("sample1", sample_entries)
+            .load(object_bytes())
+            .map_err(|e| format!("creating BPF maps: {e}"))?;
+        Ok(Kernel { ebpf, active: 0 })
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut aya::Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Loads the exact-mode program for uprobe_multi. aya 0.14 cannot load
+    /// a program with the `BPF_TRACE_UPROBE_MULTI` expected attach type, so
+    /// this reads the program's instructions from the object, points its map
+    /// references at aya's map fds, and loads it with bpf(BPF_PROG_LOAD).
+    pub fn load_exact_program(&self) -> Result<OwnedFd, String> {
+        let insns = self.relocated("uprobe/tm_exact")?;
+        sys::prog_load(sys::PROG_TYPE_KPROBE, sys::TRACE_UPROBE_MULTI, &insns, "Dual MIT/GPL", "tm_exact")
+            .map_err(|e| format!("loading the exact-mode BPF program: {e}"))
+    }
+
+    /// The instructions of program section `section`, with every map
+    /// reference (`ld_imm64` + `R_BPF_64_64` relocation) turned into a
+    /// `BPF_PSEUDO_MAP_FD` load of the map aya created.
+    fn relocated(&self, section: &str) -> Result<Vec<u8>, String> {
+        let file = object::File::parse(object_bytes()).map_err(|e| e.to_string())?;
+        let sec = file
+            .section_by_name(section)
+            .ok_or_else(|| format!("BPF object has no section {section}"))?;
+        let mut insns = sec.data().map_err(|e| e.to_string())?.to_vec();
+        for (offset, rel) in sec.relocations() {
+            let RelocationTarget::Symbol(index) = rel.target() else {
+                return Err(format!("{section}: unexpected relocation at {offset}"));
+            };
+            let sym = file.symbol_by_index(index).map_err(|e| e.to_string())?;
+            let name = sym.name().map_err(|e| e.to_string())?;
+            let fd = self
+                .ebpf
+                .map(name)
+                .and_then(map_fd)
+                .ok_or_else(|| format!("{section}: relocation against unknown map {name}"))?;
+            let at = offset as usize;
+            if at + 16 > insns.len() || insns[at] != 0x18 {
+                return Err(format!("{section}: relocation at {offset} is not an ld_imm64"));
+            }
+            const BPF_PSEUDO_MAP_FD: u8 = 1;
+            insns[at + 1] = (insns[at + 1] & 0x0f) | (BPF_PSEUDO_MAP_FD << 4);
+            insns[at + 4..at + 8].copy_from_slice(&(fd as i32).to_ne_bytes());
+            insns[at + 12..at + 16].copy_from_slice(&0i32.to_ne_bytes());
+        }
+        Ok(insns)
+    }
+
+    fn ctl(&mut self) -> Result<Array<&mut MapData, u64>, String> {
+        let map = self.ebpf.map_mut("ctl").ok_or("no ctl map")?;
+        Array::try_from(map).map_err(|e| e.to_string())
+    }
+
+    /// Restricts sampling to one process (`0`: every process).
+    pub fn set_sample_filter(&mut self, tgid: u32) -> Result<(), String> {
+        self.ctl()?.set(1, tgid as u64, 0).map_err(|e| e.to_string())
+    }
+
+    /// Makes the other buffer active and returns the now idle one, once
+    /// programs that saw the old index have finished.
+    pub fn flip(&mut self) -> Result<u32, String> {
+        let idle = self.active;
+        self.active ^= 1;
+        let active = self.active as u64;
+        self.ctl()?.set(0, active, 0).map_err(|e| e.to_string())?;
+        std::thread::sleep(FLIP_GRACE);
+        Ok(idle)
+    }
+
+    /// Reads and empties an idle exact-mode buffer.
+    pub fn take_exact(&mut self, buffer: u32) -> Result<Vec<(ExactKey, u64)>, String> {
+        take_hash::<ExactKey>(&mut self.ebpf, if buffer == 0 { "exact0" } else { "exact1" })
+    }
+
+    /// Reads and empties an idle sampling buffer: (key, count, frames).
+    #[allow(clippy::type_complexity)]
+    pub fn take_samples(&mut self, buffer: u32) -> Result<(Vec<(SampleKey, u64)>, std::collections::HashMap<u32, Vec<u64>>), String> {
+        let counts = take_hash::<SampleKey>(&mut self.ebpf, if buffer == 0 { "sample0" } else { "sample1" })?;
+        let name = if buffer == 0 { "stacks0" } else { "stacks1" };
+        let map = self.ebpf.map_mut(name).ok_or("no stack map")?;
+        let mut stacks = StackTraceMap::try_from(map).map_err(|e| e.to_string())?;
+        let ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
+        let mut frames = std::collections::HashMap::new();
+        for id in ids {
+            if let Ok(trace) = stacks.get(&id, 0) {
+                frames.insert(id, trace.frames().iter().map(|f| f.ip).collect());
+            }
+            let _ = stacks.remove(&id);
+        }
+        Ok((counts, frames))
+    }
+
+    /// Loss counters so far (summed over CPUs).
+    pub fn losses(&self) -> Result<Losses, String> {
+        let map = self.ebpf.map("losses").ok_or("no losses map")?;
+        let arr = PerCpuArray::<&MapData, u64>::try_from(map).map_err(|e| e.to_string())?;
+        let slot = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        Ok(Losses {
+            exact_map_full: slot(0),
+            exact_no_return_address: slot(1),
+            sample_map_full: slot(2),
+            sample_stack_collision: slot(3),
+            sample_no_user_stack: slot(4),
+        })
+    }
+}
+
+fn take_hash<K: aya::Pod>(ebpf: &mut aya::Ebpf, name: &str) -> Result<Vec<(K, u64)>, String> {
+    let map = ebpf.map_mut(name).ok_or_else(|| format!("no map {name}"))?;
+    let mut hash = HashMap::<&mut MapData, K, u64>::try_from(map).map_err(|e| e.to_string())?;
+    // Collect the keys first: deleting while walking with get_next_key can
+    // restart the walk.
+    let keys: Vec<K> = hash.keys().filter_map(Result::ok).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Ok(n) = hash.get(&key, 0) {
+            out.push((key, n));
+        }
+        let _ = hash.remove(&key);
+    }
+    Ok(out)
+}

@@ -1,0 +1,184 @@
+//! The collection loop shared by the CLI and the library users: start or
+//! pick the traced process, attach a collector, drain it every window into
+//! a sink, stop on exit, SIGINT/SIGTERM or a time limit, and end with a
+//! watermark.
+
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use tracemerge_records::Record;
+
+use crate::target::{self, Event};
+
+/// An attached collector of either mode.
+pub enum Collector {
+    Exact(crate::exact::Session),
+    Sample(crate::sample::Session),
+}
+
+impl Collector {
+    pub fn drain(&mut self) -> Result<Vec<Record>, String> {
+        match self {
+            Collector::Exact(s) => s.drain(),
+            Collector::Sample(s) => s.drain(),
+        }
+    }
+    pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+        match self {
+            Collector::Exact(s) => s.finish(),
+            Collector::Sample(s) => s.finish(),
+        }
+    }
+    pub fn remember_process(&mut self, pid: u32) {
+        match self {
+            Collector::Exact(s) => s.remember_process(pid),
+            Collector::Sample(s) => s.remember_process(pid),
+        }
+    }
+    pub fn summary(&self) -> serde_json::Value {
+        match self {
+            Collector::Exact(s) => s.summary().to_json(),
+            Collector::Sample(s) => s.summary().to_json(),
+        }
+    }
+}
+
+/// What to trace.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Start this command (argv) and trace it until it exits.
+    Command(Vec<OsString>),
+    /// A process that is already running, until it exits.
+    Pid(u32),
+    /// Every process (until interrupted or the time limit).
+    All,
+}
+
+/// How the loop ends windows and itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub window: Duration,
+    pub duration: Option<Duration>,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code of the traced command (0 for other targets, 130 when
+    /// interrupted).
+    pub exit_code: i32,
+    /// The collector's summary (edges, hits, losses, attach/detach times).
+    pub summary: serde_json::Value,
+}
+
+/// Runs one collection. `attach` receives the pid to restrict to (`None`:
+/// every process) and returns the attached collector; `sink` receives the
+/// records of every window, and finally the watermark.
+/// Call [`target::catch_interrupts`] first to stop cleanly on SIGINT.
+pub fn run(
+    target: &Target,
+    options: Options,
+    attach: impl FnOnce(Option<u32>) -> Result<Collector, String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+) -> Result<Outcome, String> {
+    // Start the command first, stopped right after its exec, so that it is
+    // probed from its first instruction and only it is probed.
+    let mut command = match target {
+        Target::Command(argv) => Some(target::Command::spawn(argv)?),
+        _ => None,
+    };
+    let pid = match target {
+        Target::Command(_) => command.as_ref().map(|c| c.pid),
+        Target::Pid(p) => {
+            if !target::alive(*p) {
+                return Err(format!("no process {p}"));
+            }
+            Some(*p)
+        }
+        Target::All => None,
+    };
+    let mut collector = attach(pid)?;
+    match command.as_mut() {
+        Some(c) => c.resume(),
+        // Read its maps now, in case it exits between two windows.
+        None => {
+            if let Some(p) = pid {
+                collector.remember_process(p);
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let mut window_end = started + options.window;
+    let mut exit_code = 0;
+    let mut interrupted_at: Option<Instant> = None;
+    let tick = Duration::from_millis(5).min(options.window);
+    loop {
+        std::thread::sleep(tick);
+        if let Some(c) = command.as_mut() {
+            match c.poll() {
+                Event::Running => {}
+                Event::Exiting => {
+                    // Its memory is still intact: read its maps, then let it go.
+                    collector.remember_process(c.pid);
+                    sink(&collector.finish()?)?;
+                    c.resume();
+                    loop {
+                        match c.poll() {
+                            Event::Exited(code) => {
+                                exit_code = code;
+                                break;
+                            }
+                            Event::Exiting => c.resume(),
+                            Event::Running => std::thread::sleep(Duration::from_millis(1)),
+                        }
+                    }
+                    break;
+                }
+                Event::Exited(code) => {
+                    exit_code = code;
+                    sink(&collector.finish()?)?;
+                    break;
+                }
+            }
+        } else if let Some(p) = pid {
+            if !target::alive(p) {
+                sink(&collector.finish()?)?;
+                break;
+            }
+        }
+        if target::interrupted() {
+            match (command.as_ref(), interrupted_at) {
+                // Pass the interrupt on and trace the command to its end,
+                // but not for ever.
+                (Some(c), None) => {
+                    c.signal(libc::SIGINT);
+                    interrupted_at = Some(Instant::now());
+                }
+                (Some(c), Some(t)) if t.elapsed() > Duration::from_secs(2) => c.signal(libc::SIGKILL),
+                (Some(_), Some(_)) => {}
+                (None, _) => {
+                    sink(&collector.finish()?)?;
+                    exit_code = 130;
+                    break;
+                }
+            }
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            sink(&collector.finish()?)?;
+            break;
+        }
+        if Instant::now() >= window_end {
+            sink(&collector.drain()?)?;
+            window_end += options.window;
+            if window_end < Instant::now() {
+                window_end = Instant::now() + options.window;
+            }
+        }
+    }
+    drop(command);
+    let summary = collector.summary();
+    drop(collector);
+    sink(&[Record::Watermark { at: target::now_ms() }])?;
+    Ok(Outcome { exit_code, summary })
+}

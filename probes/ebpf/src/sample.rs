@@ -1,0 +1,271 @@
+//! Sampling mode: a perf-event CPU sampler (default 99 Hz on every CPU)
+//! that records the user stack of the running thread (walked by the kernel
+//! through frame pointers); stacks are counted in the kernel and drained
+//! every window into `edge` records (adjacent frames) and `hit` records
+//! (leaf frames). Cheap, but only sees what was on CPU at a sample: it
+//! never proves that a function did not run, so it emits no coverage.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::PerfEvent;
+use tracemerge_records::{EdgeObservation, HitObservation, Record};
+
+use crate::elf::ElfInfo;
+use crate::kernel::{Kernel, Losses};
+use crate::symbolize::{file_id, FileId, Symbolizer};
+use crate::target::now_ms;
+
+/// What to sample.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Samples per second on each CPU.
+    pub frequency: u64,
+    /// Only this process (`None`: every process).
+    pub pid: Option<u32>,
+    /// Artifact id of the records; default `build-id:<hex>` of each
+    /// process's executable.
+    pub artifact: Option<String>,
+    /// `source` of the records; default `ebpf:<hostname>`.
+    pub source: Option<String>,
+    /// Capacity of the kernel count map (distinct (process, stack) per window).
+    pub map_entries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { frequency: 99, pid: None, artifact: None, source: None, map_entries: 16384 }
+    }
+}
+
+/// Totals over the whole session.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub samples: u64,
+    pub edges: u64,
+    pub hits: u64,
+    pub windows: u64,
+    pub losses: Losses,
+    pub cpus: usize,
+    pub attach: Duration,
+    pub detach: Duration,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "sample",
+            "cpus": self.cpus,
+            "samples": self.samples,
+            "edges": self.edges,
+            "hits": self.hits,
+            "windows": self.windows,
+            "losses": self.losses.lost(),
+            "loss_detail": self.losses.to_json(),
+            "attach_ms": self.attach.as_secs_f64() * 1e3,
+            "detach_ms": self.detach.as_secs_f64() * 1e3,
+        })
+    }
+}
+
+struct Process {
+    artifact: String,
+    main: Option<FileId>,
+}
+
+/// A running sampler. Dropping it stops sampling.
+pub struct Session {
+    kernel: Kernel,
+    attached: bool,
+    artifact: Option<String>,
+    source: String,
+    symbolizer: Symbolizer,
+    processes: HashMap<u32, Process>,
+    builds: HashMap<FileId, Option<String>>,
+    /// Samples whose stack was gone from the stack map when drained.
+    missing_stacks: u64,
+    summary: Summary,
+}
+
+impl Session {
+    /// Loads the sampler and starts it on every online CPU.
+    pub fn attach(config: &Config) -> Result<Session, String> {
+        let started = Instant::now();
+        let mut kernel = Kernel::load(1, config.map_entries)?;
+        kernel.set_sample_filter(config.pid.unwrap_or(0))?;
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+        {
+            let prog: &mut PerfEvent = kernel
+                .ebpf_mut()
+                .program_mut("tm_sample")
+                .ok_or("BPF object has no tm_sample")?
+                .try_into()
+                .map_err(|e| format!("tm_sample: {e}"))?;
+            prog.load().map_err(|e| format!("loading the sampler: {e}"))?;
+            for &cpu in &cpus {
+                prog.attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(config.frequency),
+                    false,
+                )
+                .map_err(|e| format!("starting the sampler on CPU {cpu}: {e}"))?;
+            }
+        }
+        let summary = Summary { cpus: cpus.len(), attach: started.elapsed(), ..Default::default() };
+        let mut session = Session {
+            kernel,
+            attached: true,
+            artifact: config.artifact.clone(),
+            source: config.source.clone().unwrap_or_else(crate::exact::default_source),
+            symbolizer: Symbolizer::new(None),
+            processes: HashMap::new(),
+            builds: HashMap::new(),
+            missing_stacks: 0,
+            summary,
+        };
+        if let Some(pid) = config.pid {
+            session.remember_process(pid);
+        }
+        Ok(session)
+    }
+
+    /// Reads the executable and memory maps of `pid` now (for example at its
+    /// exit stop), so that its samples resolve after it is gone.
+    pub fn remember_process(&mut self, pid: u32) {
+        self.symbolizer.refresh(pid);
+        self.process(pid);
+    }
+
+    fn process(&mut self, pid: u32) -> &Process {
+        if !self.processes.contains_key(&pid) {
+            let exe = crate::target::exe(pid).ok();
+            let main = exe.as_deref().and_then(|p| file_id(p).ok());
+            let artifact = match (&self.artifact, main) {
+                (Some(a), _) => a.clone(),
+                (None, Some(id)) => {
+                    let build = self
+                        .builds
+                        .entry(id)
+                        .or_insert_with(|| exe.as_deref().and_then(|p| ElfInfo::read(p).ok()).and_then(|i| i.build_id))
+                        .clone();
+                    match build {
+                        Some(b) => format!("build-id:{b}"),
+                        None => format!("path:{}", exe.as_deref().unwrap().display()),
+                    }
+                }
+                (None, None) => format!("pid:{pid}"),
+            };
+            self.processes.insert(pid, Process { artifact, main });
+        }
+        &self.processes[&pid]
+    }
+
+    /// Ends one window: edges and hits of the stacks sampled since the last
+    /// drain.
+    pub fn drain(&mut self) -> Result<Vec<Record>, String> {
+        let idle = self.kernel.flip()?;
+        let (counts, stacks) = self.kernel.take_samples(idle)?;
+        self.window(counts, stacks, now_ms())
+    }
+
+    /// Stops sampling and returns the records of the last window.
+    pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+        self.detach();
+        let now = now_ms();
+        let mut counts = Vec::new();
+        let mut stacks = HashMap::new();
+        // Both buffers: samples may have landed in either.
+        for _ in 0..2 {
+            let idle = self.kernel.flip()?;
+            let (c, s) = self.kernel.take_samples(idle)?;
+            // Stack ids of the two buffers are separate maps: keep them apart.
+            for (k, n) in c {
+                if let Some(frames) = s.get(&k.stack_id) {
+                    let id = stacks.len() as u32;
+                    stacks.insert(id, frames.clone());
+                    counts.push((crate::kernel::SampleKey { tgid: k.tgid, stack_id: id }, n));
+                }
+            }
+        }
+        self.window(counts, stacks, now)
+    }
+
+    /// Stops sampling now.
+    pub fn detach(&mut self) {
+        if self.attached {
+            let started = Instant::now();
+            if let Some(p) = self.kernel.ebpf_mut().program_mut("tm_sample") {
+                if let Ok(p) = <&mut PerfEvent>::try_from(p) {
+                    let _ = p.unload();
+                }
+            }
+            self.attached = false;
+            self.summary.detach = started.elapsed();
+        }
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    fn window(
+        &mut self,
+        counts: Vec<(crate::kernel::SampleKey, u64)>,
+        stacks: HashMap<u32, Vec<u64>>,
+        now: u64,
+    ) -> Result<Vec<Record>, String> {
+        self.symbolizer.new_round();
+        let mut edges: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        let mut hits: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (key, n) in counts {
+            self.summary.samples += n;
+            let Some(frames) = stacks.get(&key.stack_id) else {
+                self.missing_stacks += n;
+                continue;
+            };
+            let (artifact, main) = {
+                let p = self.process(key.tgid);
+                (p.artifact.clone(), p.main)
+            };
+            self.symbolizer.set_main(main);
+            let names: Vec<String> = frames
+                .iter()
+                .enumerate()
+                .filter(|(_, &ip)| ip != 0)
+                .map(|(i, &ip)| self.symbolizer.resolve(key.tgid, if i == 0 { ip } else { ip - 1 }))
+                .collect();
+            let Some(leaf) = names.first() else { continue };
+            *hits.entry((artifact.clone(), leaf.clone())).or_default() += n;
+            let mut seen = BTreeSet::new();
+            for pair in names.windows(2) {
+                if seen.insert((pair[1].clone(), pair[0].clone())) {
+                    *edges.entry((artifact.clone(), pair[1].clone(), pair[0].clone())).or_default() += n;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(edges.len() + hits.len());
+        for ((artifact, caller, callee), n) in edges {
+            self.summary.edges += 1;
+            out.push(Record::Edge(EdgeObservation {
+                artifact,
+                caller,
+                callee,
+                at: now,
+                hits: n,
+                source: self.source.clone(),
+                event_id: None,
+            }));
+        }
+        for ((artifact, symbol), n) in hits {
+            self.summary.hits += n;
+            out.push(Record::Hit(HitObservation { artifact, symbol, at: now, hits: n, source: self.source.clone(), event_id: None }));
+        }
+        let mut losses = self.kernel.losses()?;
+        losses.sample_stack_collision += self.missing_stacks;
+        self.summary.losses = losses;
+        self.summary.windows += 1;
+        Ok(out)
+    }
+}

@@ -1,0 +1,100 @@
+//! Exact mode against a cc-built program with a known call pattern.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::time::Duration;
+
+use tracemerge_ebpf::exact::{Config, Session};
+use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_records::Record;
+
+fn trace(config: Config, argv: Vec<OsString>) -> (Vec<Record>, run::Outcome) {
+    let mut records = Vec::new();
+    let outcome = run::run(
+        &Target::Command(argv),
+        Options { window: Duration::from_millis(200), duration: Some(Duration::from_secs(30)) },
+        |pid| {
+            let mut c = config.clone();
+            c.pid = pid;
+            Session::attach(&c).map(Collector::Exact)
+        },
+        &mut |r| {
+            records.extend_from_slice(r);
+            Ok(())
+        },
+    )
+    .unwrap();
+    (records, outcome)
+}
+
+fn edges(records: &[Record]) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        if let Record::Edge(e) = r {
+            *out.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
+        }
+    }
+    out
+}
+
+#[test]
+fn exact_edges_and_counts() {
+    let Some(_guard) = common::bpf_or_skip("exact_edges_and_counts") else { return };
+    let dir = common::scratch("exact");
+    let prog = common::calls_program(&dir);
+    let mut config = Config::new(&prog);
+    config.functions = Some(["main", "middle", "leaf", "via_pointer", "compare"].map(String::from).to_vec());
+    let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);
+    assert_eq!(outcome.exit_code, 0);
+    let got = edges(&records);
+    eprintln!("{got:#?}");
+
+    let compares: u64 = {
+        let out = std::process::Command::new(&prog).arg("5").output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_whitespace().find_map(|w| w.strip_prefix("compares=")).unwrap().parse().unwrap()
+    };
+    let mut want: BTreeMap<(String, String), u64> = [
+        (("main", "middle"), 5),
+        (("middle", "leaf"), 5),
+        (("main", "via_pointer"), 2),
+        (("via_pointer", "leaf"), 2),
+    ]
+    .into_iter()
+    .map(|((a, b), n)| ((a.to_string(), b.to_string()), n))
+    .collect();
+    // Callers outside the binary are module-qualified: main's caller and
+    // the qsort callback's caller live in libc.
+    let libc_callers: Vec<_> = got.keys().filter(|(c, _)| c.starts_with("libc.so.6")).cloned().collect();
+    for (caller, callee) in &libc_callers {
+        assert!(caller.starts_with("libc.so.6!") || caller.starts_with("libc.so.6+0x"), "{caller}");
+        match callee.as_str() {
+            "compare" => {
+                want.insert((caller.clone(), callee.clone()), compares);
+            }
+            "main" => {
+                want.insert((caller.clone(), callee.clone()), 1);
+            }
+            other => panic!("unexpected libc caller of {other}"),
+        }
+    }
+    assert_eq!(got, want);
+    assert!(libc_callers.iter().any(|(_, c)| c == "compare"), "no libc caller of compare");
+
+    // Coverage for the probed functions, an artifact from the build id.
+    let cov: Vec<_> = records.iter().filter_map(|r| if let Record::Coverage(c) = r { Some(c) } else { None }).collect();
+    assert!(!cov.is_empty());
+    let mut symbols = cov[0].symbols.clone();
+    symbols.sort();
+    assert_eq!(symbols, ["compare", "leaf", "main", "middle", "via_pointer"]);
+    for r in &records {
+        if let Record::Edge(e) = r {
+            assert!(e.artifact.starts_with("build-id:"), "{}", e.artifact);
+        }
+    }
+    assert!(matches!(records.last(), Some(Record::Watermark { .. })));
+    assert_eq!(outcome.summary["losses"], 0);
+    common::assert_clean();
+}
