@@ -187,6 +187,9 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
                 imp.stats.observations,
                 imp.stats.pairs_unresolved
             );
+            for p in &imp.stats.symbol_problems {
+                eprintln!("tracemerge: warning: {p}");
+            }
             report_damage(&file, &imp.damage);
             Ok(ExitCode::SUCCESS)
         }

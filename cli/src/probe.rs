@@ -72,9 +72,13 @@ pub struct Common {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?} (e.g. 500ms, 1s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (e.g. 500ms, 1s, 2m)"))?;
     let ms = match unit {
         "ms" => n,
         "s" | "" => n * 1e3,
@@ -106,7 +110,9 @@ impl Output {
         for r in records {
             writeln!(self.out, "{}", r.to_json()).map_err(|e| format!("writing records: {e}"))?;
         }
-        self.out.flush().map_err(|e| format!("writing records: {e}"))
+        self.out
+            .flush()
+            .map_err(|e| format!("writing records: {e}"))
     }
 }
 
@@ -133,12 +139,19 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
         (None, true) => Target::All,
     };
     let functions = match &cmd {
-        ProbeCommand::Exact { functions: Some(f), .. } => Some(read_functions(f)?),
+        ProbeCommand::Exact {
+            functions: Some(f), ..
+        } => Some(read_functions(f)?),
         _ => None,
     };
     let mut output = Output::open(&common.output)?;
     target::catch_interrupts();
-    let options = Options { window: common.window, duration: common.duration };
+    let options = Options {
+        window: common.window,
+        duration: common.duration,
+        // Keep the record stream clean when it is our standard output.
+        command_stdout_to_stderr: common.output.is_none(),
+    };
     let attach = |pid: Option<u32>| -> Result<Collector, String> {
         match &cmd {
             ProbeCommand::Exact { binary, .. } => {
@@ -151,6 +164,14 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
                     config.map_entries = n;
                 }
                 let session = tracemerge_ebpf::exact::Session::attach(&config)?;
+                let s = session.summary();
+                eprintln!(
+                    "tracemerge probe: attached {} functions of {} in {:.1} ms (artifact {})",
+                    s.functions,
+                    binary.display(),
+                    (s.load + s.attach).as_secs_f64() * 1e3,
+                    session.artifact()
+                );
                 if !session.skipped().is_empty() {
                     eprintln!(
                         "tracemerge probe: not in {}: {}",
@@ -168,11 +189,19 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
                     source: common.source.clone(),
                     map_entries: common.map_size.unwrap_or(16384),
                 };
-                Ok(Collector::Sample(tracemerge_ebpf::sample::Session::attach(&config)?))
+                let session = tracemerge_ebpf::sample::Session::attach(&config)?;
+                let s = session.summary();
+                eprintln!(
+                    "tracemerge probe: sampling {} CPUs at {} Hz",
+                    s.cpus, frequency
+                );
+                Ok(Collector::Sample(session))
             }
         }
     };
-    let outcome = run::run(&target, options, attach, &mut |records| output.write(records))?;
+    let outcome = run::run(&target, options, attach, &mut |records| {
+        output.write(records)
+    })?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }

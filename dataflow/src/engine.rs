@@ -242,11 +242,20 @@ fn run_worker(
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
         let (inputs, items) = build(scope, config);
         let sink = pending.clone();
+        // Report items carry serde attributes (tags, skipped fields) that
+        // bincode cannot read back, so they cross to worker 0 as JSON.
         let (probe, _) = items
+            .map(|item| serde_json::to_string(&item).expect("items serialize"))
             .inner
             .exchange(|_| 0)
             .as_collection()
-            .inspect_batch(move |_, batch| sink.borrow_mut().extend_from_slice(batch))
+            .inspect_batch(move |_, batch| {
+                let mut sink = sink.borrow_mut();
+                for (json, time, diff) in batch {
+                    let item: Item = serde_json::from_str(json).expect("items deserialize");
+                    sink.push((item, *time, *diff));
+                }
+            })
             .probe();
         (inputs, probe)
     });

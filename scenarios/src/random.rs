@@ -249,7 +249,17 @@ impl Gen<'_> {
                 edge
             })
             .collect();
+        if !edges.is_empty() && self.rng.gen_bool(0.08) {
+            // A pair listed twice (say, once per call site).
+            let mut again = edges[self.rng.gen_range(0..edges.len())].clone();
+            again.kind = Some(tracemerge_records::EdgeKind::Static);
+            edges.push(again);
+        }
         edges.shuffle(&mut self.rng);
+        let mut entrypoints = entrypoints;
+        if !entrypoints.is_empty() && self.rng.gen_bool(0.05) {
+            entrypoints.push(entrypoints[0].clone());
+        }
         GraphSnapshot {
             artifact: artifact.to_string(),
             at,
@@ -533,15 +543,35 @@ pub fn stream(seed: u64, params: &StreamParams) -> Vec<Record> {
             if g.rng.gen_bool(params.divergent_duplicate_prob) {
                 // A buggy producer: same id, different content. Which copy
                 // applies, and whether the id is still remembered, matter.
+                // Ids are global: the copy may even be another kind of
+                // record or name another artifact.
                 let shift = g.rng.gen_range(0..=params.disorder);
+                let other = g.artifacts.choose(&mut g.rng).unwrap().clone();
+                let (retype, reart) = (g.rng.gen_bool(0.3), g.rng.gen_bool(0.3));
                 match &mut copy {
                     Record::Edge(e) => {
                         e.hits += 1;
                         e.at += shift;
+                        if reart {
+                            e.artifact = other;
+                        }
+                        if retype {
+                            copy = Record::Hit(HitObservation {
+                                artifact: e.artifact.clone(),
+                                symbol: e.callee.clone(),
+                                at: e.at,
+                                hits: e.hits,
+                                source: e.source.clone(),
+                                event_id: e.event_id.clone(),
+                            });
+                        }
                     }
                     Record::Hit(h) => {
                         h.hits += 1;
                         h.at += shift;
+                        if reart {
+                            h.artifact = other;
+                        }
                     }
                     _ => {}
                 }

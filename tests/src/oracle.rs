@@ -3,6 +3,20 @@
 //!
 //! Ingest is sequential, in arrival order; the state at `T = as_of` is then
 //! recomputed from the applied records with ordinary maps and sets.
+//!
+//! Readings of SEMANTICS.md where the text leaves room (each is pinned by a
+//! unit test in `oracle_tests.rs`):
+//! - the tie-break between snapshots compares (nodes, edge pairs,
+//!   entrypoints) as sorted sets (edge attributes dropped); target sets as
+//!   sorted sets;
+//! - `event_id`s form one namespace across edges, hits and artifacts; an id
+//!   is remembered with the time of the record that applied it;
+//! - a target is unobserved only with live coverage (DESIGN.md: "only
+//!   coverage can make a function runtime unobserved"), also when
+//!   `min_coverage` is 0;
+//! - coverage intervals count whole (not clipped to `[T − ttl, T]`);
+//! - `reports_at_watermarks` yields a report per watermark that advances
+//!   `W` (SEMANTICS.md, Ingest 6).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -20,19 +34,24 @@ pub fn report(records: &[Record], config: &Config) -> Report {
     ingest.report()
 }
 
-/// One report after each watermark record (the prefix up to and including
-/// it), in stream order; a watermark lower than the current one still
-/// yields a report.
+/// One report per watermark that advances `W` (SEMANTICS.md, Ingest 6):
+/// the state at that watermark over every record of the stream applied
+/// with `time ≤ W` (also those arriving after it within lateness), with the
+/// stats of the stream up to and including the watermark.
 pub fn reports_at_watermarks(records: &[Record], config: &Config) -> Vec<Report> {
     let mut ingest = Ingest::new(config);
-    let mut out = Vec::new();
+    let mut marks = Vec::new();
     for record in records {
+        let before = ingest.watermark;
         ingest.push(record);
-        if matches!(record, Record::Watermark { .. }) {
-            out.push(ingest.report());
+        if ingest.watermark != before {
+            marks.push((ingest.w(), ingest.stats));
         }
     }
-    out
+    marks
+        .into_iter()
+        .map(|(w, stats)| ingest.report_at(w, stats))
+        .collect()
 }
 
 /// The sequential ingest of SEMANTICS.md ("Ingest").
@@ -106,10 +125,14 @@ impl Ingest {
     }
 
     pub fn report(&self) -> Report {
-        let t = self.as_of();
+        self.report_at(self.as_of(), self.stats)
+    }
+
+    /// The state at `t` over every record applied so far, with `stats`.
+    pub fn report_at(&self, t: Time, stats: Stats) -> Report {
         let visible: Vec<&Record> = self.applied.iter().filter(|r| r.time() <= t).collect();
         let names: BTreeSet<&str> = visible.iter().filter_map(|r| artifact_of(r)).collect();
-        let mut report = Report::new(t, self.config.clone(), self.stats);
+        let mut report = Report::new(t, self.config.clone(), stats);
         for name in names {
             let of_a: Vec<&Record> = visible
                 .iter()
@@ -135,24 +158,26 @@ fn artifact_of(r: &Record) -> Option<&str> {
     }
 }
 
-/// The canonical form that breaks ties between snapshots with the same `at`:
-/// nodes, edge pairs and entrypoints, each sorted (as sets), as JSON
-/// `[[nodes…],[[caller,callee]…],[entrypoints…]]`.
-pub fn graph_canonical(g: &GraphSnapshot) -> String {
-    let nodes: BTreeSet<&str> = g.nodes.iter().map(String::as_str).collect();
-    let edges: BTreeSet<(&str, &str)> = g
+/// Snapshot contents as (nodes, edge pairs, entrypoints), each a sorted set:
+/// of two snapshots with the same `at`, the greater (lexicographically)
+/// wins. Edge attributes play no part.
+pub type GraphKey = (BTreeSet<String>, BTreeSet<(String, String)>, BTreeSet<String>);
+
+/// The tie-break key of a snapshot.
+pub fn graph_canonical(g: &GraphSnapshot) -> GraphKey {
+    let nodes = g.nodes.iter().cloned().collect();
+    let edges = g
         .edges
         .iter()
-        .map(|e| (e.caller.as_str(), e.callee.as_str()))
+        .map(|e| (e.caller.clone(), e.callee.clone()))
         .collect();
-    let entry: BTreeSet<&str> = g.entrypoints.iter().map(String::as_str).collect();
-    serde_json::to_string(&(nodes, edges, entry)).expect("serializes")
+    let entry = g.entrypoints.iter().cloned().collect();
+    (nodes, edges, entry)
 }
 
-/// The canonical form of a target set: its symbols sorted (as a set), as JSON.
-pub fn targets_canonical(t: &Targets) -> String {
-    let symbols: BTreeSet<&str> = t.symbols.iter().map(String::as_str).collect();
-    serde_json::to_string(&symbols).expect("serializes")
+/// The tie-break key of a target set: its symbols as a sorted set.
+pub fn targets_canonical(t: &Targets) -> BTreeSet<String> {
+    t.symbols.iter().cloned().collect()
 }
 
 /// Aggregate of the live observations of one (caller, callee).
@@ -309,6 +334,7 @@ fn artifact_report(
         executed.insert(h.symbol.clone());
     }
 
+    let has_coverage = |s: &str| live_coverage.iter().any(|c| c.symbols.iter().any(|x| x == s));
     let covered = |s: &str| -> Time {
         union_length(
             live_coverage
@@ -362,7 +388,7 @@ fn artifact_report(
         let static_side = snapshot.map(|_| reach_static.contains_key(target));
         let runtime_side = if executed.contains(target) {
             Some(true)
-        } else if covered(target) >= config.min_coverage {
+        } else if has_coverage(target) && covered(target) >= config.min_coverage {
             Some(false)
         } else {
             None
@@ -442,6 +468,7 @@ fn artifact_report(
         for target in &targets {
             if reach_static.contains_key(target)
                 && !executed.contains(target)
+                && has_coverage(target)
                 && covered(target) >= config.min_coverage
             {
                 conflicts.push(Conflict::ReachableButUnobserved {

@@ -476,22 +476,29 @@ fn snapshot_replacement() {
     );
     assert_eq!(state(art(&r, "x"), "b"), State::Unknown);
 
-    // Same at: the greater canonical form wins, whatever the arrival order
-    // and however the record lists its nodes and edges. Canonical forms:
-    //   p: [["a","m"],[["m","a"]],["m"]]
-    //   q: [["b","m"],[["m","b"]],["m"]]   (greater: "b" > "a")
+    // Same at: the greater (nodes, edges, entrypoints) as sorted sets wins,
+    // whatever the arrival order and however the record lists them:
+    //   p: ({a,m}, {(m,a)}, {m})
+    //   q: ({b,m}, {(m,b)}, {m})   (greater: "b" > "a")
     let p = r#"{"type":"graph","artifact":"x","at":20,"nodes":["m","a"],"edges":[["m","a"]],"entrypoints":["m"]}"#;
     let q = r#"{"type":"graph","artifact":"x","at":20,"nodes":["m","b"],"edges":[{"caller":"m","callee":"b","kind":"heuristic"}],"entrypoints":["m","m"]}"#;
     for order in [[p, q], [q, p]] {
         check(&order, 30, [U, R, U]);
     }
     // Edge pairs decide when the nodes are equal:
-    //   r: [["a","b","m"],[["m","a"],["m","b"]],["m"]] vs s: [["a","b","m"],[["m","b"]],["m"]]
+    //   r: ({a,b,m}, {(m,a),(m,b)}, {m}) vs s: ({a,b,m}, {(m,b)}, {m})
     //   at the first edge: "a" < "b", so s is greater.
     let r_ = r#"{"type":"graph","artifact":"x","at":20,"nodes":["m","a","b"],"edges":[["m","a"],["m","b"]],"entrypoints":["m"]}"#;
     let s_ = r#"{"type":"graph","artifact":"x","at":20,"nodes":["b","a","m"],"edges":[["m","b"]],"entrypoints":["m"]}"#;
     for order in [[r_, s_], [s_, r_]] {
         check(&order, 30, [U, R, U]);
+    }
+    // Edges compare as sets: t's duplicate collapses, t: {(m,a)} is a
+    // prefix of u: {(m,a),(m,b)}, so u is greater.
+    let t_ = r#"{"type":"graph","artifact":"x","at":20,"nodes":["a","b","m"],"edges":[["m","a"],{"caller":"m","callee":"a","kind":"heuristic"}],"entrypoints":["m"]}"#;
+    let u_ = r#"{"type":"graph","artifact":"x","at":20,"nodes":["a","b","m"],"edges":[["m","a"],["m","b"]],"entrypoints":["m"]}"#;
+    for order in [[t_, u_], [u_, t_]] {
+        check(&order, 30, [R, R, U]);
     }
     // Targets replace too (same rule); an empty later set empties it.
     let text = r#"{"type":"targets","artifact":"x","at":5,"symbols":["a"]}

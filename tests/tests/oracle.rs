@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracemerge_records::{Config, Record, Report, Strategy};
 use tracemerge_scenarios::random::{self, StreamParams};
-use tracemerge_tests::oracle;
+use tracemerge_tests::{diff, oracle};
 
 /// A random configuration suited to `params` (ttl, lateness and
 /// min_coverage on the scale of its event times).
@@ -59,56 +59,6 @@ fn random_config(rng: &mut ChaCha8Rng, params: &StreamParams) -> Config {
 
 fn ndjson(records: &[Record]) -> String {
     records.iter().map(|r| r.to_json() + "\n").collect()
-}
-
-/// A line diff (longest common subsequence) of two texts, changed lines
-/// with a little context.
-fn diff(left: &str, right: &str) -> String {
-    let a: Vec<&str> = left.lines().collect();
-    let b: Vec<&str> = right.lines().collect();
-    let (n, m) = (a.len(), b.len());
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let mut ops: Vec<(char, &str)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            ops.push((' ', a[i]));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
-            ops.push(('-', a[i]));
-            i += 1;
-        }
-    }
-    let near = |k: usize| {
-        ops[k.saturating_sub(3)..(k + 4).min(ops.len())]
-            .iter()
-            .any(|(c, _)| *c != ' ')
-    };
-    let mut out = String::new();
-    let mut skipped = false;
-    for (k, (c, line)) in ops.iter().enumerate() {
-        if near(k) {
-            out.push_str(&format!("{c} {line}\n"));
-            skipped = false;
-        } else if !skipped {
-            out.push_str("  ...\n");
-            skipped = true;
-        }
-    }
-    out
 }
 
 /// Fails with everything needed to reproduce and read the difference.

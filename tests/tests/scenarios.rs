@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use tracemerge_records::{Conflict, Record, Report, State, Strategy};
 use tracemerge_scenarios::{cases, Case};
-use tracemerge_tests::oracle;
+use tracemerge_tests::{diff, oracle};
 
 fn oracle_report(case: &Case) -> Report {
     let records = case.records().unwrap();
@@ -31,11 +31,11 @@ fn oracle_reproduces_expected_reports() {
             std::fs::write(&path, &got).unwrap();
             continue;
         }
-        assert_eq!(
-            got.trim_end(),
-            case.expected.trim_end(),
-            "case {}: the oracle's report differs from expected.json",
-            case.name
+        assert!(
+            got.trim_end() == case.expected.trim_end(),
+            "case {}: - expected.json + oracle:\n{}",
+            case.name,
+            diff(case.expected, &got)
         );
     }
 }
@@ -53,11 +53,12 @@ fn engine_reproduces_expected_reports() {
         for workers in [1, 3] {
             let reports = tracemerge_dataflow::reports_at_watermarks(&records, &config, workers);
             let last = reports.last().expect("a report per watermark");
-            assert_eq!(
-                last.to_pretty_json().trim_end(),
-                case.expected.trim_end(),
-                "case {} with {workers} workers: the engine's report differs from expected.json",
-                case.name
+            let got = last.to_pretty_json();
+            assert!(
+                got.trim_end() == case.expected.trim_end(),
+                "case {} with {workers} workers: - expected.json + engine:\n{}",
+                case.name,
+                diff(case.expected, &got)
             );
         }
     }
@@ -84,12 +85,13 @@ fn engine_matches_oracle_at_every_watermark_of_the_cases() {
             case.name
         );
         for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert_eq!(
-                g.to_pretty_json(),
-                e.to_pretty_json(),
-                "case {}: report {k} (as_of {})",
+            let (g, e) = (g.to_pretty_json(), e.to_pretty_json());
+            assert!(
+                g == e,
+                "case {}: report {k} (after watermark record {}), - oracle + engine:\n{}",
                 case.name,
-                e.as_of
+                k + 1,
+                diff(&e, &g)
             );
         }
     }

@@ -53,7 +53,9 @@ pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, String> {
     c.push_str("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n");
     c.push_str("volatile long sink;\n");
     for i in 0..n {
-        c.push_str(&format!("__attribute__((noinline)) void f{i}(void) {{ sink += {i}; }}\n"));
+        c.push_str(&format!(
+            "__attribute__((noinline)) void f{i}(void) {{ sink += {i}; }}\n"
+        ));
     }
     c.push_str("void (*const table[])(void) = {");
     for i in 0..n {
@@ -130,7 +132,10 @@ pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Durati
     config.functions = Some(names);
     let mut session = Session::attach(&config)?;
     if session.functions().len() != n {
-        return Err(format!("attached {} of {n} functions", session.functions().len()));
+        return Err(format!(
+            "attached {} of {n} functions",
+            session.functions().len()
+        ));
     }
     session.detach();
     let s = session.summary();
@@ -142,7 +147,13 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     if let Some(why) = crate::unsupported() {
         return Err(why);
     }
-    let max = options.attach_sizes.iter().copied().max().unwrap_or(0).max(1000);
+    let max = options
+        .attach_sizes
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1000);
     let exe = generate_program(&options.work_dir, max)?;
 
     // Cost per probed call: a trivial function in a tight loop, probed vs
@@ -150,15 +161,28 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     // that the kernel must single-step.
     let repeats = options.repeats.max(1);
     let mut call = serde_json::Map::new();
-    for (key, mode, function) in [("framed", "loopf", "target_framed"), ("single_step", "loop", "target")] {
+    for (key, mode, function) in [
+        ("framed", "loopf", "target_framed"),
+        ("single_step", "loop", "target"),
+    ] {
         let time = |exe: &Path| -> Result<f64, String> {
-            Ok(median((0..repeats).map(|_| ns_per_call(exe, mode, options.calls)).collect::<Result<_, _>>()?))
+            Ok(median(
+                (0..repeats)
+                    .map(|_| ns_per_call(exe, mode, options.calls))
+                    .collect::<Result<_, _>>()?,
+            ))
         };
         let plain = time(&exe)?;
         let mut config = Config::new(&exe);
         config.functions = Some(vec![function.into()]);
         let mut session = Session::attach(&config)?;
+        // The program's own run time, as the kernel measures it.
+        let stats_sysctl = "/proc/sys/kernel/bpf_stats_enabled";
+        let stats_before = std::fs::read_to_string(stats_sysctl).unwrap_or_default();
+        let _ = std::fs::write(stats_sysctl, "1");
         let probed = time(&exe)?;
+        let prog_stats = session.program_stats();
+        let _ = std::fs::write(stats_sysctl, stats_before.trim());
         let records = session.finish()?;
         let counted: u64 = records
             .iter()
@@ -178,6 +202,9 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
                 "ratio": ((probed / plain) * 1e3).round() / 1e3,
                 "calls_made": options.calls * repeats as u64,
                 "calls_counted": counted,
+                "bpf_program_ns": prog_stats
+                    .filter(|&(_, runs)| runs > 0)
+                    .map(|(ns, runs)| ((ns as f64 / runs as f64) * 1e3).round() / 1e3),
             }),
         );
     }
@@ -187,14 +214,20 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     let mut config = Config::new(&exe);
     config.functions = Some((0..max).map(|i| format!("f{i}")).collect());
     let mut session = Session::attach(&config)?;
-    let status = Command::new(&exe).arg("all").status().map_err(|e| e.to_string())?;
+    let status = Command::new(&exe)
+        .arg("all")
+        .status()
+        .map_err(|e| e.to_string())?;
     if !status.success() {
         return Err("benchmark program failed".into());
     }
     let started = Instant::now();
     let records = session.drain()?;
     let drain = started.elapsed();
-    let edges = records.iter().filter(|r| matches!(r, tracemerge_records::Record::Edge(_))).count();
+    let edges = records
+        .iter()
+        .filter(|r| matches!(r, tracemerge_records::Record::Edge(_)))
+        .count();
     drop(session);
 
     let mut attach = Vec::new();

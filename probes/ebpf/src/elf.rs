@@ -32,6 +32,8 @@ pub struct ElfInfo {
     /// a global name wins over a local one, then the smaller name).
     pub symbols: Vec<Symbol>,
     segments: Vec<Segment>,
+    /// The file's bytes (8-byte aligned words, length in the last word).
+    data: Vec<u64>,
 }
 
 /// Reads a whole file into 8-byte aligned memory (the `object` crate wants
@@ -44,7 +46,6 @@ fn read_aligned(path: &Path) -> Result<Vec<u64>, String> {
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len());
     }
-    words.truncate(bytes.len().div_ceil(8));
     words.push(bytes.len() as u64); // remember the length in a last word
     Ok(words)
 }
@@ -62,7 +63,8 @@ impl ElfInfo {
     /// table is used as well.
     pub fn read(path: &Path) -> Result<ElfInfo, String> {
         let words = read_aligned(path)?;
-        let file = object::File::parse(as_bytes(&words)).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = object::File::parse(as_bytes(&words))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let build_id = file
             .build_id()
             .ok()
@@ -72,7 +74,11 @@ impl ElfInfo {
             .segments()
             .map(|s| {
                 let (offset, filesz) = s.file_range();
-                Segment { vaddr: s.address(), offset, filesz }
+                Segment {
+                    vaddr: s.address(),
+                    offset,
+                    filesz,
+                }
             })
             .collect();
         let mut raw: Vec<(u64, u64, bool, String)> = Vec::new();
@@ -95,7 +101,15 @@ impl ElfInfo {
                 }
             }
         }
-        Ok(ElfInfo { build_id, entry: file.entry(), symbols: fold_aliases(raw), segments })
+        let entry = file.entry();
+        drop(file);
+        Ok(ElfInfo {
+            build_id,
+            entry,
+            symbols: fold_aliases(raw),
+            segments,
+            data: words,
+        })
     }
 
     /// The file offset at which `vaddr` is stored (what uprobes want).
@@ -114,6 +128,49 @@ impl ElfInfo {
             .map(|s| offset - s.offset + s.vaddr)
     }
 
+    /// Up to `len` bytes of the file at virtual address `vaddr`.
+    pub fn bytes(&self, vaddr: u64, len: usize) -> &[u8] {
+        if self.data.is_empty() {
+            return &[];
+        }
+        let all = as_bytes(&self.data);
+        match self.file_offset(vaddr) {
+            Some(off) if (off as usize) < all.len() => {
+                let off = off as usize;
+                &all[off..(off + len).min(all.len())]
+            }
+            _ => &[],
+        }
+    }
+
+    /// Whether, with the program counter at `vaddr`, the function there has
+    /// its own frame on the frame-pointer chain: it starts with the x86-64
+    /// frame prologue (`[endbr64] push %rbp; mov %rsp,%rbp`), `vaddr` is past
+    /// that prologue and is not a `ret` (after the epilogue). Otherwise a
+    /// frame-pointer walk from here skips the caller.
+    pub fn has_frame_at(&self, vaddr: u64) -> bool {
+        let Some(sym) = self.lookup(vaddr) else {
+            return false;
+        };
+        let code = self.bytes(sym.addr, 8);
+        let p = if code.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+            4
+        } else {
+            0
+        };
+        let prologue = code.get(p..p + 4);
+        if !matches!(
+            prologue,
+            Some([0x55, 0x48, 0x89, 0xe5]) | Some([0x55, 0x48, 0x8b, 0xec])
+        ) {
+            return false;
+        }
+        if vaddr < sym.addr + p as u64 + 4 {
+            return false;
+        }
+        !matches!(self.bytes(vaddr, 2), [0xc3, ..] | [0xf3, 0xc3])
+    }
+
     /// The function containing `vaddr`.
     pub fn lookup(&self, vaddr: u64) -> Option<&Symbol> {
         let i = self.symbols.partition_point(|s| s.addr <= vaddr);
@@ -127,9 +184,9 @@ impl ElfInfo {
 
     /// The functions worth probing: sized, defined, not the entry point.
     pub fn probeable_functions(&self) -> impl Iterator<Item = &Symbol> {
-        self.symbols
-            .iter()
-            .filter(move |s| s.size > 0 && s.addr != self.entry && self.file_offset(s.addr).is_some())
+        self.symbols.iter().filter(move |s| {
+            s.size > 0 && s.addr != self.entry && self.file_offset(s.addr).is_some()
+        })
     }
 }
 
@@ -139,7 +196,12 @@ fn push_symbol<'a, S: ObjectSymbol<'a>>(raw: &mut Vec<(u64, u64, bool, String)>,
     }
     if let Ok(name) = sym.name() {
         if !name.is_empty() {
-            raw.push((sym.address(), sym.size(), sym.is_global() || sym.is_weak(), name.to_string()));
+            raw.push((
+                sym.address(),
+                sym.size(),
+                sym.is_global() || sym.is_weak(),
+                name.to_string(),
+            ));
         }
     }
 }
@@ -153,7 +215,9 @@ fn fold_aliases(mut raw: Vec<(u64, u64, bool, String)>) -> Vec<Symbol> {
             .then(a.3.cmp(&b.3))
     });
     raw.dedup_by(|later, first| later.0 == first.0);
-    raw.into_iter().map(|(addr, size, _, name)| Symbol { addr, size, name }).collect()
+    raw.into_iter()
+        .map(|(addr, size, _, name)| Symbol { addr, size, name })
+        .collect()
 }
 
 /// The installed separate debug file for a build id, if any.
@@ -161,6 +225,33 @@ pub fn debug_file(build_id: &str) -> Option<PathBuf> {
     if build_id.len() < 3 {
         return None;
     }
-    let p = PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &build_id[..2], &build_id[2..]));
+    let p = PathBuf::from(format!(
+        "/usr/lib/debug/.build-id/{}/{}.debug",
+        &build_id[..2],
+        &build_id[2..]
+    ));
     p.is_file().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_executable() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let info = ElfInfo::read(&exe).unwrap();
+        assert!(info.build_id.as_deref().is_some_and(|id| id.len() >= 16));
+        let f = info
+            .symbols
+            .iter()
+            .find(|s| s.name.contains("reads_own_executable"))
+            .expect("own symbol");
+        assert_eq!(info.lookup(f.addr + 1).map(|s| &s.name), Some(&f.name));
+        let off = info.file_offset(f.addr).unwrap();
+        assert_eq!(info.vaddr_of_offset(off), Some(f.addr));
+        assert!(info.probeable_functions().all(|s| s.addr != info.entry));
+        // Aliases are folded: one symbol per address.
+        assert!(info.symbols.windows(2).all(|w| w[0].addr < w[1].addr));
+    }
 }

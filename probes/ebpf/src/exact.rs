@@ -37,7 +37,14 @@ pub struct Config {
 
 impl Config {
     pub fn new(binary: impl Into<PathBuf>) -> Config {
-        Config { binary: binary.into(), functions: None, artifact: None, source: None, pid: None, map_entries: 65536 }
+        Config {
+            binary: binary.into(),
+            functions: None,
+            artifact: None,
+            source: None,
+            pid: None,
+            map_entries: 65536,
+        }
     }
 }
 
@@ -108,9 +115,11 @@ pub fn default_source() -> String {
 impl Session {
     /// Loads the program and attaches it to the chosen functions.
     pub fn attach(config: &Config) -> Result<Session, String> {
-        let binary = std::fs::canonicalize(&config.binary).map_err(|e| format!("{}: {e}", config.binary.display()))?;
+        let binary = std::fs::canonicalize(&config.binary)
+            .map_err(|e| format!("{}: {e}", config.binary.display()))?;
         let info = ElfInfo::read(&binary)?;
-        let mut by_name: std::collections::HashMap<&str, &crate::elf::Symbol> = std::collections::HashMap::new();
+        let mut by_name: std::collections::HashMap<&str, &crate::elf::Symbol> =
+            std::collections::HashMap::new();
         for s in info.probeable_functions() {
             by_name.entry(s.name.as_str()).or_insert(s);
         }
@@ -130,10 +139,20 @@ impl Session {
             }
         }
         if chosen.is_empty() {
-            return Err(format!("{}: no function to probe (none with a symbol{})", binary.display(),
-                if skipped.is_empty() { String::new() } else { format!("; not found: {}", skipped.join(", ")) }));
+            return Err(format!(
+                "{}: no function to probe (none with a symbol{})",
+                binary.display(),
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not found: {}", skipped.join(", "))
+                }
+            ));
         }
-        let offsets: Vec<u64> = chosen.iter().map(|s| info.file_offset(s.addr).unwrap()).collect();
+        let offsets: Vec<u64> = chosen
+            .iter()
+            .map(|s| info.file_offset(s.addr).unwrap())
+            .collect();
         let cookies: Vec<u64> = (0..chosen.len() as u64).collect();
         let names: Vec<String> = chosen.iter().map(|s| s.name.clone()).collect();
 
@@ -142,16 +161,36 @@ impl Session {
         let prog = kernel.load_exact_program()?;
         let load = started.elapsed();
         let started = Instant::now();
-        let link = crate::sys::uprobe_multi_link(&prog, &binary, &offsets, &cookies, config.pid.unwrap_or(0))
-            .map_err(|e| format!("attaching {} uprobes to {} (uprobe_multi): {e}", offsets.len(), binary.display()))?;
+        let link = crate::sys::uprobe_multi_link(
+            &prog,
+            &binary,
+            &offsets,
+            &cookies,
+            config.pid.unwrap_or(0),
+        )
+        .map_err(|e| {
+            format!(
+                "attaching {} uprobes to {} (uprobe_multi): {e}",
+                offsets.len(),
+                binary.display()
+            )
+        })?;
         let attach = started.elapsed();
 
-        let artifact = config.artifact.clone().unwrap_or_else(|| match &info.build_id {
-            Some(id) => format!("build-id:{id}"),
-            None => format!("path:{}", binary.display()),
-        });
+        let artifact = config
+            .artifact
+            .clone()
+            .unwrap_or_else(|| match &info.build_id {
+                Some(id) => format!("build-id:{id}"),
+                None => format!("path:{}", binary.display()),
+            });
         let main = file_id(&binary).ok();
-        let summary = Summary { functions: names.len(), load, attach, ..Default::default() };
+        let summary = Summary {
+            functions: names.len(),
+            load,
+            attach,
+            ..Default::default()
+        };
         let mut symbolizer = Symbolizer::new(main);
         if let Some(pid) = config.pid {
             // Read its maps now, in case it exits before the first drain.
@@ -176,6 +215,12 @@ impl Session {
             losses_reported: Losses::default(),
             summary,
         })
+    }
+
+    /// Runs of the kernel program and the time spent in them (counted only
+    /// while the sysctl kernel.bpf_stats_enabled is 1).
+    pub fn program_stats(&self) -> Option<(u64, u64)> {
+        crate::sys::prog_run_stats(&self._prog).ok()
     }
 
     /// The artifact id the records carry.
@@ -236,11 +281,17 @@ impl Session {
         &self.summary
     }
 
-    fn window(&mut self, entries: Vec<(crate::kernel::ExactKey, u64)>, now: u64) -> Result<Vec<Record>, String> {
+    fn window(
+        &mut self,
+        entries: Vec<(crate::kernel::ExactKey, u64)>,
+        now: u64,
+    ) -> Result<Vec<Record>, String> {
         self.symbolizer.new_round();
         let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (key, hits) in entries {
-            let Some(callee) = self.names.get(key.cookie as usize) else { continue };
+            let Some(callee) = self.names.get(key.cookie as usize) else {
+                continue;
+            };
             let caller = if key.ret == 0 {
                 "[unknown]".to_string()
             } else {
@@ -269,7 +320,8 @@ impl Session {
         self.losses_reported = losses;
         self.summary.losses = losses;
         self.summary.windows += 1;
-        let probed_in_window = self.link.is_some() || self.detached_at.is_some_and(|t| t > self.window_start);
+        let probed_in_window =
+            self.link.is_some() || self.detached_at.is_some_and(|t| t > self.window_start);
         if new_losses.exact_map_full > 0 {
             self.summary.windows_without_coverage += 1;
         } else if probed_in_window && now > self.window_start {

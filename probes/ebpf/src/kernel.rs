@@ -128,8 +128,14 @@ impl Kernel {
     /// references at aya's map fds, and loads it with bpf(BPF_PROG_LOAD).
     pub fn load_exact_program(&self) -> Result<OwnedFd, String> {
         let insns = self.relocated("uprobe/tm_exact")?;
-        sys::prog_load(sys::PROG_TYPE_KPROBE, sys::TRACE_UPROBE_MULTI, &insns, "Dual MIT/GPL", "tm_exact")
-            .map_err(|e| format!("loading the exact-mode BPF program: {e}"))
+        sys::prog_load(
+            sys::PROG_TYPE_KPROBE,
+            sys::TRACE_UPROBE_MULTI,
+            &insns,
+            "Dual MIT/GPL",
+            "tm_exact",
+        )
+        .map_err(|e| format!("loading the exact-mode BPF program: {e}"))
     }
 
     /// The instructions of program section `section`, with every map
@@ -154,11 +160,13 @@ impl Kernel {
                 .ok_or_else(|| format!("{section}: relocation against unknown map {name}"))?;
             let at = offset as usize;
             if at + 16 > insns.len() || insns[at] != 0x18 {
-                return Err(format!("{section}: relocation at {offset} is not an ld_imm64"));
+                return Err(format!(
+                    "{section}: relocation at {offset} is not an ld_imm64"
+                ));
             }
             const BPF_PSEUDO_MAP_FD: u8 = 1;
             insns[at + 1] = (insns[at + 1] & 0x0f) | (BPF_PSEUDO_MAP_FD << 4);
-            insns[at + 4..at + 8].copy_from_slice(&(fd as i32).to_ne_bytes());
+            insns[at + 4..at + 8].copy_from_slice(&fd.to_ne_bytes());
             insns[at + 12..at + 16].copy_from_slice(&0i32.to_ne_bytes());
         }
         Ok(insns)
@@ -171,7 +179,9 @@ impl Kernel {
 
     /// Restricts sampling to one process (`0`: every process).
     pub fn set_sample_filter(&mut self, tgid: u32) -> Result<(), String> {
-        self.ctl()?.set(1, tgid as u64, 0).map_err(|e| e.to_string())
+        self.ctl()?
+            .set(1, tgid as u64, 0)
+            .map_err(|e| e.to_string())
     }
 
     /// Makes the other buffer active and returns the now idle one, once
@@ -187,13 +197,28 @@ impl Kernel {
 
     /// Reads and empties an idle exact-mode buffer.
     pub fn take_exact(&mut self, buffer: u32) -> Result<Vec<(ExactKey, u64)>, String> {
-        take_hash::<ExactKey>(&mut self.ebpf, if buffer == 0 { "exact0" } else { "exact1" })
+        take_hash::<ExactKey>(
+            &mut self.ebpf,
+            if buffer == 0 { "exact0" } else { "exact1" },
+        )
     }
 
     /// Reads and empties an idle sampling buffer: (key, count, frames).
     #[allow(clippy::type_complexity)]
-    pub fn take_samples(&mut self, buffer: u32) -> Result<(Vec<(SampleKey, u64)>, std::collections::HashMap<u32, Vec<u64>>), String> {
-        let counts = take_hash::<SampleKey>(&mut self.ebpf, if buffer == 0 { "sample0" } else { "sample1" })?;
+    pub fn take_samples(
+        &mut self,
+        buffer: u32,
+    ) -> Result<
+        (
+            Vec<(SampleKey, u64)>,
+            std::collections::HashMap<u32, Vec<u64>>,
+        ),
+        String,
+    > {
+        let counts = take_hash::<SampleKey>(
+            &mut self.ebpf,
+            if buffer == 0 { "sample0" } else { "sample1" },
+        )?;
         let name = if buffer == 0 { "stacks0" } else { "stacks1" };
         let map = self.ebpf.map_mut(name).ok_or("no stack map")?;
         let mut stacks = StackTraceMap::try_from(map).map_err(|e| e.to_string())?;
@@ -237,4 +262,49 @@ fn take_hash<K: aya::Pod>(ebpf: &mut aya::Ebpf, name: &str) -> Result<Vec<(K, u6
         let _ = hash.remove(&key);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_has_both_programs_and_only_map_relocations() {
+        let file = object::File::parse(object_bytes()).unwrap();
+        let maps = [
+            "ctl", "exact0", "exact1", "sample0", "sample1", "stacks0", "stacks1", "losses",
+        ];
+        for section in ["uprobe/tm_exact", "perf_event"] {
+            let sec = file.section_by_name(section).unwrap();
+            let data = sec.data().unwrap();
+            assert_eq!(data.len() % 8, 0);
+            let mut n = 0;
+            for (offset, rel) in sec.relocations() {
+                let RelocationTarget::Symbol(i) = rel.target() else {
+                    panic!()
+                };
+                let name = file.symbol_by_index(i).unwrap().name().unwrap();
+                assert!(maps.contains(&name), "{section}: {name}");
+                assert_eq!(data[offset as usize], 0x18, "ld_imm64");
+                n += 1;
+            }
+            assert!(n > 0);
+        }
+        // Key layouts shared with the C side.
+        assert_eq!(std::mem::size_of::<ExactKey>(), 24);
+        assert_eq!(std::mem::size_of::<SampleKey>(), 8);
+    }
+
+    #[test]
+    fn losses_split_lost_from_reported() {
+        let a = Losses {
+            exact_map_full: 3,
+            exact_no_return_address: 4,
+            sample_map_full: 1,
+            sample_stack_collision: 2,
+            sample_no_user_stack: 9,
+        };
+        assert_eq!(a.lost(), 6);
+        assert_eq!(a.since(&a), Losses::default());
+    }
 }

@@ -59,6 +59,19 @@ pub enum Target {
 pub struct Options {
     pub window: Duration,
     pub duration: Option<Duration>,
+    /// Send a started command's standard output to our standard error
+    /// (set when the records go to standard output).
+    pub command_stdout_to_stderr: bool,
+}
+
+impl Options {
+    pub fn new(window: Duration) -> Options {
+        Options {
+            window,
+            duration: None,
+            command_stdout_to_stderr: false,
+        }
+    }
 }
 
 /// The outcome of [`run`].
@@ -84,7 +97,10 @@ pub fn run(
     // Start the command first, stopped right after its exec, so that it is
     // probed from its first instruction and only it is probed.
     let mut command = match target {
-        Target::Command(argv) => Some(target::Command::spawn(argv)?),
+        Target::Command(argv) => Some(target::Command::spawn(
+            argv,
+            options.command_stdout_to_stderr,
+        )?),
         _ => None,
     };
     let pid = match target {
@@ -155,7 +171,9 @@ pub fn run(
                     c.signal(libc::SIGINT);
                     interrupted_at = Some(Instant::now());
                 }
-                (Some(c), Some(t)) if t.elapsed() > Duration::from_secs(2) => c.signal(libc::SIGKILL),
+                (Some(c), Some(t)) if t.elapsed() > Duration::from_secs(2) => {
+                    c.signal(libc::SIGKILL)
+                }
                 (Some(_), Some(_)) => {}
                 (None, _) => {
                     sink(&collector.finish()?)?;
@@ -179,6 +197,8 @@ pub fn run(
     drop(command);
     let summary = collector.summary();
     drop(collector);
-    sink(&[Record::Watermark { at: target::now_ms() }])?;
+    sink(&[Record::Watermark {
+        at: target::now_ms(),
+    }])?;
     Ok(Outcome { exit_code, summary })
 }

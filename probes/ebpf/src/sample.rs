@@ -35,7 +35,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { frequency: 99, pid: None, artifact: None, source: None, map_entries: 16384 }
+        Config {
+            frequency: 99,
+            pid: None,
+            artifact: None,
+            source: None,
+            map_entries: 16384,
+        }
     }
 }
 
@@ -43,6 +49,9 @@ impl Default for Config {
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub samples: u64,
+    /// Samples whose leaf → caller edge was not emitted because the leaf
+    /// had no frame of its own at that moment.
+    pub leaf_edges_dropped: u64,
     pub edges: u64,
     pub hits: u64,
     pub windows: u64,
@@ -58,6 +67,7 @@ impl Summary {
             "mode": "sample",
             "cpus": self.cpus,
             "samples": self.samples,
+            "leaf_edges_dropped": self.leaf_edges_dropped,
             "edges": self.edges,
             "hits": self.hits,
             "windows": self.windows,
@@ -102,7 +112,8 @@ impl Session {
                 .ok_or("BPF object has no tm_sample")?
                 .try_into()
                 .map_err(|e| format!("tm_sample: {e}"))?;
-            prog.load().map_err(|e| format!("loading the sampler: {e}"))?;
+            prog.load()
+                .map_err(|e| format!("loading the sampler: {e}"))?;
             for &cpu in &cpus {
                 prog.attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
@@ -113,12 +124,19 @@ impl Session {
                 .map_err(|e| format!("starting the sampler on CPU {cpu}: {e}"))?;
             }
         }
-        let summary = Summary { cpus: cpus.len(), attach: started.elapsed(), ..Default::default() };
+        let summary = Summary {
+            cpus: cpus.len(),
+            attach: started.elapsed(),
+            ..Default::default()
+        };
         let mut session = Session {
             kernel,
             attached: true,
             artifact: config.artifact.clone(),
-            source: config.source.clone().unwrap_or_else(crate::exact::default_source),
+            source: config
+                .source
+                .clone()
+                .unwrap_or_else(crate::exact::default_source),
             symbolizer: Symbolizer::new(None),
             processes: HashMap::new(),
             builds: HashMap::new(),
@@ -148,7 +166,11 @@ impl Session {
                     let build = self
                         .builds
                         .entry(id)
-                        .or_insert_with(|| exe.as_deref().and_then(|p| ElfInfo::read(p).ok()).and_then(|i| i.build_id))
+                        .or_insert_with(|| {
+                            exe.as_deref()
+                                .and_then(|p| ElfInfo::read(p).ok())
+                                .and_then(|i| i.build_id)
+                        })
                         .clone();
                     match build {
                         Some(b) => format!("build-id:{b}"),
@@ -185,7 +207,13 @@ impl Session {
                 if let Some(frames) = s.get(&k.stack_id) {
                     let id = stacks.len() as u32;
                     stacks.insert(id, frames.clone());
-                    counts.push((crate::kernel::SampleKey { tgid: k.tgid, stack_id: id }, n));
+                    counts.push((
+                        crate::kernel::SampleKey {
+                            tgid: k.tgid,
+                            stack_id: id,
+                        },
+                        n,
+                    ));
                 }
             }
         }
@@ -234,14 +262,24 @@ impl Session {
                 .iter()
                 .enumerate()
                 .filter(|(_, &ip)| ip != 0)
-                .map(|(i, &ip)| self.symbolizer.resolve(key.tgid, if i == 0 { ip } else { ip - 1 }))
+                .map(|(i, &ip)| {
+                    self.symbolizer
+                        .resolve(key.tgid, if i == 0 { ip } else { ip - 1 })
+                })
                 .collect();
             let Some(leaf) = names.first() else { continue };
             *hits.entry((artifact.clone(), leaf.clone())).or_default() += n;
+            // A leaf sampled outside its own frame (no frame pointer, or in
+            // its prologue or at its `ret`) hides its caller: the next frame
+            // is the caller's caller, and that edge would be false.
+            let skip = usize::from(!self.symbolizer.has_frame_at(key.tgid, frames[0]));
+            self.summary.leaf_edges_dropped += n * skip as u64;
             let mut seen = BTreeSet::new();
-            for pair in names.windows(2) {
+            for pair in names.windows(2).skip(skip) {
                 if seen.insert((pair[1].clone(), pair[0].clone())) {
-                    *edges.entry((artifact.clone(), pair[1].clone(), pair[0].clone())).or_default() += n;
+                    *edges
+                        .entry((artifact.clone(), pair[1].clone(), pair[0].clone()))
+                        .or_default() += n;
                 }
             }
         }
@@ -260,7 +298,14 @@ impl Session {
         }
         for ((artifact, symbol), n) in hits {
             self.summary.hits += n;
-            out.push(Record::Hit(HitObservation { artifact, symbol, at: now, hits: n, source: self.source.clone(), event_id: None }));
+            out.push(Record::Hit(HitObservation {
+                artifact,
+                symbol,
+                at: now,
+                hits: n,
+                source: self.source.clone(),
+                event_id: None,
+            }));
         }
         let mut losses = self.kernel.losses()?;
         losses.sample_stack_collision += self.missing_stacks;

@@ -55,7 +55,10 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// `main`: the module whose symbols get plain names (the probed binary).
     pub fn new(main: Option<FileId>) -> Symbolizer {
-        Symbolizer { main, ..Default::default() }
+        Symbolizer {
+            main,
+            ..Default::default()
+        }
     }
 
     /// Sets the main module (sampling mode: the process's executable).
@@ -77,10 +80,9 @@ impl Symbolizer {
             Some(maps) if !maps.is_empty() => {
                 // Load the modules now, while /proc/PID/map_files still works.
                 for m in &maps {
-                    if !self.modules.contains_key(&m.file) {
-                        let module = load_module(pid, m);
-                        self.modules.insert(m.file, module);
-                    }
+                    self.modules
+                        .entry(m.file)
+                        .or_insert_with(|| load_module(pid, m));
                 }
                 self.procs.insert(pid, maps);
                 true
@@ -90,7 +92,11 @@ impl Symbolizer {
     }
 
     fn mapping(&mut self, pid: u32, addr: u64) -> Option<Mapping> {
-        let find = |maps: &Vec<Mapping>| maps.iter().find(|m| addr >= m.start && addr < m.end).cloned();
+        let find = |maps: &Vec<Mapping>| {
+            maps.iter()
+                .find(|m| addr >= m.start && addr < m.end)
+                .cloned()
+        };
         if let Some(m) = self.procs.get(&pid).and_then(find) {
             return Some(m);
         }
@@ -112,13 +118,26 @@ impl Symbolizer {
         Some((module, vaddr, Some(m.file) == self.main))
     }
 
+    /// Whether the code at `addr` runs with its own frame on the
+    /// frame-pointer chain (see [`ElfInfo::has_frame_at`]).
+    pub fn has_frame_at(&mut self, pid: u32, addr: u64) -> bool {
+        match self.module_at(pid, addr) {
+            Some((module, vaddr, _)) => module.info.has_frame_at(vaddr),
+            None => false,
+        }
+    }
+
     /// The name of the code at `addr` in process `pid`.
     pub fn resolve(&mut self, pid: u32, addr: u64) -> String {
         let Some(m) = self.mapping(pid, addr) else {
             return format!("[unknown]+0x{addr:x}");
         };
         if m.file.2 == 0 {
-            let name = if m.path.is_empty() { "[anon]" } else { m.path.as_str() };
+            let name = if m.path.is_empty() {
+                "[anon]"
+            } else {
+                m.path.as_str()
+            };
             return format!("{name}+0x{:x}", addr - m.start);
         }
         let base = basename(&m.path);
@@ -158,7 +177,10 @@ fn load_module(pid: u32, m: &Mapping) -> Option<Arc<Module>> {
             continue;
         }
         if let Ok(info) = ElfInfo::read(&path) {
-            return Some(Arc::new(Module { name: basename(&m.path), info }));
+            return Some(Arc::new(Module {
+                name: basename(&m.path),
+                info,
+            }));
         }
     }
     None
@@ -166,6 +188,10 @@ fn load_module(pid: u32, m: &Mapping) -> Option<Arc<Module>> {
 
 fn read_maps(pid: u32) -> Option<Vec<Mapping>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    Some(parse_maps(&text))
+}
+
+fn parse_maps(text: &str) -> Vec<Mapping> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -175,15 +201,79 @@ fn read_maps(pid: u32) -> Option<Vec<Mapping>> {
             continue;
         };
         let path = it.collect::<Vec<_>>().join(" ");
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let Some((major, minor)) = dev.split_once(':') else { continue };
-        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
-        let (Some(start), Some(end), Some(offset), Some(major), Some(minor), Ok(ino)) =
-            (hex(start), hex(end), hex(offset), hex(major), hex(minor), inode.parse::<u64>())
-        else {
+        let Some((start, end)) = range.split_once('-') else {
             continue;
         };
-        out.push(Mapping { start, end, offset, file: (major as u32, minor as u32, ino), path });
+        let Some((major, minor)) = dev.split_once(':') else {
+            continue;
+        };
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        let (Some(start), Some(end), Some(offset), Some(major), Some(minor), Ok(ino)) = (
+            hex(start),
+            hex(end),
+            hex(offset),
+            hex(major),
+            hex(minor),
+            inode.parse::<u64>(),
+        ) else {
+            continue;
+        };
+        out.push(Mapping {
+            start,
+            end,
+            offset,
+            file: (major as u32, minor as u32, ino),
+            path,
+        });
     }
-    Some(out)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_maps_lines() {
+        let maps = parse_maps(concat!(
+            "55d0c8a00000-55d0c8a01000 r-xp 00001000 fd:01 1234   /usr/bin/my prog\n",
+            "7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n",
+            "7ffd1e9f0000-7ffd1e9f2000 r-xp 00000000 00:00 0      [vdso]\n",
+            "garbage\n",
+        ));
+        assert_eq!(maps.len(), 3);
+        assert_eq!(maps[0].start, 0x55d0c8a00000);
+        assert_eq!(maps[0].offset, 0x1000);
+        assert_eq!(maps[0].file, (0xfd, 1, 1234));
+        assert_eq!(maps[0].path, "/usr/bin/my prog");
+        assert_eq!(maps[1].path, "");
+        assert_eq!(maps[2].path, "[vdso]");
+        assert_eq!(
+            basename("/usr/lib/x86_64-linux-gnu/libc.so.6 (deleted)"),
+            "libc.so.6"
+        );
+    }
+
+    #[test]
+    fn resolves_own_code_by_plain_name_and_others_qualified() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let pid = std::process::id();
+        let mut sym = Symbolizer::new(file_id(&exe).ok());
+        sym.refresh(pid);
+        let here =
+            resolves_own_code_by_plain_name_and_others_qualified as *const () as usize as u64;
+        let name = sym.resolve(pid, here);
+        assert!(
+            name.contains("resolves_own_code_by_plain_name_and_others_qualified"),
+            "{name}"
+        );
+        assert!(!name.contains('!'), "{name}");
+        let libc_fn = libc::getpid as *const () as usize as u64;
+        let name = sym.resolve(pid, libc_fn);
+        assert!(
+            name.starts_with("libc.so.6!") || name.starts_with("libc.so.6+0x"),
+            "{name}"
+        );
+        assert!(sym.resolve(pid, 8).starts_with("[unknown]+0x"));
+    }
 }

@@ -161,3 +161,17 @@ pub fn loaded_programs() -> io::Result<Vec<(u32, String)>> {
     }
     Ok(out)
 }
+
+/// `(run_time_ns, run_cnt)` of a loaded program: the kernel's own count of
+/// its runs and the time spent in them, kept only while the sysctl
+/// `kernel.bpf_stats_enabled` is 1.
+pub fn prog_run_stats(prog: &OwnedFd) -> io::Result<(u64, u64)> {
+    let mut info = [0u64; 64];
+    let mut attr = Attr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(4, std::mem::size_of_val(&info) as u32)
+        .u64(8, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    // struct bpf_prog_info: run_time_ns at byte 192, run_cnt at 200.
+    Ok((info[24], info[25]))
+}

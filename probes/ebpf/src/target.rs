@@ -55,10 +55,20 @@ impl Command {
     /// Starts `argv` under ptrace and waits until its exec has happened (the
     /// program is mapped, no instruction of it has run). Must be driven from
     /// the same thread from then on (ptrace's rule).
-    pub fn spawn(argv: &[OsString]) -> Result<Command, String> {
+    /// With `stdout_to_stderr`, the command's standard output goes to our
+    /// standard error (when our standard output carries the records).
+    pub fn spawn(argv: &[OsString], stdout_to_stderr: bool) -> Result<Command, String> {
         let (prog, args) = argv.split_first().ok_or("no command given")?;
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args);
+        if stdout_to_stderr {
+            use std::os::fd::AsFd;
+            let err = std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("duplicating stderr: {e}"))?;
+            cmd.stdout(std::process::Stdio::from(err));
+        }
         // SAFETY: PTRACE_TRACEME is async-signal-safe and touches no memory.
         unsafe {
             cmd.pre_exec(|| {
@@ -68,7 +78,9 @@ impl Command {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", prog.to_string_lossy()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", prog.to_string_lossy()))?;
         let pid = child.id();
         // We reap it ourselves with waitpid; std's handle is not used again.
         drop(child);
@@ -76,11 +88,17 @@ impl Command {
         // SAFETY: waiting for our own child.
         let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::__WALL) };
         if r < 0 || !libc::WIFSTOPPED(status) {
-            return Err(format!("{}: did not stop at exec (status {status:#x})", prog.to_string_lossy()));
+            return Err(format!(
+                "{}: did not stop at exec (status {status:#x})",
+                prog.to_string_lossy()
+            ));
         }
         let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
         if ptrace(libc::PTRACE_SETOPTIONS, pid, opts as usize) < 0 {
-            return Err(format!("ptrace(SETOPTIONS): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "ptrace(SETOPTIONS): {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(Command { pid, exited: None })
     }
@@ -107,7 +125,13 @@ impl Command {
         loop {
             let mut status = 0;
             // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, libc::WNOHANG | libc::__WALL) };
+            let r = unsafe {
+                libc::waitpid(
+                    self.pid as libc::pid_t,
+                    &mut status,
+                    libc::WNOHANG | libc::__WALL,
+                )
+            };
             if r == 0 {
                 return Event::Running;
             }
@@ -156,7 +180,9 @@ impl Drop for Command {
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,

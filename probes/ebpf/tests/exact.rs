@@ -14,7 +14,10 @@ fn trace(config: Config, argv: Vec<OsString>) -> (Vec<Record>, run::Outcome) {
     let mut records = Vec::new();
     let outcome = run::run(
         &Target::Command(argv),
-        Options { window: Duration::from_millis(200), duration: Some(Duration::from_secs(30)) },
+        Options {
+            duration: Some(Duration::from_secs(30)),
+            ..Options::new(Duration::from_millis(200))
+        },
         |pid| {
             let mut c = config.clone();
             c.pid = pid;
@@ -41,11 +44,17 @@ fn edges(records: &[Record]) -> BTreeMap<(String, String), u64> {
 
 #[test]
 fn exact_edges_and_counts() {
-    let Some(_guard) = common::bpf_or_skip("exact_edges_and_counts") else { return };
+    let Some(_guard) = common::bpf_or_skip("exact_edges_and_counts") else {
+        return;
+    };
     let dir = common::scratch("exact");
     let prog = common::calls_program(&dir);
     let mut config = Config::new(&prog);
-    config.functions = Some(["main", "middle", "leaf", "via_pointer", "compare"].map(String::from).to_vec());
+    config.functions = Some(
+        ["main", "middle", "leaf", "via_pointer", "compare"]
+            .map(String::from)
+            .to_vec(),
+    );
     let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);
     assert_eq!(outcome.exit_code, 0);
     let got = edges(&records);
@@ -54,7 +63,11 @@ fn exact_edges_and_counts() {
     let compares: u64 = {
         let out = std::process::Command::new(&prog).arg("5").output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        text.split_whitespace().find_map(|w| w.strip_prefix("compares=")).unwrap().parse().unwrap()
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix("compares="))
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let mut want: BTreeMap<(String, String), u64> = [
         (("main", "middle"), 5),
@@ -67,9 +80,16 @@ fn exact_edges_and_counts() {
     .collect();
     // Callers outside the binary are module-qualified: main's caller and
     // the qsort callback's caller live in libc.
-    let libc_callers: Vec<_> = got.keys().filter(|(c, _)| c.starts_with("libc.so.6")).cloned().collect();
+    let libc_callers: Vec<_> = got
+        .keys()
+        .filter(|(c, _)| c.starts_with("libc.so.6"))
+        .cloned()
+        .collect();
     for (caller, callee) in &libc_callers {
-        assert!(caller.starts_with("libc.so.6!") || caller.starts_with("libc.so.6+0x"), "{caller}");
+        assert!(
+            caller.starts_with("libc.so.6!") || caller.starts_with("libc.so.6+0x"),
+            "{caller}"
+        );
         match callee.as_str() {
             "compare" => {
                 want.insert((caller.clone(), callee.clone()), compares);
@@ -81,14 +101,29 @@ fn exact_edges_and_counts() {
         }
     }
     assert_eq!(got, want);
-    assert!(libc_callers.iter().any(|(_, c)| c == "compare"), "no libc caller of compare");
+    assert!(
+        libc_callers.iter().any(|(_, c)| c == "compare"),
+        "no libc caller of compare"
+    );
 
     // Coverage for the probed functions, an artifact from the build id.
-    let cov: Vec<_> = records.iter().filter_map(|r| if let Record::Coverage(c) = r { Some(c) } else { None }).collect();
+    let cov: Vec<_> = records
+        .iter()
+        .filter_map(|r| {
+            if let Record::Coverage(c) = r {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert!(!cov.is_empty());
     let mut symbols = cov[0].symbols.clone();
     symbols.sort();
-    assert_eq!(symbols, ["compare", "leaf", "main", "middle", "via_pointer"]);
+    assert_eq!(
+        symbols,
+        ["compare", "leaf", "main", "middle", "via_pointer"]
+    );
     for r in &records {
         if let Record::Edge(e) = r {
             assert!(e.artifact.starts_with("build-id:"), "{}", e.artifact);
@@ -96,5 +131,51 @@ fn exact_edges_and_counts() {
     }
     assert!(matches!(records.last(), Some(Record::Watermark { .. })));
     assert_eq!(outcome.summary["losses"], 0);
+    common::assert_clean();
+}
+
+#[test]
+fn map_full_is_counted_and_withholds_coverage() {
+    let Some(_guard) = common::bpf_or_skip("map_full_is_counted_and_withholds_coverage") else {
+        return;
+    };
+    let dir = common::scratch("full");
+    let prog = common::calls_program(&dir);
+    let mut config = Config::new(&prog);
+    config.functions = Some(
+        ["main", "middle", "leaf", "via_pointer", "compare"]
+            .map(String::from)
+            .to_vec(),
+    );
+    // Room for 2 of the 6 distinct (callee, call site) entries.
+    config.map_entries = 2;
+    let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);
+    eprintln!("{}", outcome.summary);
+    assert!(
+        outcome.summary["losses"].as_u64().unwrap() > 0,
+        "{}",
+        outcome.summary
+    );
+    assert!(
+        outcome.summary["loss_detail"]["exact_map_full"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        outcome.summary["windows_without_coverage"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // A lost call must not let a function pass for unobserved.
+    assert!(!records.iter().any(|r| matches!(r, Record::Coverage(_))));
+    assert!(
+        records
+            .iter()
+            .filter(|r| matches!(r, Record::Edge(_)))
+            .count()
+            <= 2
+    );
     common::assert_clean();
 }

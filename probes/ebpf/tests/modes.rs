@@ -10,11 +10,17 @@ use std::time::Duration;
 use tracemerge_ebpf::run::{self, Collector, Options, Target};
 use tracemerge_records::Record;
 
-fn collect(target: Target, attach: impl FnOnce(Option<u32>) -> Result<Collector, String>) -> (Vec<Record>, run::Outcome) {
+fn collect(
+    target: Target,
+    attach: impl FnOnce(Option<u32>) -> Result<Collector, String>,
+) -> (Vec<Record>, run::Outcome) {
     let mut records = Vec::new();
     let outcome = run::run(
         &target,
-        Options { window: Duration::from_millis(300), duration: Some(Duration::from_secs(30)) },
+        Options {
+            duration: Some(Duration::from_secs(30)),
+            ..Options::new(Duration::from_millis(300))
+        },
         attach,
         &mut |r| {
             records.extend_from_slice(r);
@@ -27,19 +33,32 @@ fn collect(target: Target, attach: impl FnOnce(Option<u32>) -> Result<Collector,
 
 #[test]
 fn sampling_finds_hot_edges() {
-    let Some(_guard) = common::bpf_or_skip("sampling_finds_hot_edges") else { return };
+    let Some(_guard) = common::bpf_or_skip("sampling_finds_hot_edges") else {
+        return;
+    };
     let dir = common::scratch("sample");
     let prog = common::calls_program(&dir);
-    let (records, outcome) = collect(Target::Command(vec![prog.clone().into(), "3".into(), "1.5".into()]), |pid| {
-        let config = tracemerge_ebpf::sample::Config { frequency: 499, pid, ..Default::default() };
-        tracemerge_ebpf::sample::Session::attach(&config).map(Collector::Sample)
-    });
+    let (records, outcome) = collect(
+        Target::Command(vec![prog.clone().into(), "3".into(), "1.5".into()]),
+        |pid| {
+            let config = tracemerge_ebpf::sample::Config {
+                frequency: 499,
+                pid,
+                ..Default::default()
+            };
+            tracemerge_ebpf::sample::Session::attach(&config).map(Collector::Sample)
+        },
+    );
     assert_eq!(outcome.exit_code, 0);
     let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     for r in &records {
         match r {
-            Record::Edge(e) => *edges.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits,
+            Record::Edge(e) => {
+                *edges
+                    .entry((e.caller.clone(), e.callee.clone()))
+                    .or_default() += e.hits
+            }
             Record::Hit(h) => *hits.entry(h.symbol.clone()).or_default() += h.hits,
             Record::Coverage(_) => panic!("sampling must not claim coverage"),
             _ => {}
@@ -48,16 +67,26 @@ fn sampling_finds_hot_edges() {
     eprintln!("{edges:#?}\n{hits:#?}\n{}", outcome.summary);
     // ~1.5 s at 499 Hz in the hot loop: hundreds of samples. Ask for a
     // fraction, the machine is shared.
-    let hot = |a: &str, b: &str| edges.get(&(a.to_string(), b.to_string())).copied().unwrap_or(0);
+    let hot = |a: &str, b: &str| {
+        edges
+            .get(&(a.to_string(), b.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
     assert!(hot("hot", "hot_inner") >= 50, "hot -> hot_inner");
     assert!(hot("main", "hot") >= 50, "main -> hot");
-    assert!(hits.get("hot_inner").copied().unwrap_or(0) >= 50, "hits of hot_inner");
+    assert!(
+        hits.get("hot_inner").copied().unwrap_or(0) >= 50,
+        "hits of hot_inner"
+    );
     common::assert_clean();
 }
 
 #[test]
 fn attach_to_running_process() {
-    let Some(_guard) = common::bpf_or_skip("attach_to_running_process") else { return };
+    let Some(_guard) = common::bpf_or_skip("attach_to_running_process") else {
+        return;
+    };
     let dir = common::scratch("pid");
     let prog = common::calls_program(&dir);
     let mut child = Command::new(&prog)
@@ -79,7 +108,11 @@ fn attach_to_running_process() {
     let (records, _) = collect(Target::Pid(pid), |p| {
         assert_eq!(p, Some(pid));
         let mut config = tracemerge_ebpf::exact::Config::new(&prog);
-        config.functions = Some(["main", "middle", "leaf", "via_pointer", "compare"].map(String::from).to_vec());
+        config.functions = Some(
+            ["main", "middle", "leaf", "via_pointer", "compare"]
+                .map(String::from)
+                .to_vec(),
+        );
         config.pid = p;
         let session = tracemerge_ebpf::exact::Session::attach(&config)?;
         // Probes are in: let the process make its calls.
@@ -90,7 +123,9 @@ fn attach_to_running_process() {
     let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &records {
         if let Record::Edge(e) = r {
-            *edges.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
+            *edges
+                .entry((e.caller.clone(), e.callee.clone()))
+                .or_default() += e.hits;
         }
     }
     eprintln!("{edges:#?}");
@@ -101,33 +136,70 @@ fn attach_to_running_process() {
     assert_eq!(get("via_pointer", "leaf"), Some(2));
     // main started before the probes: its own entry was not seen.
     assert!(edges.keys().all(|(_, callee)| callee != "main"));
-    assert!(edges.keys().any(|(caller, callee)| caller.starts_with("libc.so.6!") && callee == "compare"));
+    assert!(edges
+        .keys()
+        .any(|(caller, callee)| caller.starts_with("libc.so.6") && callee == "compare"));
     common::assert_clean();
 }
 
 #[test]
 fn all_functions_by_default() {
-    let Some(_guard) = common::bpf_or_skip("all_functions_by_default") else { return };
+    let Some(_guard) = common::bpf_or_skip("all_functions_by_default") else {
+        return;
+    };
     let dir = common::scratch("all");
     let prog = common::calls_program(&dir);
-    let (records, _) = collect(Target::Command(vec![prog.clone().into(), "2".into()]), |pid| {
-        let mut config = tracemerge_ebpf::exact::Config::new(&prog);
-        config.pid = pid;
-        tracemerge_ebpf::exact::Session::attach(&config).map(Collector::Exact)
-    });
+    let (records, _) = collect(
+        Target::Command(vec![prog.clone().into(), "2".into()]),
+        |pid| {
+            let mut config = tracemerge_ebpf::exact::Config::new(&prog);
+            config.pid = pid;
+            tracemerge_ebpf::exact::Session::attach(&config).map(Collector::Exact)
+        },
+    );
     let cov = records
         .iter()
-        .find_map(|r| if let Record::Coverage(c) = r { Some(c.symbols.clone()) } else { None })
+        .find_map(|r| {
+            if let Record::Coverage(c) = r {
+                Some(c.symbols.clone())
+            } else {
+                None
+            }
+        })
         .unwrap();
-    for f in ["main", "middle", "leaf", "via_pointer", "compare", "hot", "hot_inner", "now"] {
+    for f in [
+        "main",
+        "middle",
+        "leaf",
+        "via_pointer",
+        "compare",
+        "hot",
+        "hot_inner",
+        "now",
+    ] {
         assert!(cov.iter().any(|s| s == f), "{f} not probed: {cov:?}");
     }
-    assert!(!cov.iter().any(|s| s == "_start"), "the entry point has no caller");
+    assert!(
+        !cov.iter().any(|s| s == "_start"),
+        "the entry point has no caller"
+    );
     let edges: Vec<(String, String, u64)> = records
         .iter()
-        .filter_map(|r| if let Record::Edge(e) = r { Some((e.caller.clone(), e.callee.clone(), e.hits)) } else { None })
+        .filter_map(|r| {
+            if let Record::Edge(e) = r {
+                Some((e.caller.clone(), e.callee.clone(), e.hits))
+            } else {
+                None
+            }
+        })
         .collect();
-    assert!(edges.contains(&("main".into(), "middle".into(), 2)), "{edges:?}");
-    assert!(edges.contains(&("middle".into(), "leaf".into(), 2)), "{edges:?}");
+    assert!(
+        edges.contains(&("main".into(), "middle".into(), 2)),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&("middle".into(), "leaf".into(), 2)),
+        "{edges:?}"
+    );
     common::assert_clean();
 }

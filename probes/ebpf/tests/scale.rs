@@ -12,7 +12,9 @@ use tracemerge_records::Record;
 
 #[test]
 fn ten_thousand_functions() {
-    let Some(_guard) = common::bpf_or_skip("ten_thousand_functions") else { return };
+    let Some(_guard) = common::bpf_or_skip("ten_thousand_functions") else {
+        return;
+    };
     let dir = common::scratch("scale");
     let exe = tracemerge_ebpf::bench::generate_program(&dir, 10_000).unwrap();
 
@@ -25,8 +27,16 @@ fn ten_thousand_functions() {
     session.detach();
     let total = started.elapsed();
     let s = session.summary();
-    eprintln!("load {:?} attach {:?} detach {:?} total {:?}", s.load, s.attach, s.detach, total);
-    assert!(s.attach + s.detach < Duration::from_secs(2), "attach {:?} + detach {:?}", s.attach, s.detach);
+    eprintln!(
+        "load {:?} attach {:?} detach {:?} total {:?}",
+        s.load, s.attach, s.detach, total
+    );
+    assert!(
+        s.attach + s.detach < Duration::from_secs(2),
+        "attach {:?} + detach {:?}",
+        s.attach,
+        s.detach
+    );
     assert!(total < Duration::from_secs(3), "whole session {total:?}");
     drop(session);
     common::assert_clean();
@@ -35,7 +45,10 @@ fn ten_thousand_functions() {
     let mut records = Vec::new();
     run::run(
         &Target::Command(vec![exe.clone().into(), "all".into()]),
-        Options { window: Duration::from_secs(1), duration: Some(Duration::from_secs(60)) },
+        Options {
+            duration: Some(Duration::from_secs(60)),
+            ..Options::new(Duration::from_secs(1))
+        },
         |pid| {
             let mut c = config.clone();
             c.pid = pid;
@@ -50,12 +63,18 @@ fn ten_thousand_functions() {
     let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &records {
         if let Record::Edge(e) = r {
-            *edges.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
+            *edges
+                .entry((e.caller.clone(), e.callee.clone()))
+                .or_default() += e.hits;
         }
     }
     assert_eq!(edges.len(), 10_000);
     for i in 0..10_000 {
-        assert_eq!(edges.get(&("main".to_string(), format!("f{i}"))), Some(&1), "main -> f{i}");
+        assert_eq!(
+            edges.get(&("main".to_string(), format!("f{i}"))),
+            Some(&1),
+            "main -> f{i}"
+        );
     }
     common::assert_clean();
 }

@@ -38,6 +38,27 @@ pub fn decode_speed_runs(path: &Path, runs: u32) -> Result<Value, crate::EtlErro
         events = trace.counts.records;
         stacks = trace.stacks.len();
     }
+    // Phases: buffers only (walk + inflate), then records too.
+    let mut inflate_s = f64::MAX;
+    let mut records_s = f64::MAX;
+    let mut inflated = 0usize;
+    for _ in 0..runs {
+        let t = Instant::now();
+        inflated = crate::file::BufferWalker::new(&data)
+            .filter_map(Result::ok)
+            .map(|b| b.payload.len())
+            .sum();
+        inflate_s = inflate_s.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut n = 0u64;
+        for b in crate::file::BufferWalker::new(&data).filter_map(Result::ok) {
+            n += crate::events::EventWalker::new(&b.payload, 8)
+                .filter(Result::is_ok)
+                .count() as u64;
+        }
+        std::hint::black_box(n);
+        records_s = records_s.min(t.elapsed().as_secs_f64());
+    }
     let mb = data.len() as f64 / 1e6;
     Ok(json!({
         "file": path.display().to_string(),
@@ -51,5 +72,9 @@ pub fn decode_speed_runs(path: &Path, runs: u32) -> Result<Value, crate::EtlErro
         "decode_mb_per_s": mb / decode_s,
         "decode_events_per_s": events as f64 / decode_s,
         "decode_over_read_ratio": decode_s / read_s,
+        "inflated_bytes": inflated,
+        "phase_buffers_seconds": inflate_s,
+        "phase_records_seconds": records_s,
+        "inflate_mb_per_s": inflated as f64 / 1e6 / inflate_s,
     }))
 }

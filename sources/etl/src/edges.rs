@@ -143,6 +143,8 @@ pub struct ImportStats {
     pub edge_records: u64,
     pub symbolized_frames: u64,
     pub pdbs_loaded: u64,
+    /// PDBs found but unusable (wrong GUID, unreadable), with why.
+    pub symbol_problems: Vec<String>,
 }
 
 /// Decodes `path` and returns its record stream (edges, then a watermark).
@@ -283,13 +285,15 @@ pub fn edges(
     rows.sort_by(|a, b| {
         (a.1 .0, &a.0 .1, &a.0 .2, &a.0 .3).cmp(&(b.1 .0, &b.0 .1, &b.0 .2, &b.0 .3))
     });
+    // Same file and options → same ids, so a re-import is deduplicated.
     let id_prefix = format!(
-        "{source}:{:x}:{}",
+        "{source}:{:x}:{}{}",
         trace.header.start_time,
         match options.granularity {
             Granularity::Function => "f",
             Granularity::Module => "m",
-        }
+        },
+        window
     );
     let mut records: Vec<Record> = rows
         .into_iter()
@@ -313,6 +317,7 @@ pub fn edges(
     });
     if let Some(dir) = namer.symbols.as_deref() {
         stats.pdbs_loaded = dir.loaded() as u64;
+        stats.symbol_problems = dir.problems.clone();
     }
     Import {
         records,

@@ -388,6 +388,16 @@ impl Clock {
         (i128::from(self.start_filetime) + delta).clamp(0, i128::from(i64::MAX)) as i64
     }
 
+    /// The timestamp (in this clock) of a FILETIME: the inverse of [`Clock::filetime`].
+    pub fn ticks_from_filetime(&self, ft: i64) -> i64 {
+        if self.clock_type == 2 {
+            return ft;
+        }
+        let delta =
+            (i128::from(ft) - i128::from(self.start_filetime)) * i128::from(self.freq) / 10_000_000;
+        (i128::from(self.start_ts) + delta).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
     /// Milliseconds since the Unix epoch (0 for times before it).
     pub fn unix_ms(&self, ts: i64) -> u64 {
         let ft = self.filetime(ts);

@@ -283,7 +283,7 @@ pub struct Counts {
     /// Kernel events by (group, type).
     pub kernel: BTreeMap<(u8, u8), u64>,
     /// Other events by provider GUID.
-    pub providers: BTreeMap<String, u64>,
+    pub providers: BTreeMap<crate::events::Guid, u64>,
     pub other_records: u64,
     /// Known events whose payload was too short for their fields.
     pub bad_payloads: u64,
@@ -423,6 +423,21 @@ impl Trace {
         Ok(st.finish(options, header, counts, damage, skipped))
     }
 
+    /// Adds the stacks of `other`, recorded on the same machine at the same
+    /// time (a user-mode session beside the kernel session), converting its
+    /// timestamps to this trace's clock; images resolve through this trace.
+    pub fn absorb_stacks(&mut self, other: Trace) {
+        for mut s in other.stacks {
+            s.timestamp = self
+                .clock
+                .ticks_from_filetime(other.clock.filetime(s.timestamp));
+            self.stacks.push(s);
+        }
+        self.stacks.sort_by_key(|s| (s.timestamp, s.tid));
+        self.counts.inline_stacks += other.counts.inline_stacks;
+        self.damage.extend(other.damage);
+    }
+
     /// `(stacks, frames, frames_in_image)` over the stacks of one origin;
     /// a frame is in an image when it falls inside an image loaded in the
     /// stack's process (kernel modules for kernel addresses) at the stack's
@@ -452,8 +467,8 @@ fn bad_record(buf: &Buffer<'_>, position: usize, reason: String) -> EtlError {
     }
 }
 
-#[derive(Default)]
 struct State {
+    kernel_counts: Vec<u64>,
     images: Vec<(i64, ImageEvent)>,
     processes: Vec<(i64, ProcessEvent)>,
     threads: HashMap<u32, u32>,
@@ -468,6 +483,25 @@ struct State {
     last_ts: i64,
 }
 
+impl Default for State {
+    fn default() -> State {
+        State {
+            kernel_counts: vec![0; 1 << 16],
+            images: Vec::new(),
+            processes: Vec::new(),
+            threads: HashMap::new(),
+            fragments: Vec::new(),
+            defs: HashMap::new(),
+            def_frames: Vec::new(),
+            inline: Vec::new(),
+            tagged: HashMap::new(),
+            pdbs: HashMap::new(),
+            first_ts: None,
+            last_ts: 0,
+        }
+    }
+}
+
 impl State {
     fn event(&mut self, ev: &Event<'_>, counts: &mut Counts) {
         counts.records += 1;
@@ -476,13 +510,13 @@ impl State {
             self.last_ts = self.last_ts.max(ev.timestamp);
         }
         if ev.kind.is_kernel() {
-            *counts.kernel.entry((ev.group, ev.opcode)).or_default() += 1;
+            self.kernel_counts[usize::from(ev.group) << 8 | usize::from(ev.opcode)] += 1;
             if ev.group != group::STACK_WALK && ev.thread_id != u32::MAX {
                 self.tagged
                     .insert((ev.thread_id, ev.timestamp), (ev.group, ev.opcode));
             }
         } else if let Some(g) = ev.provider {
-            *counts.providers.entry(g.to_string()).or_default() += 1;
+            *counts.providers.entry(g).or_default() += 1;
         } else {
             counts.other_records += 1;
         }
@@ -578,6 +612,11 @@ impl State {
         damage: Vec<EtlError>,
         skipped: Skipped,
     ) -> Trace {
+        for (i, &n) in self.kernel_counts.iter().enumerate() {
+            if n > 0 {
+                counts.kernel.insert(((i >> 8) as u8, i as u8), n);
+            }
+        }
         self.images.sort_by_key(|(ts, _)| *ts);
         self.processes.sort_by_key(|(ts, _)| *ts);
         let modules = ModuleMap::build(&self.images, header.pointer_size);

@@ -289,13 +289,9 @@ fn inline_stacks_from_extended_data() {
         .collect();
     assert_eq!(inline.len(), 1);
     assert_eq!(inline[0].frames, vec![L + 0x31, U + 0x201]);
-    assert_eq!(
-        trace
-            .counts
-            .providers
-            .get("11111111-1111-1111-1111-111111111111"),
-        Some(&1)
-    );
+    let provider = tracemerge_etl::events::Guid([0x11; 16]);
+    assert_eq!(trace.counts.providers.get(&provider), Some(&1));
+    assert_eq!(provider.to_string(), "11111111-1111-1111-1111-111111111111");
     let imp = edges::edges(trace, "x.etl", &ImportOptions::default(), None);
     assert!(edges_of(&imp.records)
         .iter()

@@ -9,22 +9,49 @@ use std::sync::{Mutex, MutexGuard};
 
 static BPF: Mutex<()> = Mutex::new(());
 
+/// Held while a test uses BPF: the in-process lock for test threads, a file
+/// lock for test processes run in parallel (nextest, other test binaries).
+pub struct BpfGuard {
+    _thread: MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+fn file_lock() -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("tracemerge-bpf-tests.lock"))
+        .unwrap();
+    f.lock().unwrap();
+    f
+}
+
 /// Returns a guard when the probes can run here; otherwise prints why and
 /// returns None, or panics when TRACEMERGE_REQUIRE_ALL=1.
-pub fn bpf_or_skip(test: &str) -> Option<MutexGuard<'static, ()>> {
+pub fn bpf_or_skip(test: &str) -> Option<BpfGuard> {
     if let Some(why) = tracemerge_ebpf::unsupported() {
         if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
             panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
         }
-        eprintln!("SKIPPED {test}: {why}");
+        // Straight to stderr: the test harness captures eprintln!.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
         return None;
     }
     // One BPF test at a time: leak checks look at every loaded program.
-    Some(BPF.lock().unwrap_or_else(|e| e.into_inner()))
+    let thread = BPF.lock().unwrap_or_else(|e| e.into_inner());
+    Some(BpfGuard {
+        _thread: thread,
+        _file: file_lock(),
+    })
 }
 
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracemerge-ebpf-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tracemerge-ebpf-test-{}-{name}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -32,7 +59,14 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Compiles a C file with cc (PIE, frame pointers, no inlining).
 pub fn cc(source: &Path, out: &Path, extra: &[&str]) {
     let status = Command::new("cc")
-        .args(["-O1", "-g0", "-fno-omit-frame-pointer", "-fno-inline", "-fno-optimize-sibling-calls", "-mno-omit-leaf-frame-pointer"])
+        .args([
+            "-O1",
+            "-g0",
+            "-fno-omit-frame-pointer",
+            "-fno-inline",
+            "-fno-optimize-sibling-calls",
+            "-mno-omit-leaf-frame-pointer",
+        ])
         .args(extra)
         .arg("-o")
         .arg(out)
@@ -58,7 +92,10 @@ pub fn assert_clean() {
         if left.is_empty() {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "BPF programs left behind: {left:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "BPF programs left behind: {left:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -262,6 +262,42 @@ impl EtlWriter {
         r
     }
 
+    /// KernelTraceControl DbgID_RSDS (classic full header, opcode 36).
+    pub fn rsds(
+        &self,
+        ts: i64,
+        base: u64,
+        pid: u32,
+        guid: [u8; 16],
+        age: u32,
+        pdb: &str,
+    ) -> Vec<u8> {
+        let mut p = Vec::new();
+        ptr(&mut p, self.ps, base);
+        p.extend_from_slice(&pid.to_le_bytes());
+        p.extend_from_slice(&guid);
+        p.extend_from_slice(&age.to_le_bytes());
+        p.extend_from_slice(pdb.as_bytes());
+        p.push(0);
+        let mut r = Vec::new();
+        r.extend_from_slice(&((0x30 + p.len()) as u16).to_le_bytes());
+        r.push(if self.ps == 4 { 10 } else { 20 });
+        r.push(0xc0);
+        r.extend_from_slice(&[36, 0]); // class type (opcode), level
+        r.extend_from_slice(&2u16.to_le_bytes()); // version
+        r.extend_from_slice(&u32::MAX.to_le_bytes()); // thread
+        r.extend_from_slice(&pid.to_le_bytes());
+        r.extend_from_slice(&ts.to_le_bytes());
+        // KernelTraceControl b3e675d7-2554-4f18-830b-2762732560de
+        r.extend_from_slice(&[
+            0xd7, 0x75, 0xe6, 0xb3, 0x54, 0x25, 0x18, 0x4f, 0x83, 0x0b, 0x27, 0x62, 0x73, 0x25,
+            0x60, 0xde,
+        ]);
+        r.extend_from_slice(&[0; 8]);
+        r.extend_from_slice(&p);
+        r
+    }
+
     fn header_record(&self, buffers_written: u32) -> Vec<u8> {
         let ps = self.ps;
         let mut p = Vec::new();
