@@ -10,7 +10,10 @@ pub fn run(output: Option<PathBuf>) -> Result<ExitCode, String> {
     let records = case.records()?;
     let config = case.config()?;
     let report = tracemerge_dataflow::merge_records(&records, &config, 1);
-    print!("{}", summary(&report, records.len(), &config.strategy.to_string()));
+    print!(
+        "{}",
+        summary(&report, records.len(), &config.strategy.to_string())
+    );
     let path = output.unwrap_or_else(|| std::env::temp_dir().join("tracemerge-demo-report.json"));
     crate::run::write_report(&report, Some(&path))?;
     println!("\nfull report: {}  ({})", path.display(), report.digest);
@@ -36,7 +39,11 @@ pub fn summary(report: &Report, records: usize, strategy: &str) -> String {
                 (Some(path), Some(hops)) => {
                     let mut s = path[0].clone();
                     for (sym, hop) in path[1..].iter().zip(hops) {
-                        let hop = serde_json::to_value(hop).expect("hop").as_str().unwrap_or("").to_string();
+                        let hop = serde_json::to_value(hop)
+                            .expect("hop")
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
                         s.push_str(&format!(" -{hop}-> {sym}"));
                     }
                     s
@@ -56,7 +63,12 @@ pub fn summary(report: &Report, records: usize, strategy: &str) -> String {
     }
     out.push_str(&table(&rows));
     out.push('\n');
-    let mut rows = vec![["ARTIFACT".to_string(), "CONFLICT".into(), "SUBJECT".into(), "RESOLUTION".into()]];
+    let mut rows = vec![[
+        "ARTIFACT".to_string(),
+        "CONFLICT".into(),
+        "SUBJECT".into(),
+        "RESOLUTION".into(),
+    ]];
     for a in &report.artifacts {
         for c in &a.conflicts {
             let (subject, resolution) = match c {
@@ -68,7 +80,11 @@ pub fn summary(report: &Report, records: usize, strategy: &str) -> String {
                     sources,
                 } => (
                     format!("{caller} -> {callee} ({hits} hits, {sources} sources)"),
-                    serde_json::to_value(resolution).expect("resolution").as_str().unwrap_or("").to_string(),
+                    serde_json::to_value(resolution)
+                        .expect("resolution")
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                 ),
                 Conflict::ExecutedButStaticallyUnreachable { symbol }
                 | Conflict::UnknownSymbol { symbol }

@@ -129,8 +129,8 @@ impl EngineArgs {
             ..Config::default()
         };
         if let Some(path) = &self.quarantine {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             config
                 .add_quarantine(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -182,8 +182,10 @@ fn with_progress<I: Iterator<Item = Result<Record, String>>>(
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} records ({per_sec}) {elapsed}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos} records ({per_sec}) {elapsed}",
+            )
+            .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
@@ -247,12 +249,36 @@ fn execute(
     }
 }
 
+/// Where the command's own output goes. Timely prints connection progress
+/// on stdout in cluster mode, so there stdout is moved aside first: the
+/// library's lines land on stderr and ours stay clean.
+fn output_stream(cluster: &ClusterArgs) -> Box<dyn Write + Send> {
+    #[cfg(unix)]
+    if cluster.processes > 1 {
+        use std::os::fd::FromRawFd;
+        // SAFETY: fd 1 and 2 are open for the life of the process; `dup`
+        // returns a fresh descriptor that the File takes ownership of.
+        unsafe {
+            let ours = libc::dup(1);
+            if ours >= 0 && libc::dup2(2, 1) >= 0 {
+                return Box::new(std::fs::File::from_raw_fd(ours));
+            }
+        }
+    }
+    let _ = cluster;
+    Box::new(std::io::stdout())
+}
+
 /// `tracemerge merge`.
 pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, String> {
     let options = args.options()?;
+    let mut out = output_stream(&args.cluster);
     let (report, error) = execute(&args, options, None, |_| {})?;
     if let Some(report) = report {
-        write_report(&report, output.as_ref())?;
+        match output {
+            Some(path) => write_report(&report, Some(&path))?,
+            None => write_json(&report, &mut out)?,
+        }
     }
     finish(error)
 }
@@ -260,7 +286,9 @@ pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, Stri
 /// `tracemerge replay`: the change feed on stdout.
 pub fn replay(args: EngineArgs, speed: Speed, report: Option<PathBuf>) -> Result<ExitCode, String> {
     let options = args.options()?;
-    let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(output_stream(
+        &args.cluster,
+    ))));
     let out = stdout.clone();
     let (final_report, error) = execute(&args, options, Some(speed), move |change| {
         let mut out = out.lock().expect("stdout");
@@ -284,15 +312,22 @@ fn finish(error: Option<String>) -> Result<ExitCode, String> {
 }
 
 pub fn write_report(report: &Report, output: Option<&PathBuf>) -> Result<(), String> {
+    match output {
+        Some(path) => {
+            let mut text = report.to_pretty_json();
+            text.push('\n');
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        None => write_json(report, &mut std::io::stdout()),
+    }
+}
+
+fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), String> {
     let mut text = report.to_pretty_json();
     text.push('\n');
-    match output {
-        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display())),
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|_| out.flush())
-                .map_err(|e| format!("stdout: {e}"))
-        }
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
     }
 }

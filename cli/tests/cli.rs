@@ -61,15 +61,29 @@ fn merge_design_example_from_stdin_and_gzip() {
     enc.write_all(DESIGN.as_bytes()).unwrap();
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
 
-    let report = json(&tracemerge(&["merge", plain.to_str().unwrap(), "--min-coverage", "1s"]));
+    let report = json(&tracemerge(&[
+        "merge",
+        plain.to_str().unwrap(),
+        "--min-coverage",
+        "1s",
+    ]));
     assert_eq!(report["schema"], "tracemerge.report.v1");
     assert_eq!(report["as_of"], 10000);
     assert_eq!(report["stats"]["records"], 6);
     let a = &report["artifacts"][0];
-    assert_eq!(a["reach"], serde_json::json!({"static": 3, "runtime": 2, "effective": 3}));
+    assert_eq!(
+        a["reach"],
+        serde_json::json!({"static": 3, "runtime": 2, "effective": 3})
+    );
     assert_eq!(a["verdicts"][0]["target"], "b");
-    assert_eq!(a["verdicts"][0]["path"], serde_json::json!(["main", "a", "b"]));
-    assert_eq!(a["verdicts"][0]["hops"], serde_json::json!(["both", "static"]));
+    assert_eq!(
+        a["verdicts"][0]["path"],
+        serde_json::json!(["main", "a", "b"])
+    );
+    assert_eq!(
+        a["verdicts"][0]["hops"],
+        serde_json::json!(["both", "static"])
+    );
     assert_eq!(a["conflicts"][0]["kind"], "reachable_but_unobserved");
 
     let from_gz = tracemerge(&["merge", gz.to_str().unwrap(), "--min-coverage", "1s"]);
@@ -79,14 +93,26 @@ fn merge_design_example_from_stdin_and_gzip() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(DESIGN.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(DESIGN.as_bytes())
+        .unwrap();
     let from_stdin = child.wait_with_output().unwrap();
     assert_eq!(json(&from_gz), report);
     assert_eq!(json(&from_stdin), report);
 
     // -o writes the same report to a file.
     let out = dir.join("report.json");
-    let status = tracemerge(&["merge", plain.to_str().unwrap(), "--min-coverage", "1s", "-o", out.to_str().unwrap()]);
+    let status = tracemerge(&[
+        "merge",
+        plain.to_str().unwrap(),
+        "--min-coverage",
+        "1s",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(status.status.success() && status.stdout.is_empty());
     let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(written, report);
@@ -125,13 +151,23 @@ fn same_digest_for_arrival_order_within_lateness() {
     let dir = scratch("shuffle");
     let lateness = 2000;
     let (path, records) = random_stream(&dir, 11);
-    let base = digest(&tracemerge(&["merge", path.to_str().unwrap(), "--lateness", "2s"]));
+    let base = digest(&tracemerge(&[
+        "merge",
+        path.to_str().unwrap(),
+        "--lateness",
+        "2s",
+    ]));
     for seed in 0..3 {
         let shuffled = random::shuffle_within_lateness(&records, lateness, seed);
         assert_ne!(shuffled, records, "the shuffle must move something");
         let other = dir.join(format!("shuffled-{seed}.ndjson"));
         write_stream(&other, &shuffled);
-        let d = digest(&tracemerge(&["merge", other.to_str().unwrap(), "--lateness", "2s"]));
+        let d = digest(&tracemerge(&[
+            "merge",
+            other.to_str().unwrap(),
+            "--lateness",
+            "2s",
+        ]));
         assert_eq!(d, base, "shuffle seed {seed}");
     }
 }
@@ -151,10 +187,23 @@ fn two_processes_give_the_single_worker_digest() {
     let file = path.to_str().unwrap();
     let base = digest(&tracemerge(&["merge", file]));
     let hosts = dir.join("hosts.txt");
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
     let spawn = |index: &str| {
         Command::new(BIN)
-            .args(["merge", file, "-n", "2", "-p", index, "-h", hosts.to_str().unwrap()])
+            .args([
+                "merge",
+                file,
+                "-n",
+                "2",
+                "-p",
+                index,
+                "-h",
+                hosts.to_str().unwrap(),
+            ])
             .args(["-w", "2", "--progress-mode", "eager"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -162,8 +211,15 @@ fn two_processes_give_the_single_worker_digest() {
             .unwrap()
     };
     let (first, second) = (spawn("0"), spawn("1"));
-    let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert!(second.stdout.is_empty(), "only process 0 writes the report");
     assert_eq!(digest(&first), base);
 }
@@ -173,9 +229,19 @@ fn replay_emits_a_change_feed_that_adds_up_to_the_report() {
     let dir = scratch("replay");
     let (path, _) = random_stream(&dir, 5);
     let report_path = dir.join("final.json");
-    let out = tracemerge(&["replay", path.to_str().unwrap(), "--report", report_path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let out = tracemerge(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let as_of = report["as_of"].as_u64().unwrap();
     // Accumulate every change at or before as_of; what remains of the
     // observed edges must be exactly the report's.
@@ -205,7 +271,12 @@ fn replay_emits_a_change_feed_that_adds_up_to_the_report() {
         }
     }
     assert!(!expected.is_empty());
-    assert_eq!(live.keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected);
+    assert_eq!(
+        live.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected
+    );
 }
 
 #[test]
@@ -220,7 +291,10 @@ fn replay_keeps_what_came_before_a_bad_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stream.ndjson:7"), "{stderr}");
     let feed = String::from_utf8(out.stdout).unwrap();
-    assert!(feed.contains(r#""kind":"edge""#), "changes before the bad line are out: {feed}");
+    assert!(
+        feed.contains(r#""kind":"edge""#),
+        "changes before the bad line are out: {feed}"
+    );
     assert!(feed.contains(r#""target":"b""#), "{feed}");
 }
 
@@ -250,7 +324,10 @@ fn bad_input_names_file_and_line_and_never_panics() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{name}/{cmd} must fail");
             assert_eq!(out.status.code(), Some(1), "{name}/{cmd}: {stderr}");
-            assert!(stderr.contains(&format!("{name}.ndjson")), "{name}/{cmd}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{name}.ndjson")),
+                "{name}/{cmd}: {stderr}"
+            );
             assert!(stderr.contains(needle), "{name}/{cmd}: {stderr}");
             assert!(!stderr.contains("panicked"), "{name}/{cmd}: {stderr}");
         }
@@ -263,7 +340,8 @@ fn a_100_mb_line_is_an_error_not_a_crash() {
     let path = dir.join("huge.ndjson");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     writeln!(f, r#"{{"type":"watermark","at":1}}"#).unwrap();
-    f.write_all(b"{\"type\":\"targets\",\"artifact\":\"a\",\"at\":1,\"symbols\":[\"").unwrap();
+    f.write_all(b"{\"type\":\"targets\",\"artifact\":\"a\",\"at\":1,\"symbols\":[\"")
+        .unwrap();
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..100 {
         f.write_all(&chunk).unwrap();
@@ -276,7 +354,10 @@ fn a_100_mb_line_is_an_error_not_a_crash() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("huge.ndjson:3"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["stats"]["records"], 2, "both good lines were accepted");
+    assert_eq!(
+        report["stats"]["records"], 2,
+        "both good lines were accepted"
+    );
 }
 
 #[test]
@@ -299,14 +380,23 @@ fn demo_prints_every_state_and_conflict_kind() {
     let dir = scratch("demo");
     let out_path = dir.join("demo.json");
     let out = tracemerge(&["demo", "-o", out_path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     for state in tracemerge_records::State::ALL {
-        assert!(text.contains(state.name()), "demo shows {}: {text}", state.name());
+        assert!(
+            text.contains(state.name()),
+            "demo shows {}: {text}",
+            state.name()
+        );
     }
     for kind in tracemerge_records::Conflict::KINDS {
         assert!(text.contains(kind), "demo shows {kind}: {text}");
     }
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     assert!(text.contains(report["digest"].as_str().unwrap()));
 }

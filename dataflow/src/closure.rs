@@ -8,6 +8,13 @@ use differential_dataflow::operators::iterate::Iterate;
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
+/// BFS distance of every reachable node.
+pub type Distances<'s, T, N> = VecCollection<'s, T, (N, u32)>;
+/// BFS parent of every reachable non-root node, with the label of the edge.
+pub type Parents<'s, T, N, L> = VecCollection<'s, T, (N, (N, L))>;
+/// A witness path (nodes from a root) and the labels of its hops.
+pub type Path<N, L> = (Vec<N>, Vec<L>);
+
 /// The nodes reachable from `roots` along `edges`, roots included.
 pub fn reachable<'s, T, N>(
     edges: VecCollection<'s, T, (N, N)>,
@@ -35,7 +42,7 @@ where
 pub fn bfs_parents<'s, T, N, L>(
     edges: VecCollection<'s, T, ((N, N), L)>,
     roots: VecCollection<'s, T, N>,
-) -> (VecCollection<'s, T, (N, u32)>, VecCollection<'s, T, (N, (N, L))>)
+) -> (Distances<'s, T, N>, Parents<'s, T, N, L>)
 where
     T: Timestamp + Lattice,
     N: ExchangeData + Hash,
@@ -44,7 +51,9 @@ where
     let dist = bfs(edges.clone().map(|(e, _)| e), roots.distinct());
     let parents = edges
         .map(|((u, v), label)| (u, (v, label)))
-        .join_map(dist.clone(), |u, (v, label), du| (v.clone(), (*du, u.clone(), label.clone())))
+        .join_map(dist.clone(), |u, (v, label), du| {
+            (v.clone(), (*du, u.clone(), label.clone()))
+        })
         .join_map(dist.clone(), |v, (du, u, label), dv| {
             (v.clone(), (*du + 1 == *dv, u.clone(), label.clone()))
         })
@@ -57,10 +66,10 @@ where
 /// The witness path of every reachable target: from a root to the target
 /// along BFS parents, with the label of every hop.
 pub fn witness_paths<'s, T, N, L>(
-    dist: VecCollection<'s, T, (N, u32)>,
-    parents: VecCollection<'s, T, (N, (N, L))>,
+    dist: Distances<'s, T, N>,
+    parents: Parents<'s, T, N, L>,
     targets: VecCollection<'s, T, N>,
-) -> VecCollection<'s, T, (N, (Vec<N>, Vec<L>))>
+) -> VecCollection<'s, T, (N, Path<N, L>)>
 where
     T: Timestamp + Lattice,
     N: ExchangeData + Hash,
@@ -81,18 +90,19 @@ where
     let on_chain = chain
         .map(|(t, v)| (v, t))
         .join_map(dist, |v, t, d| (v.clone(), (t.clone(), *d)));
-    let hops = on_chain
-        .clone()
-        .join_map(parents, |v, (t, d), (_, label)| {
-            (t.clone(), (*d, v.clone(), Some(label.clone())))
-        });
+    let hops = on_chain.clone().join_map(parents, |v, (t, d), (_, label)| {
+        (t.clone(), (*d, v.clone(), Some(label.clone())))
+    });
     let roots = on_chain
         .filter(|(_, (_, d))| *d == 0)
         .map(|(v, (t, _))| (t, (0, v, None)));
     hops.concat(roots).reduce(|_t, steps, out| {
         // Steps arrive sorted by distance: the path in order.
         let path = steps.iter().map(|((_, v, _), _)| v.clone()).collect();
-        let labels = steps.iter().filter_map(|((_, _, l), _)| l.clone()).collect();
+        let labels = steps
+            .iter()
+            .filter_map(|((_, _, l), _)| l.clone())
+            .collect();
         out.push(((path, labels), 1));
     })
 }

@@ -18,9 +18,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::ProbeHandle;
-use tracemerge_records::{
-    ArtifactReport, Change, Config, Item, Record, Report, Stats, Time,
-};
+use tracemerge_records::{ArtifactReport, Change, Config, Item, Record, Report, Stats, Time};
 
 use crate::ingest::{Ingest, Outcome};
 use crate::merge::{build, Inputs};
@@ -94,10 +92,17 @@ impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
     }
 }
 
+/// The caller's event callback, shared with worker 0.
+type Events = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
+
 enum Msg {
     Updates(Vec<Timed>),
     Advance(Time),
-    Report { as_of: Time, stats: Stats, last: bool },
+    Report {
+        as_of: Time,
+        stats: Stats,
+        last: bool,
+    },
 }
 
 /// Runs the engine over `records`. Events reach `on_event` from worker 0's
@@ -118,7 +123,9 @@ where
         timely::CommunicationConfig::Cluster {
             threads, process, ..
         } => (*threads, *process),
-        timely::CommunicationConfig::Process(n) | timely::CommunicationConfig::ProcessBinary(n) => (*n, 0),
+        timely::CommunicationConfig::Process(n) | timely::CommunicationConfig::ProcessBinary(n) => {
+            (*n, 0)
+        }
         timely::CommunicationConfig::Thread => (1, 0),
     };
     let processes = match &options.timely.communication {
@@ -136,7 +143,7 @@ where
         receivers.insert(first_local + local, rx);
     }
     let receivers = Arc::new(Mutex::new(receivers));
-    let on_event: Arc<Mutex<Box<dyn FnMut(Event) + Send>>> = Arc::new(Mutex::new(Box::new(on_event)));
+    let on_event: Events = Arc::new(Mutex::new(Box::new(on_event)));
     let worker_config = config.clone();
     let changes = options.changes;
     let events = on_event.clone();
@@ -236,7 +243,7 @@ fn run_worker(
     rx: Receiver<Msg>,
     config: &Config,
     changes: bool,
-    events: Arc<Mutex<Box<dyn FnMut(Event) + Send>>>,
+    events: Events,
 ) {
     let pending = Rc::new(RefCell::new(Vec::new()));
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
@@ -323,7 +330,7 @@ struct Sink {
     reports: VecDeque<(Time, Stats, bool)>,
     changes: bool,
     config: Config,
-    events: Arc<Mutex<Box<dyn FnMut(Event) + Send>>>,
+    events: Events,
 }
 
 impl Sink {
@@ -336,9 +343,13 @@ impl Sink {
             if pending.is_empty() && self.reports.front().is_none_or(|r| !before(r.0)) {
                 return;
             }
-            let (ready, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, t, _)| before(*t));
+            let (ready, later): (Vec<_>, Vec<_>) =
+                pending.drain(..).partition(|(_, t, _)| before(*t));
             *pending = later;
-            ready.into_iter().map(|(item, t, d)| (t, item, d as i64)).collect()
+            ready
+                .into_iter()
+                .map(|(item, t, d)| (t, item, d as i64))
+                .collect()
         };
         ready.sort();
         ready.dedup_by(|next, kept| {
@@ -404,7 +415,9 @@ impl Sink {
                     let a = artifacts.entry(artifact).or_default();
                     a.observed_edges.push(edge.clone());
                 }
-                Item::Reach { artifact, reach } => artifacts.entry(artifact).or_default().reach = *reach,
+                Item::Reach { artifact, reach } => {
+                    artifacts.entry(artifact).or_default().reach = *reach
+                }
                 Item::Verdict { artifact, verdict } => {
                     let a = artifacts.entry(artifact).or_default();
                     a.verdicts.push(verdict.clone());
@@ -449,7 +462,11 @@ pub fn merge_records(records: &[Record], config: &Config, workers: usize) -> Rep
 }
 
 /// Runs with explicit options and returns every report, the final one last.
-pub fn collect_reports(records: &[Record], config: &Config, options: Options) -> Vec<(Report, bool)> {
+pub fn collect_reports(
+    records: &[Record],
+    config: &Config,
+    options: Options,
+) -> Vec<(Report, bool)> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
     let stream = records.iter().cloned().map(Ok::<_, String>);

@@ -174,7 +174,8 @@ impl Ingest {
                     return Outcome::Duplicate;
                 }
                 let hits = e.hits as isize;
-                let data = Update::EdgeObservation((e.artifact, e.caller, e.callee), (e.at, e.source));
+                let data =
+                    Update::EdgeObservation((e.artifact, e.caller, e.callee), (e.at, e.source));
                 out.push(data.clone().at(e.at, hits));
                 out.push(data.at(e.at + ttl, -hits));
             }
@@ -250,7 +251,10 @@ fn snapshot_diff(
         out.push(Update::Snapshot(artifact.clone()).at(at, diff));
     }
     let empty = Snapshot::default();
-    let (old, new) = (old.as_ref().unwrap_or(&empty), new.as_ref().unwrap_or(&empty));
+    let (old, new) = (
+        old.as_ref().unwrap_or(&empty),
+        new.as_ref().unwrap_or(&empty),
+    );
     set_diff(&old.nodes, &new.nodes, |s, d| {
         out.push(Update::Node(artifact.clone(), s.clone()).at(at, d))
     });

@@ -4,12 +4,10 @@ use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use timely::dataflow::Scope;
-use tracemerge_records::{
-    Config, Hop, ObservedEdge, Reach, Resolution, Time, Item,
-};
+use tracemerge_records::{Config, Hop, Item, ObservedEdge, Reach, Resolution, Time};
 
 use crate::closure::{bfs_parents, reachable, witness_paths};
-use crate::model::{Artifact, Node, Source, Symbol, Timed, Update};
+use crate::model::{Artifact, EdgeKey, Node, Sighting, Symbol, Timed, Update};
 use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact};
 use crate::window::{count_per_artifact, covered, executed, observed_edges};
 
@@ -23,8 +21,8 @@ pub struct Inputs {
     static_edges: Session<(Artifact, (Symbol, Symbol))>,
     entrypoints: Session<Node>,
     targets: Session<Node>,
-    edges: Session<((Artifact, Symbol, Symbol), (Time, Source))>,
-    hits: Session<(Node, (Time, Source))>,
+    edges: Session<(EdgeKey, Sighting)>,
+    hits: Session<(Node, Sighting)>,
     coverage: Session<(Node, (Time, Time))>,
 }
 
@@ -49,14 +47,32 @@ impl Inputs {
         macro_rules! each {
             ($($f:ident),*) => {$( if *self.$f.time() < time { self.$f.advance_to(time); } self.$f.flush(); )*};
         }
-        each!(snapshots, nodes, static_edges, entrypoints, targets, edges, hits, coverage);
+        each!(
+            snapshots,
+            nodes,
+            static_edges,
+            entrypoints,
+            targets,
+            edges,
+            hits,
+            coverage
+        );
     }
 
     pub fn flush(&mut self) {
         macro_rules! each {
             ($($f:ident),*) => {$( self.$f.flush(); )*};
         }
-        each!(snapshots, nodes, static_edges, entrypoints, targets, edges, hits, coverage);
+        each!(
+            snapshots,
+            nodes,
+            static_edges,
+            entrypoints,
+            targets,
+            edges,
+            hits,
+            coverage
+        );
     }
 }
 
@@ -110,8 +126,8 @@ pub struct Graph<'s> {
 
 /// The runtime side: live observations (each present for its ttl).
 pub struct Evidence<'s> {
-    pub edges: Coll<'s, ((Artifact, Symbol, Symbol), (Time, Source))>,
-    pub hits: Coll<'s, (Node, (Time, Source))>,
+    pub edges: Coll<'s, (EdgeKey, Sighting)>,
+    pub hits: Coll<'s, (Node, Sighting)>,
     pub coverage: Coll<'s, (Node, (Time, Time))>,
 }
 
@@ -131,12 +147,13 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
         .clone()
         .semijoin(graph.static_edges.clone())
         .map(|(k, s)| (k, s, true));
-    let candidates = observed_keyed
-        .antijoin(graph.static_edges.clone())
-        .map(move |((a, (u, v)), stats)| {
-            let resolution = resolve(&config, &u, &v, &stats);
-            ((a, (u, v)), (stats, resolution))
-        });
+    let candidates =
+        observed_keyed
+            .antijoin(graph.static_edges.clone())
+            .map(move |((a, (u, v)), stats)| {
+                let resolution = resolve(&config, &u, &v, &stats);
+                ((a, (u, v)), (stats, resolution))
+            });
     let not_in_static = candidates.clone().map(|(k, (s, _))| (k, s, false));
     let accepted = candidates
         .clone()
@@ -172,7 +189,10 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
     // Verdicts.
     let targets_keyed = graph.targets.clone().map(|n| (n, ()));
     let fact = |nodes: Coll<'s, Node>, f: Fact| {
-        targets_keyed.clone().semijoin(nodes).map(move |(n, ())| (n, f.clone()))
+        targets_keyed
+            .clone()
+            .semijoin(nodes)
+            .map(move |(n, ())| (n, f.clone()))
     };
     let facts = targets_keyed
         .clone()
@@ -212,20 +232,21 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
         [reach_static, reach_runtime, reach_effective],
     );
 
-    let edges = in_static
-        .concat(not_in_static)
-        .map(|((artifact, (caller, callee)), s, in_static)| Item::Edge {
-            artifact,
-            edge: ObservedEdge {
-                caller,
-                callee,
-                hits: s.hits,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
-                sources: s.sources,
-                in_static,
-            },
-        });
+    let edges =
+        in_static
+            .concat(not_in_static)
+            .map(|((artifact, (caller, callee)), s, in_static)| Item::Edge {
+                artifact,
+                edge: ObservedEdge {
+                    caller,
+                    callee,
+                    hits: s.hits,
+                    first_seen: s.first_seen,
+                    last_seen: s.last_seen,
+                    sources: s.sources,
+                    in_static,
+                },
+            });
     edges
         .concat(reach)
         .concat(verdicts.map(|(artifact, verdict)| Item::Verdict { artifact, verdict }))
@@ -239,19 +260,25 @@ fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) ->
         let tag = i as u8 + 1;
         sizes = sizes.concat(count_per_artifact(closure).map(move |(a, n)| (a, (tag, n))));
     }
-    sizes.reduce(|_a, tagged, out| {
-        if tagged[0].0 .0 != 0 {
-            return; // not a listed artifact
-        }
-        let size = |tag: u8| tagged.iter().find(|((t, _), _)| *t == tag).map_or(0, |((_, n), _)| *n);
-        out.push((
-            Reach {
-                static_: size(1),
-                runtime: size(2),
-                effective: size(3),
-            },
-            1,
-        ));
-    })
-    .map(|(artifact, reach)| Item::Reach { artifact, reach })
+    sizes
+        .reduce(|_a, tagged, out| {
+            if tagged[0].0 .0 != 0 {
+                return; // not a listed artifact
+            }
+            let size = |tag: u8| {
+                tagged
+                    .iter()
+                    .find(|((t, _), _)| *t == tag)
+                    .map_or(0, |((_, n), _)| *n)
+            };
+            out.push((
+                Reach {
+                    static_: size(1),
+                    runtime: size(2),
+                    effective: size(3),
+                },
+                1,
+            ));
+        })
+        .map(|(artifact, reach)| Item::Reach { artifact, reach })
 }

@@ -9,6 +9,12 @@ pub type Symbol = String;
 pub type Node = (Artifact, Symbol);
 /// Where an observation came from (agent/host).
 pub type Source = String;
+/// A runtime edge of one artifact: (artifact, caller, callee).
+pub type EdgeKey = (Artifact, Symbol, Symbol);
+/// One sighting of an observation: its time and source.
+pub type Sighting = (Time, Source);
+/// A static or runtime edge of one artifact: (artifact, (caller, callee)).
+pub type ArtifactEdge = (Artifact, (Symbol, Symbol));
 
 /// An update of one input collection, before it gets its time and diff.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

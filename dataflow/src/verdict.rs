@@ -5,7 +5,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Conflict, Hop, Resolution, State, Strategy, Time, Verdict};
 
-use crate::model::{Artifact, Node, Symbol};
+use crate::model::{Artifact, ArtifactEdge, Node, Symbol};
 use crate::window::EdgeStats;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -89,7 +89,7 @@ pub struct ConflictInputs<'s> {
     pub targets: Coll<'s, Node>,
     pub covered: Coll<'s, Node>,
     /// Observed edges missing from the snapshot, with their resolution.
-    pub candidates: Coll<'s, ((Artifact, (Symbol, Symbol)), (EdgeStats, Resolution))>,
+    pub candidates: Coll<'s, (ArtifactEdge, (EdgeStats, Resolution))>,
 }
 
 /// Every place where live runtime evidence contradicts the static snapshot.

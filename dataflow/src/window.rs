@@ -10,7 +10,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::Time;
 
-use crate::model::{Artifact, Node, Source, Symbol};
+use crate::model::{Artifact, EdgeKey, Node, Sighting, Source};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 
@@ -30,13 +30,17 @@ pub struct EdgeStats {
 /// its hit count, so repeated sightings at the same millisecond from the
 /// same source cost nothing extra.
 pub fn observed_edges<'s>(
-    observations: Coll<'s, ((Artifact, Symbol, Symbol), (Time, Source))>,
-) -> Coll<'s, ((Artifact, Symbol, Symbol), EdgeStats)> {
+    observations: Coll<'s, (EdgeKey, Sighting)>,
+) -> Coll<'s, (EdgeKey, EdgeStats)> {
     observations.reduce(|_edge, sightings, out| {
         // Sightings arrive sorted by (at, source).
         let hits = sightings.iter().map(|(_, n)| *n as u64).sum();
         let first_seen = sightings[0].0 .0;
-        let last_seen = sightings.iter().map(|((at, _), _)| *at).max().unwrap_or(first_seen);
+        let last_seen = sightings
+            .iter()
+            .map(|((at, _), _)| *at)
+            .max()
+            .unwrap_or(first_seen);
         let mut sources: Vec<&Source> = sightings.iter().map(|((_, s), _)| s).collect();
         sources.sort_unstable();
         sources.dedup();
@@ -55,8 +59,8 @@ pub fn observed_edges<'s>(
 /// Symbols that ran within the window: both ends of live edges and the
 /// symbols of live hits.
 pub fn executed<'s>(
-    observed: Coll<'s, ((Artifact, Symbol, Symbol), EdgeStats)>,
-    hits: Coll<'s, ((Artifact, Symbol), (Time, Source))>,
+    observed: Coll<'s, (EdgeKey, EdgeStats)>,
+    hits: Coll<'s, (Node, Sighting)>,
 ) -> Coll<'s, Node> {
     observed
         .flat_map(|((a, u, v), _)| [(a.clone(), u), (a, v)])

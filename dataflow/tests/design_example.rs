@@ -19,8 +19,10 @@ fn design_stream() -> Vec<Record> {
 
 #[test]
 fn design_example_report() {
-    let mut config = Config::default();
-    config.min_coverage = 1000;
+    let config = Config {
+        min_coverage: 1000,
+        ..Config::default()
+    };
     let report = merge_records(&design_stream(), &config, 1);
     assert_eq!(report.as_of, 10000);
     assert_eq!(report.stats.records, 6);
@@ -28,12 +30,21 @@ fn design_example_report() {
     assert_eq!(a.artifact, "shop@1.4");
     assert_eq!(a.observed_edges.len(), 1);
     let e = &a.observed_edges[0];
-    assert_eq!((e.hits, e.first_seen, e.sources, e.in_static), (3, 1000, 1, true));
-    assert_eq!((a.reach.static_, a.reach.runtime, a.reach.effective), (3, 2, 3));
+    assert_eq!(
+        (e.hits, e.first_seen, e.sources, e.in_static),
+        (3, 1000, 1, true)
+    );
+    assert_eq!(
+        (a.reach.static_, a.reach.runtime, a.reach.effective),
+        (3, 2, 3)
+    );
     let b = a.verdicts.iter().find(|v| v.target == "b").unwrap();
     // b is statically reachable, covered for 5 s and never ran.
     assert_eq!(b.state, State::StaticReachable);
-    assert_eq!(b.path.as_deref(), Some(&["main".to_string(), "a".into(), "b".into()][..]));
+    assert_eq!(
+        b.path.as_deref(),
+        Some(&["main".to_string(), "a".into(), "b".into()][..])
+    );
     let vuln = a.verdicts.iter().find(|v| v.target == "vuln_fn").unwrap();
     // The artifact has a snapshot and vuln_fn is not in it: unreachable.
     assert_eq!(vuln.state, State::StaticUnreachable);
@@ -48,7 +59,13 @@ fn same_digest_for_any_worker_count() {
     let config = Config::default();
     let one = merge_records(&design_stream(), &config, 1);
     for workers in [2, 3] {
-        assert_eq!(merge_records(&design_stream(), &config, workers).digest, one.digest);
+        assert_eq!(
+            merge_records(&design_stream(), &config, workers).digest,
+            one.digest
+        );
     }
-    assert_eq!(reports_at_watermarks(&design_stream(), &config, 2), vec![one]);
+    assert_eq!(
+        reports_at_watermarks(&design_stream(), &config, 2),
+        vec![one]
+    );
 }

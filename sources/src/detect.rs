@@ -21,7 +21,7 @@ pub enum Format {
     /// Stella Ops runtime facts, the structured document
     /// `{subject, callgraphId, events[]}`.
     StellaRuntimeFactsDocument,
-    /// A Windows ETW trace (.etl): crate tracemerge-etl (hook, not wired yet).
+    /// A Windows ETW trace (.etl), decoded by crate tracemerge-etl.
     Etl,
     /// The binary replay log (.tmlog): later issue (hook, not wired yet).
     ReplayLog,
@@ -46,11 +46,9 @@ impl Format {
 // the (decompressed) input, before any text detection, whenever the input
 // does not start like text (`{`, `[`, whitespace, BOM).
 //
-// ETL: when crate tracemerge-etl exposes `is_etl(prefix: &[u8]) -> bool`,
-// make `is_etl` below call it, and wire `Format::Etl` to the importer in
-// `crate::open_detected` (it currently answers "not supported yet").
-fn is_etl(_prefix: &[u8]) -> bool {
-    false // → tracemerge_etl::is_etl(prefix)
+// ETL: the decoder's own check of the log-file header.
+fn is_etl(prefix: &[u8]) -> bool {
+    tracemerge_etl::is_etl(prefix)
 }
 
 // Replay log (.tmlog, later issue): check its magic here and wire

@@ -315,11 +315,38 @@ fn open_detected(
             stella::read_runtime_facts_document(name, rest, options, start_line, start_offset)
                 .into_iter(),
         )),
-        detect::Format::Etl | detect::Format::ReplayLog => Err(SourceError::fatal(
+        detect::Format::Etl => read_etl(name, rest),
+        detect::Format::ReplayLog => Err(SourceError::fatal(
             Location::file(name),
             format!("{} input is not supported yet", format.name()),
         )),
     }
+}
+
+/// Decodes a whole ETW trace into its edge records (then a watermark). The
+/// records of the buffers before any damage come first; the damage follows
+/// as a fatal error naming the buffer and byte offset.
+fn read_etl(name: &str, mut reader: Box<dyn Read + Send>) -> Result<RecordStream, SourceError> {
+    let mut data = Vec::new();
+    reader
+        .read_to_end(&mut data)
+        .map_err(|e| SourceError::fatal(Location::file(name), format!("read error: {e}")))?;
+    let options = tracemerge_etl::ImportOptions::default();
+    let trace = tracemerge_etl::Trace::decode_with(&data, &options.decode)
+        .map_err(|e| SourceError::fatal(Location::file(name), e.to_string()))?;
+    let import = tracemerge_etl::edges::edges(trace, name, &options, None);
+    let records = import
+        .records
+        .into_iter()
+        .map(|r| Ok((Location::file(name), r)));
+    let damage = import
+        .damage
+        .into_iter()
+        .take(1)
+        .map(|e| Err(SourceError::fatal(Location::file(name), e.to_string())));
+    Ok(Box::new(
+        records.chain(damage).collect::<Vec<_>>().into_iter(),
+    ))
 }
 
 /// Several inputs chained into one stream, in the given order. Every path is

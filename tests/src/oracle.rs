@@ -161,7 +161,11 @@ fn artifact_of(r: &Record) -> Option<&str> {
 /// Snapshot contents as (nodes, edge pairs, entrypoints), each a sorted set:
 /// of two snapshots with the same `at`, the greater (lexicographically)
 /// wins. Edge attributes play no part.
-pub type GraphKey = (BTreeSet<String>, BTreeSet<(String, String)>, BTreeSet<String>);
+pub type GraphKey = (
+    BTreeSet<String>,
+    BTreeSet<(String, String)>,
+    BTreeSet<String>,
+);
 
 /// The tie-break key of a snapshot.
 pub fn graph_canonical(g: &GraphSnapshot) -> GraphKey {
@@ -334,7 +338,11 @@ fn artifact_report(
         executed.insert(h.symbol.clone());
     }
 
-    let has_coverage = |s: &str| live_coverage.iter().any(|c| c.symbols.iter().any(|x| x == s));
+    let has_coverage = |s: &str| {
+        live_coverage
+            .iter()
+            .any(|c| c.symbols.iter().any(|x| x == s))
+    };
     let covered = |s: &str| -> Time {
         union_length(
             live_coverage

@@ -134,7 +134,11 @@ pub fn parse_duration(s: &str) -> Result<Time, String> {
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("bad duration unit in {s:?}: expected ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "bad duration unit in {s:?}: expected ms, s, m or h"
+            ))
+        }
     };
     n.checked_mul(scale)
         .filter(|ms| *ms <= crate::MAX_TIME)
@@ -169,11 +173,15 @@ mod tests {
     #[test]
     fn quarantine_list() {
         let mut c = Config::default();
-        c.add_quarantine("# header\nevil\n a -> b  # edge\n\n").unwrap();
+        c.add_quarantine("# header\nevil\n a -> b  # edge\n\n")
+            .unwrap();
         assert!(c.quarantined("evil", "x"));
         assert!(c.quarantined("x", "evil"));
         assert!(c.quarantined("a", "b"));
         assert!(!c.quarantined("b", "a"));
-        assert!(c.add_quarantine("ok\n -> b").unwrap_err().starts_with("line 2"));
+        assert!(c
+            .add_quarantine("ok\n -> b")
+            .unwrap_err()
+            .starts_with("line 2"));
     }
 }

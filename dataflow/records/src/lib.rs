@@ -16,6 +16,6 @@ pub use record::{
     Targets, Time, MAX_TIME,
 };
 pub use report::{
-    ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State, Stats,
-    Verdict, Vex, REPORT_SCHEMA,
+    ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State,
+    Stats, Verdict, Vex, REPORT_SCHEMA,
 };

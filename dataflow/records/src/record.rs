@@ -319,7 +319,10 @@ mod tests {
                 r#"{"type":"watermark","at":99999999999999999999}"#,
                 "expected u64",
             ),
-            (r#"{"type":"watermark","at":253402300800000}"#, "out of range"),
+            (
+                r#"{"type":"watermark","at":253402300800000}"#,
+                "out of range",
+            ),
             (
                 r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5,"hits":0}"#,
                 "hits must be",
@@ -340,7 +343,10 @@ mod tests {
                 r#"{"type":"coverage","artifact":"x","symbols":[],"from":5,"to":4}"#,
                 "reversed",
             ),
-            (r#"{"type":"graph","artifact":"x","at":0,"nodes":["a"],"edges":[["a"]]}"#, "an edge is"),
+            (
+                r#"{"type":"graph","artifact":"x","at":0,"nodes":["a"],"edges":[["a"]]}"#,
+                "an edge is",
+            ),
             ("", "EOF"),
             ("[1,2]", "invalid type"),
         ];

@@ -42,9 +42,7 @@ pub struct ArtifactReport {
 }
 
 /// A deduplicated live observed edge.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObservedEdge {
     pub caller: String,
     pub callee: String,
@@ -123,9 +121,7 @@ impl State {
                 Vex::Affected
             }
             State::ConfirmedUnreachable | State::StaticUnreachable => Vex::NotAffected,
-            State::Contested | State::RuntimeUnobserved | State::Unknown => {
-                Vex::UnderInvestigation
-            }
+            State::Contested | State::RuntimeUnobserved | State::Unknown => Vex::UnderInvestigation,
         }
     }
 
@@ -223,10 +219,22 @@ impl Conflict {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChangeItem {
     /// A live observed edge (its aggregate changes as hits arrive and expire).
-    Edge { artifact: String, edge: ObservedEdge },
-    Verdict { artifact: String, verdict: Verdict },
-    Conflict { artifact: String, conflict: Conflict },
-    Reach { artifact: String, reach: Reach },
+    Edge {
+        artifact: String,
+        edge: ObservedEdge,
+    },
+    Verdict {
+        artifact: String,
+        verdict: Verdict,
+    },
+    Conflict {
+        artifact: String,
+        conflict: Conflict,
+    },
+    Reach {
+        artifact: String,
+        reach: Reach,
+    },
 }
 
 /// A change of the output at event time `at`.
@@ -259,7 +267,8 @@ impl Report {
         for a in &mut self.artifacts {
             a.observed_edges.sort();
             a.verdicts.sort();
-            a.conflicts.sort_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
+            a.conflicts
+                .sort_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
         }
         self.digest = String::new();
         let bytes = self.canonical_bytes();
