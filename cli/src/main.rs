@@ -51,6 +51,32 @@ enum Command {
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
     },
+    /// Write a seeded synthetic workload (power-law call graph, Zipf-skewed
+    /// runtime edges) as a record stream.
+    Generate {
+        #[arg(long, default_value_t = 10_000)]
+        functions: usize,
+        /// Runtime records after the graph.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Distinct agents/hosts.
+        #[arg(long, default_value_t = 16)]
+        sources: usize,
+        /// Zipf exponent of edge popularity (0 = uniform).
+        #[arg(long, default_value_t = 1.1)]
+        skew: f64,
+        /// Share of observed edges missing from the static graph.
+        #[arg(long, default_value_t = 0.02)]
+        conflict_rate: f64,
+        /// Event time between records (ms).
+        #[arg(long, default_value_t = 1)]
+        step: u64,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Decode Windows ETW trace files (.etl).
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -70,6 +96,28 @@ fn main() -> ExitCode {
             report,
             ..
         } => run::replay(engine, speed, report),
+        Command::Generate {
+            functions,
+            records,
+            seed,
+            sources,
+            skew,
+            conflict_rate,
+            step,
+            output,
+        } => run::generate(
+            tracemerge_scenarios::workload::Workload {
+                seed,
+                functions,
+                records,
+                sources,
+                skew,
+                conflict_rate,
+                step,
+                ..Default::default()
+            },
+            output,
+        ),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),
     };

@@ -331,3 +331,31 @@ fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// `tracemerge generate`.
+pub fn generate(
+    workload: tracemerge_scenarios::workload::Workload,
+    output: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    let (mut out, name): (Box<dyn Write>, String) = match &output {
+        Some(path) => (
+            Box::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+            path.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdout()), "stdout".into()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    for record in workload.stream() {
+        let line = record.to_json();
+        match out
+            .write_all(line.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(format!("{name}: {e}")),
+            Ok(()) => {}
+        }
+    }
+    out.flush().map_err(|e| format!("{name}: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}

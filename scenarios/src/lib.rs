@@ -4,5 +4,6 @@
 
 pub mod cases;
 pub mod random;
+pub mod workload;
 
 pub use cases::{cases, Case};
