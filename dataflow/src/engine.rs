@@ -92,6 +92,9 @@ impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
     }
 }
 
+/// Output updates not yet final, by time.
+type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Item, i64)>>>>;
+
 /// The caller's event callback, shared with worker 0.
 type Events = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
 
@@ -245,7 +248,7 @@ fn run_worker(
     changes: bool,
     events: Events,
 ) {
-    let pending = Rc::new(RefCell::new(Vec::new()));
+    let pending: Pending = Rc::new(RefCell::new(BTreeMap::new()));
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
         let (inputs, items) = build(scope, config);
         let sink = pending.clone();
@@ -260,7 +263,7 @@ fn run_worker(
                 let mut sink = sink.borrow_mut();
                 for (json, time, diff) in batch {
                     let item: Item = serde_json::from_str(json).expect("items deserialize");
-                    sink.push((item, *time, *diff));
+                    sink.entry(*time).or_default().push((item, *diff as i64));
                 }
             })
             .probe();
@@ -268,6 +271,7 @@ fn run_worker(
     });
     let mut sink = (worker.index() == 0).then(|| Sink {
         pending,
+        polled: None,
         state: HashMap::new(),
         reports: VecDeque::new(),
         changes,
@@ -291,6 +295,7 @@ fn run_worker(
                 Ok(Msg::Report { as_of, stats, last }) => {
                     if let Some(sink) = sink.as_mut() {
                         sink.reports.push_back((as_of, stats, last));
+                        sink.polled = None;
                     }
                 }
                 Err(TryRecvError::Empty) => break,
@@ -325,7 +330,9 @@ fn run_worker(
 
 /// Worker 0's view of the output: everything final so far, accumulated.
 struct Sink {
-    pending: Rc<RefCell<Vec<(Item, Time, isize)>>>,
+    pending: Pending,
+    /// The frontier of the last poll: nothing new is final until it moves.
+    polled: Option<Option<Time>>,
     state: HashMap<Item, i64>,
     reports: VecDeque<(Time, Stats, bool)>,
     changes: bool,
@@ -338,17 +345,19 @@ impl Sink {
     /// `None`), emitting changes and due reports in event-time order.
     fn poll(&mut self, frontier: Option<Time>) {
         let before = |t: Time| frontier.is_none_or(|f| t < f);
+        if self.polled == Some(frontier) {
+            return;
+        }
+        self.polled = Some(frontier);
         let mut ready: Vec<(Time, Item, i64)> = {
             let mut pending = self.pending.borrow_mut();
-            if pending.is_empty() && self.reports.front().is_none_or(|r| !before(r.0)) {
-                return;
-            }
-            let (ready, later): (Vec<_>, Vec<_>) =
-                pending.drain(..).partition(|(_, t, _)| before(*t));
-            *pending = later;
-            ready
+            let later = match frontier {
+                Some(f) => pending.split_off(&f),
+                None => BTreeMap::new(),
+            };
+            std::mem::replace(&mut *pending, later)
                 .into_iter()
-                .map(|(item, t, d)| (t, item, d as i64))
+                .flat_map(|(t, items)| items.into_iter().map(move |(item, d)| (t, item, d)))
                 .collect()
         };
         ready.sort();

@@ -9,7 +9,9 @@ use tracemerge_records::{Config, Hop, Item, ObservedEdge, Reach, Resolution, Tim
 use crate::closure::{bfs_parents, reachable, witness_paths};
 use crate::model::{Artifact, EdgeKey, Node, Sighting, Symbol, Timed, Update};
 use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact};
-use crate::window::{count_per_artifact, covered, executed, observed_edges};
+use crate::window::{
+    count_per_artifact, covered, executed, live_edges, observed_edges, span_bucket,
+};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 type Session<D> = InputSession<Time, D, isize>;
@@ -137,12 +139,15 @@ fn node_pair((a, (u, v)): (Artifact, (Symbol, Symbol))) -> (Node, Node) {
 
 /// Everything DESIGN.md §4 asks for, as report items.
 pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Coll<'s, Item> {
-    let observed = observed_edges(evidence.edges);
-    let executed = executed(observed.clone(), evidence.hits);
+    let live = live_edges(evidence.edges.clone());
+    let observed = observed_edges(evidence.edges, span_bucket(config.ttl));
+    let executed = executed(live.clone(), evidence.hits);
     let covered = covered(evidence.coverage, config.min_coverage);
 
     let observed_keyed = observed.map(|((a, u, v), stats)| ((a, (u, v)), stats));
-    let observed_keys = observed_keyed.clone().map(|(k, _)| k);
+    // The edge set changes only when an edge appears or expires, not with
+    // every sighting: closures and labels hang off this one.
+    let observed_keys = live.map(|(a, u, v)| (a, (u, v)));
     let in_static = observed_keyed
         .clone()
         .semijoin(graph.static_edges.clone())

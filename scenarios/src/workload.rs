@@ -116,7 +116,7 @@ impl Workload {
             }
             i += 1;
             let at = i as Time * w.step;
-            if i % w.watermark_every.max(1) == 0 {
+            if i.is_multiple_of(w.watermark_every.max(1)) {
                 return Some(Record::Watermark { at });
             }
             let source = format!("ebpf:host-{}", rng.gen_range(0..w.sources.max(1)));
