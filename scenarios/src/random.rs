@@ -394,6 +394,7 @@ impl Gen<'_> {
                 from: t.saturating_sub(len),
                 to: t,
                 source: self.source(),
+                lost: None,
             });
         }
         if next(p.hit_prob) {

@@ -128,6 +128,7 @@ impl Workload {
                     from: at.saturating_sub(1000),
                     to: at,
                     source,
+                    lost: None,
                 })
             } else if roll < 0.05 {
                 Record::Hit(HitObservation {

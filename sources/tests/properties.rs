@@ -171,6 +171,7 @@ fn record() -> impl Strategy<Value = Record> {
                     from: a.min(b),
                     to: a.max(b),
                     source,
+                    lost: None,
                 })
             ),
         time().prop_map(|at| Record::Watermark { at }),

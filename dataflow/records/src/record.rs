@@ -106,6 +106,10 @@ pub struct Coverage {
     pub to: Time,
     #[serde(default)]
     pub source: String,
+    /// Events the probe lost in this window. A window with losses proves
+    /// nothing about absence, so its record lists no symbols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
 }
 
 impl Record {

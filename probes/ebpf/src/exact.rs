@@ -323,7 +323,16 @@ impl Session {
         let probed_in_window =
             self.link.is_some() || self.detached_at.is_some_and(|t| t > self.window_start);
         if new_losses.exact_map_full > 0 {
+            // The loss goes into the stream; the coverage it spoils does not.
             self.summary.windows_without_coverage += 1;
+            out.push(Record::Coverage(Coverage {
+                artifact: self.artifact.clone(),
+                symbols: Vec::new(),
+                from: self.window_start,
+                to: now.max(self.window_start),
+                source: self.source.clone(),
+                lost: Some(new_losses.lost()),
+            }));
         } else if probed_in_window && now > self.window_start {
             out.push(Record::Coverage(Coverage {
                 artifact: self.artifact.clone(),
@@ -331,6 +340,7 @@ impl Session {
                 from: self.window_start,
                 to: now,
                 source: self.source.clone(),
+                lost: None,
             }));
         }
         self.window_start = now;
