@@ -88,6 +88,21 @@ enum Command {
     /// Collect call edges from running Linux processes with eBPF.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// Probe and merge continuously: print verdict and conflict changes
+    /// (NDJSON change lines) as they happen.
+    Watch {
+        /// Static graphs and targets to merge with (any supported format).
+        #[arg(long = "graph")]
+        graphs: Vec<String>,
+        #[arg(long, default_value = "10m", value_parser = tracemerge_records::parse_duration)]
+        ttl: u64,
+        #[arg(long, default_value = "union")]
+        strategy: tracemerge_records::Strategy,
+        #[arg(long, default_value = "1m", value_parser = tracemerge_records::parse_duration)]
+        min_coverage: u64,
+        #[command(subcommand)]
+        probe: probe::ProbeCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,6 +140,22 @@ fn main() -> ExitCode {
         ),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),
+        Command::Watch {
+            graphs,
+            ttl,
+            strategy,
+            min_coverage,
+            probe,
+        } => run::watch(
+            graphs,
+            tracemerge_records::Config {
+                ttl,
+                strategy,
+                min_coverage,
+                ..Default::default()
+            },
+            probe,
+        ),
     };
     match result {
         Ok(code) => code,

@@ -127,6 +127,20 @@ fn read_functions(path: &PathBuf) -> Result<Vec<String>, String> {
 }
 
 pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
+    let path = match &cmd {
+        ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => {
+            common.output.clone()
+        }
+    };
+    let mut output = Output::open(&path)?;
+    collect(cmd, &mut |records| output.write(records))
+}
+
+/// Runs a probe; every window's records go to `sink`.
+pub fn collect(
+    cmd: ProbeCommand,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+) -> Result<ExitCode, String> {
     if let Some(why) = tracemerge_ebpf::unsupported() {
         return Err(format!("probe: {why}"));
     }
@@ -144,7 +158,6 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
         } => Some(read_functions(f)?),
         _ => None,
     };
-    let mut output = Output::open(&common.output)?;
     target::catch_interrupts();
     let options = Options {
         window: common.window,
@@ -199,9 +212,7 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
             }
         }
     };
-    let outcome = run::run(&target, options, attach, &mut |records| {
-        output.write(records)
-    })?;
+    let outcome = run::run(&target, options, attach, sink)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }

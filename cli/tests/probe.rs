@@ -482,3 +482,63 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn watch_prints_verdict_and_conflict_changes_as_they_happen() {
+    let Some(_guard) = bpf_or_skip("watch_prints_verdict_and_conflict_changes_as_they_happen")
+    else {
+        return;
+    };
+    let dir = scratch("watch");
+    let prog = calls_program(&dir);
+    let graph = dir.join("graph.ndjson");
+    std::fs::write(
+        &graph,
+        concat!(
+            r#"{"type":"graph","artifact":"calls@test","at":0,"nodes":["main","middle","leaf","via_pointer","compare"],"#,
+            r#""edges":[["main","middle"],["middle","leaf"],["via_pointer","leaf"]],"entrypoints":["main"]}"#,
+            "\n",
+            r#"{"type":"targets","artifact":"calls@test","at":0,"symbols":["via_pointer","leaf"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let run = Command::new(BIN)
+        .arg("watch")
+        .arg("--graph")
+        .arg(&graph)
+        .args(["exact", "--artifact", "calls@test", "--binary"])
+        .arg(&prog)
+        .arg("--functions")
+        .arg(functions_file(&dir))
+        .arg("--")
+        .arg(&prog)
+        .arg("3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let changes: Vec<Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["kind"] == "verdict" || c["kind"] == "conflict"),
+        "{changes:?}"
+    );
+    // First the static verdict, then the runtime evidence flips it.
+    assert!(changes.iter().any(|c| c["diff"] == 1
+        && c["verdict"]["target"] == "via_pointer"
+        && c["verdict"]["state"] == "static_unreachable"));
+    assert!(changes.iter().any(|c| c["diff"] == 1
+        && c["verdict"]["target"] == "via_pointer"
+        && c["verdict"]["state"] == "contested"));
+    assert!(changes.iter().any(|c| c["diff"] == 1
+        && c["conflict"]["kind"] == "runtime_edge_not_in_static"
+        && c["conflict"]["caller"] == "main"
+        && c["conflict"]["callee"] == "via_pointer"));
+    assert_clean();
+}
