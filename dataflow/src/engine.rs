@@ -33,6 +33,10 @@ pub enum Event {
     Report { report: Report, last: bool },
     /// A record rejected under `keep_going`.
     Invalid(String),
+    /// Every output before this event time is final and has been delivered
+    /// (`None`: the run is over). Sent whenever the dataflow's frontier moves,
+    /// so a caller can tell when the verdicts have caught up with its input.
+    Progress(Option<Time>),
 }
 
 /// How to run the engine.
@@ -413,6 +417,7 @@ impl Sink {
             });
             self.reports.pop_front();
         }
+        events(Event::Progress(frontier));
     }
 
     fn report(&self, as_of: Time, stats: Stats) -> Report {
