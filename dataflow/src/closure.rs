@@ -1,5 +1,6 @@
 //! Reachability closures and witness paths.
 
+use std::cmp::Ordering;
 use std::hash::Hash;
 
 use differential_dataflow::algorithms::graphs::bfs::bfs;
@@ -37,11 +38,12 @@ where
 }
 
 /// For every node reachable from `roots`, its BFS parent: among the
-/// in-neighbours one step closer to a root, the smallest one (by `Ord`),
-/// with the label of the edge taken. Roots have no parent.
+/// in-neighbours one step closer to a root, the first one in `order`, with
+/// the label of the edge taken. Roots have no parent.
 pub fn bfs_parents<'s, T, N, L>(
     edges: VecCollection<'s, T, ((N, N), L)>,
     roots: VecCollection<'s, T, N>,
+    order: impl Fn(&N, &N) -> Ordering + 'static,
 ) -> (Distances<'s, T, N>, Parents<'s, T, N, L>)
 where
     T: Timestamp + Lattice,
@@ -59,7 +61,14 @@ where
         })
         .filter(|(_, (closer, _, _))| *closer)
         .map(|(v, (_, u, label))| (v, (u, label)))
-        .reduce(|_v, candidates, out| out.push((candidates[0].0.clone(), 1)));
+        .reduce(move |_v, candidates, out| {
+            let first = candidates
+                .iter()
+                .map(|(c, _)| *c)
+                .min_by(|(u, l), (w, m)| order(u, w).then_with(|| l.cmp(m)))
+                .expect("reduce sees non-empty input");
+            out.push((first.clone(), 1))
+        });
     (dist, parents)
 }
 

@@ -22,7 +22,9 @@ use tracemerge_records::{ArtifactReport, Change, Config, Item, Record, Report, S
 
 use crate::ingest::{Ingest, Outcome};
 use crate::merge::{build, Inputs};
-use crate::model::Timed;
+use crate::model::{Output, Timed};
+use crate::symbols::Names;
+use crate::verdict::Quarantine;
 
 /// What the engine tells its caller.
 #[derive(Debug)]
@@ -97,7 +99,7 @@ impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
 }
 
 /// Output updates not yet final, by time.
-type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Item, i64)>>>>;
+type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
 
 /// The caller's event callback, shared with worker 0.
 type Events = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
@@ -151,20 +153,24 @@ where
     }
     let receivers = Arc::new(Mutex::new(receivers));
     let on_event: Events = Arc::new(Mutex::new(Box::new(on_event)));
-    let worker_config = config.clone();
-    let changes = options.changes;
-    let events = on_event.clone();
+    let mut ingest = Ingest::new(config.clone());
+    let shared = Shared {
+        config: config.clone(),
+        names: ingest.names(),
+        quarantine: ingest.quarantine(),
+        changes: options.changes,
+        events: on_event.clone(),
+    };
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
             .lock()
             .expect("receivers")
             .remove(&worker.index())
             .expect("one receiver per local worker");
-        run_worker(worker, rx, &worker_config, changes, events.clone());
+        run_worker(worker, rx, shared.clone());
     })
     .map_err(RunError::Engine)?;
 
-    let mut ingest = Ingest::new(config.clone());
     let mut buffers: Vec<Vec<Timed>> = vec![Vec::new(); threads];
     let mut updates = Vec::new();
     let mut dealt = 0usize;
@@ -245,29 +251,36 @@ where
     }
 }
 
-fn run_worker(
-    worker: &mut timely::worker::Worker,
-    rx: Receiver<Msg>,
-    config: &Config,
+/// What every worker is given.
+#[derive(Clone)]
+struct Shared {
+    config: Config,
+    names: Names,
+    quarantine: Quarantine,
     changes: bool,
     events: Events,
-) {
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Shared) {
     let pending: Pending = Rc::new(RefCell::new(BTreeMap::new()));
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
-        let (inputs, items) = build(scope, config);
+        let (inputs, items) = build(
+            scope,
+            &shared.config,
+            shared.names.clone(),
+            shared.quarantine.clone(),
+        );
         let sink = pending.clone();
-        // Report items carry serde attributes (tags, skipped fields) that
-        // bincode cannot read back, so they cross to worker 0 as JSON.
         let (probe, _) = items
-            .map(|item| serde_json::to_string(&item).expect("items serialize"))
             .inner
             .exchange(|_| 0)
             .as_collection()
             .inspect_batch(move |_, batch| {
                 let mut sink = sink.borrow_mut();
-                for (json, time, diff) in batch {
-                    let item: Item = serde_json::from_str(json).expect("items deserialize");
-                    sink.entry(*time).or_default().push((item, *diff as i64));
+                for (item, time, diff) in batch {
+                    sink.entry(*time)
+                        .or_default()
+                        .push((item.clone(), *diff as i64));
                 }
             })
             .probe();
@@ -278,9 +291,10 @@ fn run_worker(
         polled: None,
         state: HashMap::new(),
         reports: VecDeque::new(),
-        changes,
-        config: config.clone(),
-        events,
+        changes: shared.changes,
+        config: shared.config.clone(),
+        names: shared.names.clone(),
+        events: shared.events.clone(),
     });
 
     let mut open = true;
@@ -337,10 +351,11 @@ struct Sink {
     pending: Pending,
     /// The frontier of the last poll: nothing new is final until it moves.
     polled: Option<Option<Time>>,
-    state: HashMap<Item, i64>,
+    state: HashMap<Output, i64>,
     reports: VecDeque<(Time, Stats, bool)>,
     changes: bool,
     config: Config,
+    names: Names,
     events: Events,
 }
 
@@ -353,7 +368,7 @@ impl Sink {
             return;
         }
         self.polled = Some(frontier);
-        let mut ready: Vec<(Time, Item, i64)> = {
+        let mut ready: Vec<(Time, Output, i64)> = {
             let mut pending = self.pending.borrow_mut();
             let later = match frontier {
                 Some(f) => pending.split_off(&f),
@@ -364,7 +379,7 @@ impl Sink {
                 .flat_map(|(t, items)| items.into_iter().map(move |(item, d)| (t, item, d)))
                 .collect()
         };
-        ready.sort();
+        ready.sort_unstable();
         ready.dedup_by(|next, kept| {
             if next.0 == kept.0 && next.1 == kept.1 {
                 kept.2 += next.2;
@@ -373,8 +388,10 @@ impl Sink {
                 false
             }
         });
+        ready.retain(|(_, _, diff)| *diff != 0);
         let mut events = self.events.lock().expect("events");
-        for (time, item, diff) in ready {
+        for at_time in ready.chunk_by(|a, b| a.0 == b.0) {
+            let time = at_time[0].0;
             while let Some(&(as_of, stats, last)) = self.reports.front() {
                 if as_of >= time {
                     break;
@@ -385,25 +402,34 @@ impl Sink {
                 });
                 self.reports.pop_front();
             }
-            if diff == 0 {
-                continue;
-            }
             if self.changes {
-                events(Event::Change(Change {
-                    at: time,
-                    diff,
-                    item: item.clone(),
-                }));
-            }
-            match self.state.entry(item) {
-                Entry::Occupied(mut e) => {
-                    *e.get_mut() += diff;
-                    if *e.get() == 0 {
-                        e.remove();
-                    }
+                // Sorted by name, so the feed's order within a time does not
+                // depend on the order ids were given in.
+                let names = self.names.read();
+                let mut changes: Vec<Change> = at_time
+                    .iter()
+                    .map(|(at, item, diff)| Change {
+                        at: *at,
+                        diff: *diff,
+                        item: item.to_item(&names),
+                    })
+                    .collect();
+                changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
+                for change in changes {
+                    events(Event::Change(change));
                 }
-                Entry::Vacant(e) => {
-                    e.insert(diff);
+            }
+            for (_, item, diff) in at_time {
+                match self.state.entry(item.clone()) {
+                    Entry::Occupied(mut e) => {
+                        *e.get_mut() += diff;
+                        if *e.get() == 0 {
+                            e.remove();
+                        }
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(*diff);
+                    }
                 }
             }
         }
@@ -421,32 +447,36 @@ impl Sink {
     }
 
     fn report(&self, as_of: Time, stats: Stats) -> Report {
-        let mut artifacts: BTreeMap<&str, ArtifactReport> = BTreeMap::new();
+        let names = self.names.read();
+        let mut artifacts: BTreeMap<String, ArtifactReport> = BTreeMap::new();
         for (item, count) in &self.state {
             debug_assert_eq!(*count, 1, "{item:?} has multiplicity {count}");
-            match item {
-                Item::Edge { artifact, edge } => {
-                    let a = artifacts.entry(artifact).or_default();
-                    a.observed_edges.push(edge.clone());
-                }
+            match item.to_item(&names) {
+                Item::Edge { artifact, edge } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .observed_edges
+                    .push(edge),
                 Item::Reach { artifact, reach } => {
-                    artifacts.entry(artifact).or_default().reach = *reach
+                    artifacts.entry(artifact).or_default().reach = reach
                 }
-                Item::Verdict { artifact, verdict } => {
-                    let a = artifacts.entry(artifact).or_default();
-                    a.verdicts.push(verdict.clone());
-                }
-                Item::Conflict { artifact, conflict } => {
-                    let a = artifacts.entry(artifact).or_default();
-                    a.conflicts.push(conflict.clone());
-                }
+                Item::Verdict { artifact, verdict } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .verdicts
+                    .push(verdict),
+                Item::Conflict { artifact, conflict } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .conflicts
+                    .push(conflict),
             }
         }
         let mut report = Report::new(as_of, self.config.clone(), stats);
         report.artifacts = artifacts
             .into_iter()
             .map(|(name, mut a)| {
-                a.artifact = name.to_string();
+                a.artifact = name;
                 a
             })
             .collect();

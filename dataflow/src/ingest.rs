@@ -11,14 +11,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tracemerge_records::{Config, Record, Stats, Time};
 
-use crate::model::{Artifact, Symbol, Timed, Update};
+use crate::model::{Artifact, Timed, Update};
+use crate::symbols::{Interner, Names};
+use crate::verdict::Quarantine;
 
-/// What one snapshot version contributes.
+/// What one snapshot version contributes. Names stay strings here: the
+/// tie-break between versions compares them, and ids carry no order.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Snapshot {
-    nodes: BTreeSet<Symbol>,
-    edges: BTreeSet<(Symbol, Symbol)>,
-    entrypoints: BTreeSet<Symbol>,
+    nodes: BTreeSet<String>,
+    edges: BTreeSet<(String, String)>,
+    entrypoints: BTreeSet<String>,
 }
 
 /// The versions of one replaceable thing (snapshots or target sets) of one
@@ -82,8 +85,10 @@ pub struct Ingest {
     watermark: Option<Time>,
     max_time: Option<Time>,
     stats: Stats,
-    snapshots: HashMap<Artifact, Versions<Option<Snapshot>>>,
-    targets: HashMap<Artifact, Versions<BTreeSet<Symbol>>>,
+    interner: Interner,
+    quarantine: Quarantine,
+    snapshots: HashMap<String, Versions<Option<Snapshot>>>,
+    targets: HashMap<String, Versions<BTreeSet<String>>>,
     /// event_id → time of its record, for duplicate detection.
     event_ids: HashMap<String, Time>,
     /// Sorted lazily: (time, event_id) pairs to forget ids by age.
@@ -92,11 +97,15 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(config: Config) -> Self {
+        let mut interner = Interner::new();
+        let quarantine = Quarantine::new(&config, &mut interner);
         Ingest {
             config,
             watermark: None,
             max_time: None,
             stats: Stats::default(),
+            interner,
+            quarantine,
             snapshots: HashMap::new(),
             targets: HashMap::new(),
             event_ids: HashMap::new(),
@@ -106,6 +115,16 @@ impl Ingest {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The names behind the ids of the updates.
+    pub fn names(&self) -> Names {
+        self.interner.names()
+    }
+
+    /// The configured quarantine list in ids.
+    pub fn quarantine(&self) -> Quarantine {
+        self.quarantine.clone()
     }
 
     pub fn count_invalid(&mut self) {
@@ -154,8 +173,9 @@ impl Ingest {
                     .snapshots
                     .entry(g.artifact.clone())
                     .or_insert_with(Versions::new);
+                let artifact = self.interner.intern(&g.artifact);
                 for (at, old, new) in versions.insert(g.at, Some(snapshot)) {
-                    snapshot_diff(&g.artifact, at, &old, &new, out);
+                    snapshot_diff(&mut self.interner, artifact, at, &old, &new, out);
                 }
             }
             Record::Targets(t) => {
@@ -163,9 +183,11 @@ impl Ingest {
                     .targets
                     .entry(t.artifact.clone())
                     .or_insert_with(Versions::new);
+                let artifact = self.interner.intern(&t.artifact);
                 for (at, old, new) in versions.insert(t.at, t.symbols.into_iter().collect()) {
                     set_diff(&old, &new, |s, diff| {
-                        out.push(Update::Target(t.artifact.clone(), s.clone()).at(at, diff))
+                        let s = self.interner.intern(s);
+                        out.push(Update::Target(artifact, s).at(at, diff))
                     });
                 }
             }
@@ -174,8 +196,13 @@ impl Ingest {
                     return Outcome::Duplicate;
                 }
                 let hits = e.hits as isize;
-                let data =
-                    Update::EdgeObservation((e.artifact, e.caller, e.callee), (e.at, e.source));
+                let i = &mut self.interner;
+                let edge = (
+                    i.intern(&e.artifact),
+                    i.intern(&e.caller),
+                    i.intern(&e.callee),
+                );
+                let data = Update::EdgeObservation(edge, (e.at, i.intern(&e.source)));
                 out.push(data.clone().at(e.at, hits));
                 out.push(data.at(e.at + ttl, -hits));
             }
@@ -183,14 +210,18 @@ impl Ingest {
                 if self.is_duplicate(h.event_id.as_ref(), h.at) {
                     return Outcome::Duplicate;
                 }
-                let data = Update::HitObservation((h.artifact, h.symbol), (h.at, h.source));
+                let i = &mut self.interner;
+                let node = (i.intern(&h.artifact), i.intern(&h.symbol));
+                let data = Update::HitObservation(node, (h.at, i.intern(&h.source)));
                 out.push(data.clone().at(h.at, h.hits as isize));
                 out.push(data.at(h.at + ttl, -(h.hits as isize)));
             }
             Record::Coverage(c) => {
-                let symbols: BTreeSet<Symbol> = c.symbols.into_iter().collect();
+                let symbols: BTreeSet<String> = c.symbols.into_iter().collect();
+                let artifact = self.interner.intern(&c.artifact);
                 for symbol in symbols {
-                    let data = Update::Coverage((c.artifact.clone(), symbol), (c.from, c.to));
+                    let symbol = self.interner.intern(&symbol);
+                    let data = Update::Coverage((artifact, symbol), (c.from, c.to));
                     out.push(data.clone().at(c.to, 1));
                     out.push(data.at(c.to + ttl, -1));
                 }
@@ -240,7 +271,8 @@ fn set_diff<T: Ord>(old: &BTreeSet<T>, new: &BTreeSet<T>, mut emit: impl FnMut(&
 }
 
 fn snapshot_diff(
-    artifact: &Artifact,
+    interner: &mut Interner,
+    artifact: Artifact,
     at: Time,
     old: &Option<Snapshot>,
     new: &Option<Snapshot>,
@@ -248,7 +280,7 @@ fn snapshot_diff(
 ) {
     if old.is_some() != new.is_some() {
         let diff = if new.is_some() { 1 } else { -1 };
-        out.push(Update::Snapshot(artifact.clone()).at(at, diff));
+        out.push(Update::Snapshot(artifact).at(at, diff));
     }
     let empty = Snapshot::default();
     let (old, new) = (
@@ -256,12 +288,13 @@ fn snapshot_diff(
         new.as_ref().unwrap_or(&empty),
     );
     set_diff(&old.nodes, &new.nodes, |s, d| {
-        out.push(Update::Node(artifact.clone(), s.clone()).at(at, d))
+        out.push(Update::Node(artifact, interner.intern(s)).at(at, d))
     });
     set_diff(&old.edges, &new.edges, |(u, v), d| {
-        out.push(Update::StaticEdge(artifact.clone(), (u.clone(), v.clone())).at(at, d))
+        let edge = (interner.intern(u), interner.intern(v));
+        out.push(Update::StaticEdge(artifact, edge).at(at, d))
     });
     set_diff(&old.entrypoints, &new.entrypoints, |s, d| {
-        out.push(Update::Entrypoint(artifact.clone(), s.clone()).at(at, d))
+        out.push(Update::Entrypoint(artifact, interner.intern(s)).at(at, d))
     });
 }

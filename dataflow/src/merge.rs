@@ -4,11 +4,12 @@ use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Hop, Item, ObservedEdge, Reach, Resolution, Time};
+use tracemerge_records::{Config, Hop, Resolution, Time};
 
 use crate::closure::{bfs_parents, reachable, witness_paths};
-use crate::model::{Artifact, EdgeKey, Node, Sighting, Symbol, Timed, Update};
-use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact};
+use crate::model::{Artifact, EdgeKey, Node, Output, Sighting, Symbol, Timed, Update};
+use crate::symbols::Names;
+use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact, Quarantine};
 use crate::window::{
     count_per_artifact, covered, executed, live_edges, observed_edges, span_bucket,
 };
@@ -46,41 +47,60 @@ impl Inputs {
     /// Promises that no update before `time` will come; lets windows expire
     /// and traces compact.
     pub fn advance_to(&mut self, time: Time) {
-        macro_rules! each {
-            ($($f:ident),*) => {$( if *self.$f.time() < time { self.$f.advance_to(time); } self.$f.flush(); )*};
+        for session in self.sessions() {
+            session.advance_to(time);
         }
-        each!(
-            snapshots,
-            nodes,
-            static_edges,
-            entrypoints,
-            targets,
-            edges,
-            hits,
-            coverage
-        );
     }
 
     pub fn flush(&mut self) {
-        macro_rules! each {
-            ($($f:ident),*) => {$( self.$f.flush(); )*};
+        for session in self.sessions() {
+            session.flush();
         }
-        each!(
-            snapshots,
-            nodes,
-            static_edges,
-            entrypoints,
-            targets,
-            edges,
-            hits,
-            coverage
-        );
+    }
+
+    fn sessions(&mut self) -> [&mut dyn AnySession; 8] {
+        [
+            &mut self.snapshots,
+            &mut self.nodes,
+            &mut self.static_edges,
+            &mut self.entrypoints,
+            &mut self.targets,
+            &mut self.edges,
+            &mut self.hits,
+            &mut self.coverage,
+        ]
+    }
+}
+
+/// What [`Inputs`] does with each of its sessions, whatever their data.
+trait AnySession {
+    /// Advances to `time` (if it is later) and flushes.
+    fn advance_to(&mut self, time: Time);
+    fn flush(&mut self);
+}
+
+impl<D: differential_dataflow::Data> AnySession for Session<D> {
+    fn advance_to(&mut self, time: Time) {
+        if *self.time() < time {
+            InputSession::advance_to(self, time);
+        }
+        InputSession::flush(self);
+    }
+
+    fn flush(&mut self) {
+        InputSession::flush(self);
     }
 }
 
 /// Builds the merge dataflow in `scope`; returns its inputs and the stream
 /// of report items (observed edges, reach sizes, verdicts, conflicts).
-pub fn build<'s>(scope: Scope<'s, Time>, config: &Config) -> (Inputs, Coll<'s, Item>) {
+/// `names` resolves interned ids where a rule orders by name.
+pub fn build<'s>(
+    scope: Scope<'s, Time>,
+    config: &Config,
+    names: Names,
+    quarantine: Quarantine,
+) -> (Inputs, Coll<'s, Output>) {
     let (snapshots_in, snapshots) = scope.new_collection();
     let (nodes_in, nodes) = scope.new_collection();
     let (static_edges_in, static_edges) = scope.new_collection();
@@ -112,7 +132,11 @@ pub fn build<'s>(scope: Scope<'s, Time>, config: &Config) -> (Inputs, Coll<'s, I
             hits: hit_observations,
             coverage,
         },
-        config.clone(),
+        Rules {
+            config: config.clone(),
+            names,
+            quarantine,
+        },
     );
     (inputs, items)
 }
@@ -133,12 +157,24 @@ pub struct Evidence<'s> {
     pub coverage: Coll<'s, (Node, (Time, Time))>,
 }
 
+/// The configuration, with what it needs of the interned names.
+pub struct Rules {
+    pub config: Config,
+    pub names: Names,
+    pub quarantine: Quarantine,
+}
+
 fn node_pair((a, (u, v)): (Artifact, (Symbol, Symbol))) -> (Node, Node) {
-    ((a.clone(), u), (a, v))
+    ((a, u), (a, v))
 }
 
 /// Everything DESIGN.md §4 asks for, as report items.
-pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Coll<'s, Item> {
+pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll<'s, Output> {
+    let Rules {
+        config,
+        names,
+        quarantine,
+    } = rules;
     let live = live_edges(evidence.edges.clone());
     let observed = observed_edges(evidence.edges, span_bucket(config.ttl));
     let executed = executed(live.clone(), evidence.hits);
@@ -156,7 +192,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
         observed_keyed
             .antijoin(graph.static_edges.clone())
             .map(move |((a, (u, v)), stats)| {
-                let resolution = resolve(&config, &u, &v, &stats);
+                let resolution = resolve(&config.strategy, &quarantine, u, v, &stats);
                 ((a, (u, v)), (stats, resolution))
             });
     let not_in_static = candidates.clone().map(|(k, (s, _))| (k, s, false));
@@ -188,7 +224,10 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
     let reach_runtime = reachable(observed_keys.map(node_pair), roots.clone());
     let reach_effective = reachable(effective.clone().map(|(e, _)| e), roots.clone());
 
-    let (dist, parents) = bfs_parents(effective, roots);
+    // The witness rule orders parents by symbol name, not by id.
+    let (dist, parents) = bfs_parents(effective, roots, move |(_, u), (_, w)| {
+        names.compare(*u, *w)
+    });
     let paths = witness_paths(dist, parents, graph.targets.clone());
 
     // Verdicts.
@@ -212,9 +251,9 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
         .concat(fact(reach_static.clone(), Fact::StaticReachable))
         .concat(fact(executed.clone(), Fact::Executed))
         .concat(fact(covered.clone(), Fact::Covered))
-        .concat(paths.map(|((a, t), (path, hops))| {
+        .concat(paths.map(|(target, (path, hops))| {
             let path = path.into_iter().map(|(_, s)| s).collect();
-            ((a, t), Fact::Path(path, hops))
+            (target, Fact::Path(path, hops))
         }));
     let verdicts = verdicts(facts);
 
@@ -240,26 +279,30 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, config: Config) -> Co
     let edges =
         in_static
             .concat(not_in_static)
-            .map(|((artifact, (caller, callee)), s, in_static)| Item::Edge {
-                artifact,
-                edge: ObservedEdge {
+            .map(
+                |((artifact, (caller, callee)), stats, in_static)| Output::Edge {
+                    artifact,
                     caller,
                     callee,
-                    hits: s.hits,
-                    first_seen: s.first_seen,
-                    last_seen: s.last_seen,
-                    sources: s.sources,
+                    stats,
                     in_static,
                 },
-            });
+            );
     edges
         .concat(reach)
-        .concat(verdicts.map(|(artifact, verdict)| Item::Verdict { artifact, verdict }))
-        .concat(conflicts.map(|(artifact, conflict)| Item::Conflict { artifact, conflict }))
+        .concat(
+            verdicts.map(|((artifact, target), (state, path))| Output::Verdict {
+                artifact,
+                target,
+                state,
+                path,
+            }),
+        )
+        .concat(conflicts.map(|(artifact, conflict)| Output::Conflict { artifact, conflict }))
 }
 
 /// The sizes of the static, runtime and effective closures of every listed artifact.
-fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) -> Coll<'s, Item> {
+fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) -> Coll<'s, Output> {
     let mut sizes = listed.map(|a| (a, (0u8, 0u64)));
     for (i, closure) in closures.into_iter().enumerate() {
         let tag = i as u8 + 1;
@@ -276,14 +319,7 @@ fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) ->
                     .find(|((t, _), _)| *t == tag)
                     .map_or(0, |((_, n), _)| *n)
             };
-            out.push((
-                Reach {
-                    static_: size(1),
-                    runtime: size(2),
-                    effective: size(3),
-                },
-                1,
-            ));
+            out.push(((size(1), size(2), size(3)), 1));
         })
-        .map(|(artifact, reach)| Item::Reach { artifact, reach })
+        .map(|(artifact, reach)| Output::Reach { artifact, reach })
 }

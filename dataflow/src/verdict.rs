@@ -1,22 +1,58 @@
 //! Strategies, the per-target lattice and the conflict sets.
 
+use std::collections::HashSet;
+
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use tracemerge_records::{Config, Conflict, Hop, Resolution, State, Strategy, Time, Verdict};
+use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
-use crate::model::{Artifact, ArtifactEdge, Node, Symbol};
+use crate::model::{Artifact, ArtifactEdge, ConflictAt, Node, Symbol};
+use crate::symbols::Interner;
 use crate::window::EdgeStats;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 
+/// The configured quarantine list, interned.
+#[derive(Clone, Debug, Default)]
+pub struct Quarantine {
+    symbols: HashSet<Symbol>,
+    edges: HashSet<(Symbol, Symbol)>,
+}
+
+impl Quarantine {
+    pub fn new(config: &Config, interner: &mut Interner) -> Self {
+        Quarantine {
+            symbols: (config.quarantine_symbols.iter())
+                .map(|s| interner.intern(s))
+                .collect(),
+            edges: (config.quarantine_edges.iter())
+                .map(|(u, v)| (interner.intern(u), interner.intern(v)))
+                .collect(),
+        }
+    }
+
+    /// Whether the runtime edge `caller → callee` is quarantined.
+    pub fn contains(&self, caller: Symbol, callee: Symbol) -> bool {
+        self.symbols.contains(&caller)
+            || self.symbols.contains(&callee)
+            || self.edges.contains(&(caller, callee))
+    }
+}
+
 /// How the configured strategy resolves a runtime edge missing from the
 /// static graph.
-pub fn resolve(config: &Config, caller: &str, callee: &str, stats: &EdgeStats) -> Resolution {
-    if config.quarantined(caller, callee) {
+pub fn resolve(
+    strategy: &Strategy,
+    quarantine: &Quarantine,
+    caller: Symbol,
+    callee: Symbol,
+    stats: &EdgeStats,
+) -> Resolution {
+    if quarantine.contains(caller, callee) {
         return Resolution::Quarantined;
     }
-    match config.strategy {
+    match *strategy {
         Strategy::Union => Resolution::Accepted,
         Strategy::Static => Resolution::Rejected,
         Strategy::Quorum { hits, sources } => {
@@ -40,44 +76,33 @@ pub enum Fact {
     Path(Vec<Symbol>, Vec<Hop>),
 }
 
-/// The verdict of every target: its lattice state, VEX status and witness path.
-pub fn verdicts<'s>(facts: Coll<'s, (Node, Fact)>) -> Coll<'s, (Artifact, Verdict)> {
-    facts
-        .reduce(|_target, facts, out| {
-            let has = |f: &Fact| facts.iter().any(|(g, _)| *g == f);
-            if !has(&Fact::Target) {
-                return;
-            }
-            let static_side = has(&Fact::HasSnapshot).then(|| has(&Fact::StaticReachable));
-            let runtime_side = if has(&Fact::Executed) {
-                Some(true)
-            } else if has(&Fact::Covered) {
-                Some(false)
-            } else {
-                None
-            };
-            let state = State::join(static_side, runtime_side);
-            let (path, hops) = facts
-                .iter()
-                .find_map(|(f, _)| match f {
-                    Fact::Path(p, h) => Some((Some(p.clone()), Some(h.clone()))),
-                    _ => None,
-                })
-                .unwrap_or((None, None));
-            out.push(((state, path, hops), 1));
-        })
-        .map(|((artifact, target), (state, path, hops))| {
-            (
-                artifact,
-                Verdict {
-                    target,
-                    state,
-                    vex: state.vex(),
-                    path,
-                    hops,
-                },
-            )
-        })
+/// A witness path of symbols and the graph of each hop.
+pub type WitnessPath = (Vec<Symbol>, Vec<Hop>);
+
+/// The verdict of every target: its lattice state and witness path.
+pub fn verdicts<'s>(
+    facts: Coll<'s, (Node, Fact)>,
+) -> Coll<'s, (Node, (State, Option<WitnessPath>))> {
+    facts.reduce(|_target, facts, out| {
+        let has = |f: &Fact| facts.iter().any(|(g, _)| *g == f);
+        if !has(&Fact::Target) {
+            return;
+        }
+        let static_side = has(&Fact::HasSnapshot).then(|| has(&Fact::StaticReachable));
+        let runtime_side = if has(&Fact::Executed) {
+            Some(true)
+        } else if has(&Fact::Covered) {
+            Some(false)
+        } else {
+            None
+        };
+        let state = State::join(static_side, runtime_side);
+        let path = facts.iter().find_map(|(f, _)| match f {
+            Fact::Path(p, h) => Some((p.clone(), h.clone())),
+            _ => None,
+        });
+        out.push(((state, path), 1));
+    })
 }
 
 /// The inputs every conflict kind is computed from.
@@ -93,7 +118,7 @@ pub struct ConflictInputs<'s> {
 }
 
 /// Every place where live runtime evidence contradicts the static snapshot.
-pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, Conflict)> {
+pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> {
     fn keyed<'s>(nodes: Coll<'s, Node>) -> Coll<'s, (Node, ())> {
         nodes.map(|n| (n, ()))
     }
@@ -103,16 +128,16 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, Conflict)> {
     let no_snapshot = live_artifacts
         .map(|a| (a, ()))
         .antijoin(snapshot_keys.clone())
-        .map(|(a, ())| (a, Conflict::NoStaticSnapshot {}));
+        .map(|(a, ())| (a, ConflictAt::NoStaticSnapshot));
 
     let edge_conflicts = c
         .candidates
-        .map(|((a, (u, v)), evidence)| ((a.clone(), u.clone()), (v, evidence)))
+        .map(|((a, (u, v)), evidence)| ((a, u), (v, evidence)))
         .semijoin(c.nodes.clone())
         .map(|((a, u), (v, evidence))| ((a, v), (u, evidence)))
         .semijoin(c.nodes.clone())
         .map(|((artifact, callee), (caller, (stats, resolution)))| {
-            let conflict = Conflict::RuntimeEdgeNotInStatic {
+            let conflict = ConflictAt::RuntimeEdgeNotInStatic {
                 caller,
                 callee,
                 resolution,
@@ -125,7 +150,7 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, Conflict)> {
     let unreachable = keyed(c.executed.clone())
         .semijoin(c.nodes.clone())
         .antijoin(c.reach_static.clone())
-        .map(|((a, symbol), ())| (a, Conflict::ExecutedButStaticallyUnreachable { symbol }));
+        .map(|((a, symbol), ())| (a, ConflictAt::ExecutedButStaticallyUnreachable(symbol)));
 
     let unknown = c
         .executed
@@ -133,13 +158,13 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, Conflict)> {
         .semijoin(snapshot_keys)
         .map(|n| (n, ()))
         .antijoin(c.nodes)
-        .map(|((a, symbol), ())| (a, Conflict::UnknownSymbol { symbol }));
+        .map(|((a, symbol), ())| (a, ConflictAt::UnknownSymbol(symbol)));
 
     let unobserved = keyed(c.targets)
         .semijoin(c.reach_static)
         .semijoin(c.covered)
         .antijoin(c.executed)
-        .map(|((a, symbol), ())| (a, Conflict::ReachableButUnobserved { symbol }));
+        .map(|((a, symbol), ())| (a, ConflictAt::ReachableButUnobserved(symbol)));
 
     no_snapshot
         .concat(edge_conflicts)

@@ -117,7 +117,7 @@ pub fn live_edges<'s>(observations: Coll<'s, (EdgeKey, Sighting)>) -> Coll<'s, E
 /// Symbols that ran within the window: both ends of live edges and the
 /// symbols of live hits.
 pub fn executed<'s>(live: Coll<'s, EdgeKey>, hits: Coll<'s, (Node, Sighting)>) -> Coll<'s, Node> {
-    live.flat_map(|(a, u, v)| [(a.clone(), u), (a, v)])
+    live.flat_map(|(a, u, v)| [(a, u), (a, v)])
         .concat(hits.map(|(node, _)| node))
         .distinct_total()
 }
