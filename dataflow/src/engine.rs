@@ -174,6 +174,16 @@ where
     let mut buffers: Vec<Vec<Timed>> = vec![Vec::new(); threads];
     let mut updates = Vec::new();
     let mut dealt = 0usize;
+    // Round-robin over all workers of the cluster; this process keeps its own.
+    let mut deal = |updates: &mut Vec<Timed>, buffers: &mut Vec<Vec<Timed>>| {
+        for t in updates.drain(..) {
+            let worker = dealt % peers;
+            dealt += 1;
+            if worker >= first_local && worker < first_local + threads {
+                buffers[worker - first_local].push(t);
+            }
+        }
+    };
     let mut in_batch = 0usize;
     let batch = options.batch.max(1);
     let flush = |buffers: &mut Vec<Vec<Timed>>| {
@@ -202,15 +212,10 @@ where
                 break;
             }
         };
-        match ingest.push(record, &mut updates) {
+        let outcome = ingest.push(record, &mut updates);
+        deal(&mut updates, &mut buffers);
+        match outcome {
             Outcome::Applied => {
-                for t in updates.drain(..) {
-                    let worker = dealt % peers;
-                    dealt += 1;
-                    if worker >= first_local && worker < first_local + threads {
-                        buffers[worker - first_local].push(t);
-                    }
-                }
                 in_batch += 1;
                 if in_batch >= batch {
                     flush(&mut buffers);
@@ -234,6 +239,8 @@ where
             Outcome::Late | Outcome::Duplicate | Outcome::Ignored => {}
         }
     }
+    ingest.finish(&mut updates);
+    deal(&mut updates, &mut buffers);
     flush(&mut buffers);
     let (as_of, stats) = (ingest.as_of(), ingest.stats());
     broadcast(&|| Msg::Report {

@@ -6,6 +6,14 @@
 //! of snapshot versions (a snapshot that arrives out of order, within the
 //! lateness bound, is slotted between its neighbours as a diff). Every
 //! process runs the same `Ingest` over the same stream, so they all agree.
+//!
+//! Updates are released to the dataflow at watermark resolution: an update
+//! at event time `t` enters at the first watermark `≥ t`, because a report
+//! can only be asked for at a watermark and so no output can tell `t` from
+//! that watermark. A hot edge sighted a thousand times between two
+//! watermarks then costs the dataflow one evaluation instead of a thousand.
+//! The updates of the interval after the last watermark are released at
+//! their own times when the stream ends.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -93,6 +101,12 @@ pub struct Ingest {
     event_ids: HashMap<String, Time>,
     /// Sorted lazily: (time, event_id) pairs to forget ids by age.
     event_id_ages: BTreeSet<(Time, String)>,
+    /// Updates later than the watermark, by time, until one covers them.
+    held: BTreeMap<Time, Vec<Timed>>,
+    /// The watermarks a record may still fall before: those ≥ the frontier.
+    watermarks: BTreeSet<Time>,
+    /// This record's updates before they are released or held.
+    fresh: Vec<Timed>,
 }
 
 impl Ingest {
@@ -110,6 +124,9 @@ impl Ingest {
             targets: HashMap::new(),
             event_ids: HashMap::new(),
             event_id_ages: BTreeSet::new(),
+            held: BTreeMap::new(),
+            watermarks: BTreeSet::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -144,18 +161,49 @@ impl Ingest {
         self.watermark.or(self.max_time).unwrap_or(0)
     }
 
-    /// Applies one record, pushing its updates into `out`.
+    /// Applies one record, pushing the updates it releases into `out`:
+    /// its own updates that an earlier watermark covers, and for a
+    /// watermark, every held update up to it.
     pub fn push(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
         self.stats.records += 1;
-        let time = record.time();
         if let Record::Watermark { at } = record {
             if self.watermark.is_some_and(|w| w >= at) {
                 return Outcome::Ignored;
             }
             self.watermark = Some(at);
+            self.watermarks.insert(at);
+            let later = self.held.split_off(&(at + 1));
+            for (_, updates) in std::mem::replace(&mut self.held, later) {
+                out.extend(updates.into_iter().map(|u| Timed { time: at, ..u }));
+            }
             self.forget(self.frontier());
             return Outcome::Advanced(at);
         }
+        let mut fresh = std::mem::take(&mut self.fresh);
+        let outcome = self.apply(record, &mut fresh);
+        for mut update in fresh.drain(..) {
+            match self.watermarks.range(update.time..).next() {
+                Some(&covering) => {
+                    update.time = covering;
+                    out.push(update);
+                }
+                None => self.held.entry(update.time).or_default().push(update),
+            }
+        }
+        self.fresh = fresh;
+        outcome
+    }
+
+    /// Releases every held update at its own time: the stream has ended.
+    pub fn finish(&mut self, out: &mut Vec<Timed>) {
+        for (_, updates) in std::mem::take(&mut self.held) {
+            out.extend(updates);
+        }
+    }
+
+    /// The updates of one non-watermark record, at their event times.
+    fn apply(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
+        let time = record.time();
         if time < self.frontier() {
             self.stats.late += 1;
             return Outcome::Late;
@@ -258,6 +306,8 @@ impl Ingest {
         for v in self.targets.values_mut() {
             v.prune(frontier);
         }
+        // A record at or after the frontier falls before one of these.
+        self.watermarks = self.watermarks.split_off(&frontier);
     }
 }
 
