@@ -1,5 +1,6 @@
 //! The `tracemerge` command (DESIGN.md §8).
 
+mod convert;
 mod demo;
 mod etl;
 mod probe;
@@ -82,6 +83,20 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Rewrite record streams (any supported input, detected by content) as
+    /// NDJSON or as a binary replay log (.tmlog).
+    Convert {
+        /// Inputs (`-` is stdin), read as one stream in the order given.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Output file (`-` is stdout); a name ending in .gz is compressed.
+        #[arg(short, long)]
+        output: String,
+        /// Output format [default: from the output's name: .ndjson, .tmlog,
+        /// either followed by .gz].
+        #[arg(long, value_enum)]
+        to: Option<convert::OutputFormat>,
+    },
     /// Decode Windows ETW trace files (.etl).
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -138,6 +153,7 @@ fn main() -> ExitCode {
             },
             output,
         ),
+        Command::Convert { inputs, output, to } => convert::run(inputs, output, to),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),
         Command::Watch {

@@ -1,9 +1,9 @@
 //! Format detection by content (never by file name).
 //!
 //! Order: gzip magic (then detection starts again on the decompressed
-//! bytes) → binary formats (ETL, replay log: hooks below) → text: leading
-//! UTF-8 BOM and whitespace are skipped, then the first JSON object is
-//! scanned just far enough to see a deciding key.
+//! bytes) → binary formats (the replay log by its 8 magic bytes, then ETL)
+//! → text: leading UTF-8 BOM and whitespace are skipped, then the first
+//! JSON object is scanned just far enough to see a deciding key.
 
 use std::io::{ErrorKind, Read};
 
@@ -23,7 +23,7 @@ pub enum Format {
     StellaRuntimeFactsDocument,
     /// A Windows ETW trace (.etl), decoded by crate tracemerge-etl.
     Etl,
-    /// The binary replay log (.tmlog): later issue (hook, not wired yet).
+    /// The binary replay log (.tmlog), read by [`crate::tmlog::Reader`].
     ReplayLog,
 }
 
@@ -41,22 +41,20 @@ impl Format {
     }
 }
 
-// ---------------------------------------------------------------------------
-// HOOKS FOR FORMATS ADDED LATER. Detection calls these on the first bytes of
-// the (decompressed) input, before any text detection, whenever the input
-// does not start like text (`{`, `[`, whitespace, BOM).
-//
-// ETL: the decoder's own check of the log-file header.
+// Binary formats. Detection calls these on the first bytes of the
+// (decompressed) input, before any text detection, whenever the input does
+// not start like text (`{`, `[`, whitespace, BOM).
+
+/// ETL: the decoder's own check of the log-file header.
 fn is_etl(prefix: &[u8]) -> bool {
     tracemerge_etl::is_etl(prefix)
 }
 
-// Replay log (.tmlog, later issue): check its magic here and wire
-// `Format::ReplayLog` in `crate::open_detected`.
-fn is_replay_log(_prefix: &[u8]) -> bool {
-    false
+/// Replay log: its magic bytes (the reader checks the version, so that an
+/// unknown version is reported as such rather than as an unknown format).
+fn is_replay_log(prefix: &[u8]) -> bool {
+    crate::tmlog::has_magic(prefix)
 }
-// ---------------------------------------------------------------------------
 
 /// How many bytes binary detection may look at.
 const BINARY_PEEK: usize = 4096;
@@ -128,14 +126,19 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
     }
     let texty = |b: u8| b == b'{' || b == b'[' || b.is_ascii_whitespace() || b == 0xEF;
     if !texty(p.prefix[0]) {
+        // The magic alone decides a replay log, so a live one on a pipe is
+        // not held up waiting for more bytes.
+        if !p.eof {
+            p.eof = fill(reader, &mut p.prefix, crate::tmlog::MAGIC.len())?;
+        }
+        if is_replay_log(&p.prefix) {
+            return Ok((p, Detected::Format(Format::ReplayLog)));
+        }
         if !p.eof {
             p.eof = fill(reader, &mut p.prefix, BINARY_PEEK)?;
         }
         if is_etl(&p.prefix) {
             return Ok((p, Detected::Format(Format::Etl)));
-        }
-        if is_replay_log(&p.prefix) {
-            return Ok((p, Detected::Format(Format::ReplayLog)));
         }
         let d = Detected::Unknown(describe_unknown(&p.prefix));
         return Ok((p, d));
@@ -255,7 +258,8 @@ fn describe_unknown(prefix: &[u8]) -> String {
         .join(" ");
     format!(
         "unrecognised input format (starts with bytes {shown}); expected tracemerge NDJSON, \
-         stella.callgraph.v1 JSON, Stella runtime-facts NDJSON, or any of these gzip-compressed"
+         a tracemerge replay log (.tmlog), stella.callgraph.v1 JSON, Stella runtime-facts \
+         NDJSON, an ETW trace (.etl), or any of these gzip-compressed"
     )
 }
 
@@ -451,6 +455,17 @@ mod tests {
             Some(Format::StellaRuntimeFactsDocument)
         );
         assert_eq!(format_of(b"\x1f\x8b\x08\x00"), Some(Format::Gzip));
+        assert_eq!(
+            format_of(b"\x89TMLOG\r\n\x01\x00\x00\x00"),
+            Some(Format::ReplayLog)
+        );
+        // any version: the reader names an unknown one
+        assert_eq!(
+            format_of(b"\x89TMLOG\r\n\x63\x00\x00\x00"),
+            Some(Format::ReplayLog)
+        );
+        // not quite the magic
+        assert_eq!(format_of(b"\x89TMLOG\n\n\x01\x00\x00\x00"), None);
     }
 
     #[test]
@@ -536,5 +551,9 @@ mod tests {
         let mut r = Then(b"{\"type\":\"watermark\",\"at\":1}\n");
         let (_, d) = detect(&mut r).unwrap();
         assert!(matches!(d, Detected::Format(Format::Ndjson)));
+        // a live replay log is decided by its magic
+        let mut r = Then(b"\x89TMLOG\r\n");
+        let (_, d) = detect(&mut r).unwrap();
+        assert!(matches!(d, Detected::Format(Format::ReplayLog)));
     }
 }

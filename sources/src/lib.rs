@@ -10,11 +10,15 @@
 //! | `stella.callgraph.v1` JSON document | one `graph` record (+ `edge` records, below) |
 //! | Stella runtime-facts NDJSON (first object has `symbolId`) | `hit` records |
 //! | Stella runtime-facts document (`{subject, callgraphId, events[]}`) | `hit` records |
-//! | ETL, replay log | hooks in `detect.rs`, not wired yet |
+//! | tracemerge replay log (magic `89 54 4D 4C 4F 47 0D 0A`) | [`tmlog::Reader`] |
+//! | Windows ETW trace (.etl) | `tracemerge-etl` |
+//!
+//! [`tmlog`] also writes the replay log (`tracemerge convert`).
 //!
 //! Every error names the file (`<stdin>` for `-`), the 1-based line and the
 //! byte offset of the line start in the decompressed stream, or a JSON path
-//! into a document. NDJSON is read line by line with a bounded buffer
+//! into a document, or for a replay log the 1-based block and the byte offset
+//! of its start. NDJSON is read line by line with a bounded buffer
 //! ([`Options::max_line`], 256 MiB): constant memory, and an over-long line is
 //! skipped without being stored. A bad NDJSON line is one error item; the
 //! iterator goes on with the next line, so the caller decides whether to stop.
@@ -73,6 +77,7 @@ mod lines;
 mod ndjson;
 mod stella;
 pub mod time;
+pub mod tmlog;
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Cursor, Read};
@@ -90,7 +95,9 @@ pub struct Location {
     pub file: String,
     /// 1-based line; 0 when not line-oriented.
     pub line: u64,
-    /// Byte offset of the line start in the decompressed stream.
+    /// 1-based block of a replay log; 0 when not block-oriented.
+    pub block: u64,
+    /// Byte offset of the line or block start in the decompressed stream.
     pub offset: u64,
     /// JSON path inside a document or record, e.g. `edges[3].targetId`.
     pub path: Option<String>,
@@ -101,6 +108,7 @@ impl Location {
         Location {
             file: file.to_string(),
             line: 0,
+            block: 0,
             offset: 0,
             path: None,
         }
@@ -110,6 +118,18 @@ impl Location {
         Location {
             file: file.to_string(),
             line,
+            block: 0,
+            offset,
+            path: None,
+        }
+    }
+
+    /// Block `block` (1-based) of a replay log, starting at byte `offset`.
+    pub fn block(file: &str, block: u64, offset: u64) -> Location {
+        Location {
+            file: file.to_string(),
+            line: 0,
+            block,
             offset,
             path: None,
         }
@@ -123,11 +143,13 @@ impl Location {
 
 impl fmt::Display for Location {
     /// `file.ndjson:3 (byte 120)`, `cg.json: edges[3].targetId`,
-    /// `facts.ndjson:2 (byte 40): hitCount`.
+    /// `facts.ndjson:2 (byte 40): hitCount`, `trace.tmlog: block 17 (byte 123456)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.file)?;
         if self.line > 0 {
             write!(f, ":{} (byte {})", self.line, self.offset)?;
+        } else if self.block > 0 {
+            write!(f, ": block {} (byte {})", self.block, self.offset)?;
         }
         if let Some(path) = &self.path {
             write!(f, ": {path}")?;
@@ -316,10 +338,19 @@ fn open_detected(
                 .into_iter(),
         )),
         detect::Format::Etl => read_etl(name, rest),
-        detect::Format::ReplayLog => Err(SourceError::fatal(
-            Location::file(name),
-            format!("{} input is not supported yet", format.name()),
-        )),
+        detect::Format::ReplayLog => Ok(Box::new(ReplayLogItems(tmlog::Reader::new(name, rest)?))),
+    }
+}
+
+/// A replay log's records, each located at its block.
+struct ReplayLogItems(tmlog::Reader<Box<dyn Read + Send>>);
+
+impl Iterator for ReplayLogItems {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let record = self.0.next()?;
+        Some(record.map(|r| (self.0.location(), r)))
     }
 }
 
@@ -452,6 +483,10 @@ mod tests {
         assert_eq!(
             Location::line("f", 2, 40).with_path("hitCount").to_string(),
             "f:2 (byte 40): hitCount"
+        );
+        assert_eq!(
+            Location::block("trace.tmlog", 17, 123456).to_string(),
+            "trace.tmlog: block 17 (byte 123456)"
         );
         assert_eq!(display_name("-"), "<stdin>");
         let e = SourceError::new(Location::line("a", 1, 0), "bad");

@@ -1,0 +1,311 @@
+//! `tracemerge convert` end to end: exact NDJSON ↔ tmlog round trips, the
+//! same report from either form, output format choice, and damaged or
+//! unknown logs refused with their block named.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tracemerge_records::{EdgeKind, Record};
+use tracemerge_scenarios::random::{self, StreamParams};
+use tracemerge_sources::tmlog::{HEADER_LEN, MAGIC};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracemerge");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tracemerge-convert-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tracemerge(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("runs")
+}
+
+fn ok(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn failed(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn digest(file: &Path) -> String {
+    let out = tracemerge(&["merge", path(file), "--lateness", "2s"]);
+    let report: serde_json::Value = serde_json::from_slice(&ok(&out).stdout).unwrap();
+    report["digest"].as_str().unwrap().to_string()
+}
+
+/// A random stream with every optional field in use (weights chosen exact
+/// in decimal so that the NDJSON text itself round-trips).
+fn stream(seed: u64) -> Vec<Record> {
+    let mut records = random::stream(seed, &StreamParams::dense());
+    for (i, r) in records.iter_mut().enumerate() {
+        match r {
+            Record::Graph(g) => {
+                for (j, e) in g.edges.iter_mut().enumerate() {
+                    if j % 2 == 0 {
+                        e.weight = Some(j as f64 / 8.0);
+                        e.kind = Some(EdgeKind::Heuristic);
+                        e.reason = Some("vtable".into());
+                    }
+                }
+            }
+            Record::Hit(h) if i % 3 == 0 => h.event_id = Some(format!("hit-{i}")),
+            Record::Coverage(c) if i % 2 == 0 => c.lost = Some(i as u64),
+            _ => {}
+        }
+    }
+    records
+}
+
+fn write_ndjson(file: &Path, records: &[Record]) -> String {
+    let text: String = records.iter().map(|r| r.to_json() + "\n").collect();
+    std::fs::write(file, &text).unwrap();
+    text
+}
+
+/// Block start offsets of a log, the end marker included.
+fn block_starts(log: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut pos = HEADER_LEN;
+    while pos < log.len() {
+        starts.push(pos);
+        pos += 8 + u32::from_le_bytes(log[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    starts
+}
+
+#[test]
+fn ndjson_to_tmlog_and_back_is_exact() {
+    let dir = scratch("round-trip");
+    let (ndjson, log, back) = (
+        dir.join("in.ndjson"),
+        dir.join("s.tmlog"),
+        dir.join("back.ndjson"),
+    );
+    let text = write_ndjson(&ndjson, &stream(21));
+    ok(&tracemerge(&["convert", path(&ndjson), "-o", path(&log)]));
+    assert!(std::fs::read(&log).unwrap().starts_with(&MAGIC));
+    ok(&tracemerge(&["convert", path(&log), "-o", path(&back)]));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), text);
+    // stdout, format from --to
+    let out = tracemerge(&["convert", path(&log), "-o", "-", "--to", "ndjson"]);
+    assert_eq!(String::from_utf8(ok(&out).stdout.clone()).unwrap(), text);
+    // and from stdin to stdout as a log
+    let mut child = Command::new(BIN)
+        .args(["convert", "-", "-o", "-", "--to", "tmlog"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(&out).stdout, std::fs::read(&log).unwrap());
+}
+
+#[test]
+fn merge_gives_the_same_digest_on_a_log_and_its_ndjson() {
+    let dir = scratch("digest");
+    let ndjson = dir.join("in.ndjson");
+    write_ndjson(&ndjson, &stream(7));
+    let log = dir.join("s.tmlog");
+    let gz = dir.join("s.tmlog.gz");
+    let back = dir.join("back.ndjson");
+    ok(&tracemerge(&["convert", path(&ndjson), "-o", path(&log)]));
+    ok(&tracemerge(&["convert", path(&ndjson), "-o", path(&gz)]));
+    ok(&tracemerge(&["convert", path(&log), "-o", path(&back)]));
+    let mut magic = [0u8; 2];
+    std::fs::File::open(&gz)
+        .unwrap()
+        .read_exact(&mut magic)
+        .unwrap();
+    assert_eq!(magic, [0x1f, 0x8b], ".gz output is compressed");
+    let base = digest(&ndjson);
+    assert_eq!(digest(&log), base, "ndjson → tmlog");
+    assert_eq!(digest(&gz), base, "ndjson → tmlog.gz");
+    assert_eq!(digest(&back), base, "tmlog → ndjson");
+}
+
+#[test]
+fn several_inputs_are_one_stream() {
+    let dir = scratch("several");
+    let (a, b) = (stream(1), stream(2));
+    let a_path = dir.join("a.ndjson");
+    write_ndjson(&a_path, &a);
+    let b_ndjson = dir.join("b.ndjson");
+    write_ndjson(&b_ndjson, &b);
+    let b_log = dir.join("b.tmlog");
+    ok(&tracemerge(&[
+        "convert",
+        path(&b_ndjson),
+        "-o",
+        path(&b_log),
+    ]));
+    let all = dir.join("all.ndjson.gz");
+    ok(&tracemerge(&[
+        "convert",
+        path(&a_path),
+        path(&b_log),
+        "-o",
+        path(&all),
+    ]));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&all).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let expected: String = a.iter().chain(&b).map(|r| r.to_json() + "\n").collect();
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn a_damaged_log_is_refused_at_its_block_after_the_blocks_before() {
+    let dir = scratch("damaged");
+    let records = stream(5);
+    // Small blocks, so that there are several: through the library, which
+    // is what the command uses.
+    let mut writer = tracemerge_sources::tmlog::Writer::with_block_size(Vec::new(), 200).unwrap();
+    for r in &records {
+        writer.write(r).unwrap();
+    }
+    let mut bytes = writer.finish().unwrap();
+    let starts = block_starts(&bytes);
+    assert!(starts.len() > 3);
+    bytes[starts[1] + 12] ^= 0x01;
+    let bad = dir.join("bad.tmlog");
+    std::fs::write(&bad, &bytes).unwrap();
+    let in_block_1 = tracemerge_sources::tmlog::Reader::new("x", &bytes[..])
+        .unwrap()
+        .take_while(Result::is_ok)
+        .count();
+    assert!(in_block_1 > 0 && in_block_1 < records.len());
+
+    let located = format!("bad.tmlog: block 2 (byte {}): checksum mismatch", starts[1]);
+    for cmd in ["merge", "replay"] {
+        let stderr = failed(&tracemerge(&[cmd, path(&bad)]));
+        assert!(stderr.contains(&located), "{cmd}: {stderr}");
+    }
+    let out = dir.join("salvaged.ndjson");
+    let stderr = failed(&tracemerge(&["convert", path(&bad), "-o", path(&out)]));
+    assert!(stderr.contains(&located), "{stderr}");
+    assert!(
+        stderr.contains(&format!("holds the {in_block_1} records before it")),
+        "{stderr}"
+    );
+    let salvaged: String = records[..in_block_1]
+        .iter()
+        .map(|r| r.to_json() + "\n")
+        .collect();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), salvaged);
+
+    // cut short: the end marker is missing
+    let cut = dir.join("cut.tmlog");
+    std::fs::write(&cut, &bytes[..starts[1]]).unwrap();
+    let stderr = failed(&tracemerge(&["merge", path(&cut)]));
+    assert!(
+        stderr.contains(&format!(
+            "cut.tmlog: block 2 (byte {}): the log ends",
+            starts[1]
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_version_is_refused_clearly() {
+    let dir = scratch("version");
+    let ndjson = dir.join("in.ndjson");
+    write_ndjson(&ndjson, &stream(3));
+    let log = dir.join("s.tmlog");
+    ok(&tracemerge(&["convert", path(&ndjson), "-o", path(&log)]));
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let future = dir.join("future.tmlog");
+    std::fs::write(&future, &bytes).unwrap();
+    for args in [
+        vec!["merge", path(&future)],
+        vec!["convert", path(&future), "-o", "-", "--to", "ndjson"],
+    ] {
+        let stderr = failed(&tracemerge(&args));
+        assert!(
+            stderr.contains("future.tmlog: header: unsupported replay log format version 9"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn output_format_needs_to_or_a_known_name() {
+    let dir = scratch("format");
+    let ndjson = dir.join("in.ndjson");
+    write_ndjson(&ndjson, &stream(4));
+    let txt = dir.join("out.txt");
+    let stderr = failed(&tracemerge(&["convert", path(&ndjson), "-o", path(&txt)]));
+    assert!(stderr.contains("--to"), "{stderr}");
+    assert!(!txt.exists(), "nothing written");
+    let stderr = failed(&tracemerge(&["convert", path(&ndjson), "-o", "-"]));
+    assert!(stderr.contains("--to"), "{stderr}");
+    // --to overrides the name
+    ok(&tracemerge(&[
+        "convert",
+        path(&ndjson),
+        "-o",
+        path(&txt),
+        "--to",
+        "tmlog",
+    ]));
+    assert!(std::fs::read(&txt).unwrap().starts_with(&MAGIC));
+    // an output that is an input is refused before it is emptied
+    let before = std::fs::read(&ndjson).unwrap();
+    let stderr = failed(&tracemerge(&[
+        "convert",
+        path(&ndjson),
+        "-o",
+        path(&ndjson),
+    ]));
+    assert!(stderr.contains("also an input"), "{stderr}");
+    assert_eq!(std::fs::read(&ndjson).unwrap(), before);
+}
+
+#[test]
+fn bad_ndjson_input_names_file_and_line() {
+    let dir = scratch("bad-input");
+    let ndjson = dir.join("bad.ndjson");
+    std::fs::write(
+        &ndjson,
+        "{\"type\":\"watermark\",\"at\":1}\n{\"type\":\"edge\",\n{\"type\":\"watermark\",\"at\":2}\n",
+    )
+    .unwrap();
+    let out = dir.join("out.tmlog");
+    let stderr = failed(&tracemerge(&["convert", path(&ndjson), "-o", path(&out)]));
+    assert!(stderr.contains("bad.ndjson:2 (byte 28)"), "{stderr}");
+    assert!(stderr.contains("holds the 1 records before it"), "{stderr}");
+    // the output is a complete log of what came before
+    let records: Vec<Record> = tracemerge_sources::open(path(&out))
+        .unwrap()
+        .map(|item| item.unwrap().1)
+        .collect();
+    assert_eq!(records, vec![Record::Watermark { at: 1 }]);
+    let missing = dir.join("missing.ndjson");
+    let stderr = failed(&tracemerge(&["convert", path(&missing), "-o", path(&out)]));
+    assert!(stderr.contains("missing.ndjson"), "{stderr}");
+}
