@@ -38,6 +38,10 @@ pub struct EngineArgs {
     /// Records per batch handed to the workers.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
+    /// Print where the dataflow spent its time (busy time per operator) and
+    /// how many updates its arrangements hold, on stderr at the end.
+    #[arg(long)]
+    pub profile: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -143,6 +147,7 @@ impl EngineArgs {
         options.timely = self.cluster.timely_config()?;
         options.batch = self.batch;
         options.keep_going = self.keep_going;
+        options.profile = self.profile;
         Ok(options)
     }
 }

@@ -53,6 +53,9 @@ pub struct Options {
     pub changes: bool,
     /// Count bad records in `stats.invalid` and go on, instead of stopping.
     pub keep_going: bool,
+    /// Print worker 0's busy time per operator and arrangement sizes to
+    /// stderr at the end ([`crate::profile`]).
+    pub profile: bool,
 }
 
 impl Options {
@@ -66,6 +69,7 @@ impl Options {
             watermark_reports: false,
             changes: false,
             keep_going: false,
+            profile: false,
         }
     }
 }
@@ -159,6 +163,7 @@ where
         names: ingest.names(),
         quarantine: ingest.quarantine(),
         changes: options.changes,
+        profile: options.profile,
         events: on_event.clone(),
     };
     let guards = timely::execute(options.timely, move |worker| {
@@ -265,10 +270,12 @@ struct Shared {
     names: Names,
     quarantine: Quarantine,
     changes: bool,
+    profile: bool,
     events: Events,
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Shared) {
+    let profile = (shared.profile && worker.index() == 0).then(|| crate::profile::install(worker));
     let pending: Pending = Rc::new(RefCell::new(BTreeMap::new()));
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
         let (inputs, items) = build(
@@ -350,6 +357,12 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     }
     if let Some(sink) = sink.as_mut() {
         sink.poll(None);
+    }
+    if let Some(profile) = profile {
+        if let Some(mut registry) = worker.log_register() {
+            registry.flush();
+        }
+        eprintln!("{}", profile.borrow().table(25));
     }
 }
 

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod ingest;
 pub mod merge;
 pub mod model;
+pub mod profile;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -222,12 +222,13 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     let roots = graph.entrypoints.clone();
     let reach_static = reachable(graph.static_edges.clone().map(node_pair), roots.clone());
     let reach_runtime = reachable(observed_keys.map(node_pair), roots.clone());
-    let reach_effective = reachable(effective.clone().map(|(e, _)| e), roots.clone());
 
     // The witness rule orders parents by symbol name, not by id.
     let (dist, parents) = bfs_parents(effective, roots, move |(_, u), (_, w)| {
         names.compare(*u, *w)
     });
+    // BFS reaches exactly the effective closure; no second fixpoint needed.
+    let reach_effective = dist.clone().map(|(node, _)| node);
     let paths = witness_paths(dist, parents, graph.targets.clone());
 
     // Verdicts.

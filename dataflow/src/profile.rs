@@ -1,0 +1,103 @@
+//! Where a worker spends its time and memory: busy time per operator and
+//! the updates each arrangement holds, from timely's and differential's
+//! event logs. For diagnosis (`tracemerge merge --profile`); it costs a
+//! little time per scheduling, so it is off unless asked for.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::rc::Rc;
+use std::time::Duration;
+
+use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+use timely::logging::{StartStop, TimelyEvent, TimelyEventBuilder};
+
+/// What the logs of one worker add up to.
+#[derive(Default)]
+pub struct Profile {
+    names: HashMap<usize, String>,
+    busy: HashMap<usize, Duration>,
+    running: HashMap<usize, Duration>,
+    /// Updates held by each arrangement now, and at most.
+    held: HashMap<usize, (i64, i64)>,
+}
+
+/// Starts recording on `worker`; read the result once the dataflow is built
+/// and has run.
+pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
+    let profile = Rc::new(RefCell::new(Profile::default()));
+    let Some(mut registry) = worker.log_register() else {
+        return profile;
+    };
+    let timely_log = profile.clone();
+    registry.insert::<TimelyEventBuilder, _>("timely", move |_, data| {
+        let Some(data) = data else { return };
+        let mut p = timely_log.borrow_mut();
+        for (at, event) in data.iter() {
+            match event {
+                TimelyEvent::Operates(op) => {
+                    p.names.insert(op.id, op.name.clone());
+                }
+                TimelyEvent::Schedule(s) => match s.start_stop {
+                    StartStop::Start => {
+                        p.running.insert(s.id, *at);
+                    }
+                    StartStop::Stop => {
+                        if let Some(start) = p.running.remove(&s.id) {
+                            *p.busy.entry(s.id).or_default() += at.saturating_sub(start);
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+    });
+    let arrange_log = profile.clone();
+    registry.insert::<DifferentialEventBuilder, _>("differential/arrange", move |_, data| {
+        let Some(data) = data else { return };
+        let mut p = arrange_log.borrow_mut();
+        for (_, event) in data.iter() {
+            let (operator, change) = match event {
+                DifferentialEvent::Batch(b) => (b.operator, b.length as i64),
+                DifferentialEvent::Merge(m) => match m.complete {
+                    Some(n) => (m.operator, n as i64 - (m.length1 + m.length2) as i64),
+                    None => continue,
+                },
+                DifferentialEvent::Drop(d) => (d.operator, -(d.length as i64)),
+                _ => continue,
+            };
+            let (now, peak) = p.held.entry(operator).or_default();
+            *now += change;
+            *peak = (*peak).max(*now);
+        }
+    });
+    profile
+}
+
+impl Profile {
+    /// The `top` busiest operators and the `top` largest arrangements.
+    pub fn table(&self, top: usize) -> String {
+        let name = |id: &usize| self.names.get(id).map_or("?", |n| n.as_str()).to_string();
+        let mut out = String::new();
+        let total: Duration = self.busy.values().sum();
+        let mut busy: Vec<_> = self.busy.iter().collect();
+        busy.sort_by(|a, b| b.1.cmp(a.1));
+        let _ = writeln!(out, "busy time by operator (total {total:.2?}):");
+        for (id, time) in busy.into_iter().take(top) {
+            let share = 100.0 * time.as_secs_f64() / total.as_secs_f64().max(1e-9);
+            let _ = writeln!(out, "  {share:5.1}%  {time:>10.2?}  #{id} {}", name(id));
+        }
+        let held_now: i64 = self.held.values().map(|(now, _)| now).sum();
+        let held_peak: i64 = self.held.values().map(|(_, peak)| peak).sum();
+        let mut held: Vec<_> = self.held.iter().collect();
+        held.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+        let _ = writeln!(
+            out,
+            "updates held by arrangements: {held_now} now, sum of peaks {held_peak}:"
+        );
+        for (id, (now, peak)) in held.into_iter().take(top) {
+            let _ = writeln!(out, "  peak {peak:>10}  now {now:>10}  #{id} {}", name(id));
+        }
+        out
+    }
+}
