@@ -81,7 +81,7 @@ impl Profile {
         let mut out = String::new();
         let total: Duration = self.busy.values().sum();
         let mut busy: Vec<_> = self.busy.iter().collect();
-        busy.sort_by(|a, b| b.1.cmp(a.1));
+        busy.sort_by_key(|b| std::cmp::Reverse(*b.1));
         let _ = writeln!(out, "busy time by operator (total {total:.2?}):");
         for (id, time) in busy.into_iter().take(top) {
             let share = 100.0 * time.as_secs_f64() / total.as_secs_f64().max(1e-9);
@@ -90,7 +90,7 @@ impl Profile {
         let held_now: i64 = self.held.values().map(|(now, _)| now).sum();
         let held_peak: i64 = self.held.values().map(|(_, peak)| peak).sum();
         let mut held: Vec<_> = self.held.iter().collect();
-        held.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+        held.sort_by_key(|b| std::cmp::Reverse(b.1 .1));
         let _ = writeln!(
             out,
             "updates held by arrangements: {held_now} now, sum of peaks {held_peak}:"
