@@ -245,6 +245,7 @@ fn execute(
         Event::Report { report, last: true } => *slot.lock().expect("report") = Some(report),
         Event::Report { .. } => {}
         Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
+        Event::Profile(profile) => eprintln!("{}", profile.table(25)),
         Event::Progress(_) => {}
     });
     let report = report.lock().expect("report").take();

@@ -35,6 +35,8 @@ pub enum Event {
     Report { report: Report, last: bool },
     /// A record rejected under `keep_going`.
     Invalid(String),
+    /// Worker 0's operator profile, at the end of a run with `profile` set.
+    Profile(crate::profile::Profile),
     /// Every output before this event time is final and has been delivered
     /// (`None`: the run is over). Sent whenever the dataflow's frontier moves,
     /// so a caller can tell when the verdicts have caught up with its input.
@@ -53,8 +55,8 @@ pub struct Options {
     pub changes: bool,
     /// Count bad records in `stats.invalid` and go on, instead of stopping.
     pub keep_going: bool,
-    /// Print worker 0's busy time per operator and arrangement sizes to
-    /// stderr at the end ([`crate::profile`]).
+    /// Record worker 0's busy time per operator and arrangement sizes, and
+    /// send them as [`Event::Profile`] at the end.
     pub profile: bool,
 }
 
@@ -362,7 +364,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         if let Some(mut registry) = worker.log_register() {
             registry.flush();
         }
-        eprintln!("{}", profile.borrow().table(25));
+        let profile = std::mem::take(&mut *profile.borrow_mut());
+        (shared.events.lock().expect("events"))(Event::Profile(profile));
     }
 }
 

@@ -13,7 +13,7 @@ use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder
 use timely::logging::{StartStop, TimelyEvent, TimelyEventBuilder};
 
 /// What the logs of one worker add up to.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Profile {
     names: HashMap<usize, String>,
     busy: HashMap<usize, Duration>,
@@ -23,7 +23,7 @@ pub struct Profile {
 }
 
 /// Starts recording on `worker`; read the result once the dataflow is built
-/// and has run.
+/// and has run. (Until then the loggers share it, hence the `Rc`.)
 pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
     let profile = Rc::new(RefCell::new(Profile::default()));
     let Some(mut registry) = worker.log_register() else {
@@ -36,7 +36,7 @@ pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
         for (at, event) in data.iter() {
             match event {
                 TimelyEvent::Operates(op) => {
-                    p.names.insert(op.id, op.name.clone());
+                    p.names.insert(op.id, format!("{} {:?}", op.name, op.addr));
                 }
                 TimelyEvent::Schedule(s) => match s.start_stop {
                     StartStop::Start => {
@@ -75,6 +75,12 @@ pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
 }
 
 impl Profile {
+    /// The most updates the arrangements held at once, summed over them
+    /// (each at its own peak): what the live state costs.
+    pub fn held_peak(&self) -> u64 {
+        self.held.values().map(|(_, peak)| *peak as u64).sum()
+    }
+
     /// The `top` busiest operators and the `top` largest arrangements.
     pub fn table(&self, top: usize) -> String {
         let name = |id: &usize| self.names.get(id).map_or("?", |n| n.as_str()).to_string();
