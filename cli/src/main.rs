@@ -1,5 +1,6 @@
 //! The `tracemerge` command (DESIGN.md §8).
 
+mod bench;
 mod convert;
 mod demo;
 mod etl;
@@ -118,6 +119,12 @@ enum Command {
         #[command(subcommand)]
         probe: probe::ProbeCommand,
     },
+    /// Run the benchmark suites: the engine against plain-Rust baselines
+    /// (results JSON, optional HTML report; see bench/README.md).
+    Bench(bench::BenchArgs),
+    /// One measurement of the memory suite, in a child process.
+    #[command(name = "bench-child", hide = true)]
+    BenchChild,
 }
 
 fn main() -> ExitCode {
@@ -172,6 +179,8 @@ fn main() -> ExitCode {
             },
             probe,
         ),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchChild => bench::child(),
     };
     match result {
         Ok(code) => code,

@@ -32,6 +32,15 @@ pub struct Workload {
     pub watermark_every: usize,
     /// Vulnerable targets chosen among the functions.
     pub targets: usize,
+    /// Share of runtime records that are `hit`s (the rest after coverage
+    /// are edges).
+    pub hit_share: f64,
+    /// Share of runtime records that are `coverage` windows.
+    pub coverage_share: f64,
+    /// Share of the functions (the last ones) that form a subtree no static
+    /// edge from the rest of the graph enters: statically unreachable,
+    /// all reachable from its root [`Workload::detached_root`]. 0 = none.
+    pub detached: f64,
 }
 
 impl Default for Workload {
@@ -48,6 +57,9 @@ impl Default for Workload {
             step: 1,
             watermark_every: 1000,
             targets: 50,
+            hit_share: 0.04,
+            coverage_share: 0.01,
+            detached: 0.0,
         }
     }
 }
@@ -60,22 +72,41 @@ impl Workload {
     /// The static snapshot: `f0` is the entrypoint; each function calls a
     /// power-law number of functions after it (so depth is realistic and
     /// most of the graph is reachable), with a few calls back.
+    ///
+    /// With [`Workload::detached`] > 0, the last functions form a region
+    /// that only its own functions call (calls from the rest into it are
+    /// folded back into the rest), and every function of the region is
+    /// reachable from its first one: one runtime edge into that root
+    /// ([`Workload::cascade_edge`]) flips the whole region to reachable.
     pub fn graph(&self) -> GraphSnapshot {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let n = self.functions.max(2);
+        let boundary = self.detached_boundary();
+        let span = (n / 20).max(8);
         let mut edges = Vec::with_capacity((n as f64 * self.mean_fanout) as usize);
         for i in 0..n {
             // Pareto-distributed fan-out with the requested mean (alpha 2).
             let u: f64 = rng.gen_range(0.0001..1.0);
             let fanout = ((self.mean_fanout / 2.0) / u.sqrt()).min(n as f64 / 4.0) as usize;
             for _ in 0..fanout {
-                let callee = if i + 1 < n && rng.gen_bool(0.95) {
-                    let span = (n / 20).max(8);
+                let mut callee = if i + 1 < n && rng.gen_bool(0.95) {
                     rng.gen_range(i + 1..(i + 1 + span).min(n))
                 } else {
                     rng.gen_range(0..n)
                 };
+                if i < boundary && callee >= boundary {
+                    callee %= boundary;
+                }
                 edges.push(StaticEdge::new(name(i), name(callee)));
+            }
+        }
+        if boundary < n {
+            // A spanning tree of the region from its root, so that all of it
+            // hangs off the root.
+            let mut tree = ChaCha8Rng::seed_from_u64(self.seed ^ 0xde7a_c4ed);
+            for i in boundary + 1..n {
+                let parent = tree.gen_range(i.saturating_sub(span).max(boundary)..i);
+                edges.push(StaticEdge::new(name(parent), name(i)));
             }
         }
         edges.sort_by(|a, b| (&a.caller, &a.callee).cmp(&(&b.caller, &b.callee)));
@@ -87,6 +118,91 @@ impl Workload {
             edges,
             entrypoints: vec![name(0)],
         }
+    }
+
+    /// The first function of the detached region (`n` when there is none).
+    fn detached_boundary(&self) -> usize {
+        let n = self.functions.max(2);
+        if self.detached <= 0.0 {
+            return n;
+        }
+        let size = ((n as f64 * self.detached).round() as usize).clamp(1, n - 1);
+        n - size
+    }
+
+    /// The root of the detached region and the region's size, if any.
+    pub fn detached_root(&self) -> Option<(String, usize)> {
+        let n = self.functions.max(2);
+        let boundary = self.detached_boundary();
+        (boundary < n).then(|| (name(boundary), n - boundary))
+    }
+
+    /// A runtime edge from the entrypoint into the detached region's root:
+    /// under the `union` strategy it makes the whole region reachable.
+    pub fn cascade_edge(&self) -> Option<(String, String)> {
+        self.detached_root().map(|(root, _)| (name(0), root))
+    }
+
+    /// The name of function `i` (`f{i}`).
+    pub fn function(i: usize) -> String {
+        name(i)
+    }
+
+    /// Graph, targets, then `edges` observations of distinct static edges
+    /// (each once, fewer if the graph has fewer edges), a watermark every
+    /// [`Workload::watermark_every`] records and a final one. With
+    /// `edges` = 0, the graph and targets only (and the final watermark):
+    /// the baseline against which the memory of live edges is measured.
+    /// Times advance 1 ms per 1,000 records, so nothing expires under the
+    /// default ttl. The static edges are kept as integer pairs (8 bytes
+    /// each) whatever `edges` is, so that two runs differ only in the
+    /// records they emit.
+    pub fn live_edges(&self, edges: usize) -> impl Iterator<Item = Record> {
+        let graph = self.graph();
+        let index = |s: &str| s[1..].parse::<u32>().expect("generated names are f<i>");
+        let pairs: Vec<(u32, u32)> = graph
+            .edges
+            .iter()
+            .map(|e| (index(&e.caller), index(&e.callee)))
+            .collect();
+        let targets = Targets {
+            artifact: self.artifact.clone(),
+            at: 0,
+            symbols: (0..self.targets.min(self.functions))
+                .map(|i| name(i * 7919 % self.functions.max(1)))
+                .collect(),
+        };
+        let w = self.clone();
+        let count = edges.min(pairs.len());
+        let every = w.watermark_every.max(1);
+        let mut i = 0usize;
+        let mut emitted = 0usize;
+        let body = std::iter::from_fn(move || {
+            if emitted >= count {
+                return None;
+            }
+            i += 1;
+            let at = 1 + (i / 1000) as Time;
+            if i.is_multiple_of(every) {
+                return Some(Record::Watermark { at });
+            }
+            let (u, v) = pairs[emitted];
+            emitted += 1;
+            Some(Record::Edge(EdgeObservation {
+                artifact: w.artifact.clone(),
+                caller: name(u as usize),
+                callee: name(v as usize),
+                at,
+                hits: 1,
+                source: format!("ebpf:host-{}", emitted % w.sources.max(1)),
+                event_id: None,
+            }))
+        });
+        let end = 2 + (edges.saturating_mul(2) / 1000) as Time;
+        [Record::Graph(graph), Record::Targets(targets)]
+            .into_iter()
+            .chain(body)
+            .chain(std::iter::once(Record::Watermark { at: end }))
     }
 
     /// The whole stream: graph, targets, then runtime records and watermarks.
@@ -121,7 +237,7 @@ impl Workload {
             }
             let source = format!("ebpf:host-{}", rng.gen_range(0..w.sources.max(1)));
             let roll: f64 = rng.gen();
-            Some(if roll < 0.01 {
+            Some(if roll < w.coverage_share {
                 Record::Coverage(Coverage {
                     artifact: w.artifact.clone(),
                     symbols: (0..8).map(|_| name(rng.gen_range(0..n))).collect(),
@@ -130,7 +246,7 @@ impl Workload {
                     source,
                     lost: None,
                 })
-            } else if roll < 0.05 {
+            } else if roll < w.coverage_share + w.hit_share {
                 Record::Hit(HitObservation {
                     artifact: w.artifact.clone(),
                     symbol: name(rng.gen_range(0..n)),
@@ -208,6 +324,77 @@ mod tests {
         let Record::Graph(g) = &a[0] else { panic!() };
         let mean = g.edges.len() as f64 / g.nodes.len() as f64;
         assert!((2.0..8.0).contains(&mean), "mean fan-out {mean}");
+    }
+
+    fn reached(g: &GraphSnapshot, roots: &[&str]) -> std::collections::HashSet<String> {
+        let mut out: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+        for e in &g.edges {
+            out.entry(&e.caller).or_default().push(&e.callee);
+        }
+        let mut seen: std::collections::HashSet<String> =
+            roots.iter().map(|s| s.to_string()).collect();
+        let mut stack: Vec<String> = seen.iter().cloned().collect();
+        while let Some(u) = stack.pop() {
+            for v in out.get(u.as_str()).into_iter().flatten() {
+                if seen.insert(v.to_string()) {
+                    stack.push(v.to_string());
+                }
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn detached_region_is_unreachable_and_hangs_off_its_root() {
+        let w = Workload {
+            functions: 2000,
+            detached: 0.1,
+            ..Workload::default()
+        };
+        let g = w.graph();
+        Record::Graph(g.clone()).validate().unwrap();
+        let (root, size) = w.detached_root().unwrap();
+        assert_eq!((root.as_str(), size), ("f1800", 200));
+        let from_entry = reached(&g, &["f0"]);
+        assert!((1800..2000).all(|i| !from_entry.contains(&format!("f{i}"))));
+        let from_root = reached(&g, &[&root]);
+        assert!((1800..2000).all(|i| from_root.contains(&format!("f{i}"))));
+        assert_eq!(w.cascade_edge(), Some(("f0".into(), root)));
+        assert_eq!(Workload::default().cascade_edge(), None);
+    }
+
+    #[test]
+    fn live_edges_are_distinct_observations_of_static_edges() {
+        let w = Workload {
+            functions: 1000,
+            watermark_every: 100,
+            ..Workload::default()
+        };
+        let records: Vec<Record> = w.live_edges(2000).collect();
+        let Record::Graph(g) = &records[0] else {
+            panic!()
+        };
+        let statics: std::collections::HashSet<(&str, &str)> = g
+            .edges
+            .iter()
+            .map(|e| (e.caller.as_str(), e.callee.as_str()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut watermark = 0;
+        for r in &records[2..] {
+            match r {
+                Record::Edge(e) => {
+                    assert!(e.at >= watermark, "late edge");
+                    assert!(statics.contains(&(e.caller.as_str(), e.callee.as_str())));
+                    assert!(seen.insert((e.caller.clone(), e.callee.clone())));
+                }
+                Record::Watermark { at } => watermark = *at,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen.len(), 2000.min(statics.len()));
+        assert!(matches!(records.last(), Some(Record::Watermark { .. })));
+        assert_eq!(w.live_edges(0).count(), 3);
     }
 
     #[test]

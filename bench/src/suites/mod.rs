@@ -1,0 +1,9 @@
+//! The suites of `tracemerge bench`, one module each.
+
+pub mod cascade;
+pub mod external;
+pub mod ingest;
+pub mod memory;
+pub mod replay;
+pub mod scale;
+pub mod update;
