@@ -289,7 +289,7 @@ fn memory_without_a_launcher_is_skipped() {
 fn replay() {
     let results = run(&plan(Suite::Replay));
     positive(&results, "replay.records_per_s");
-    assert_eq!(results["replay"]["format"], "tracemerge NDJSON");
+    assert_eq!(results["replay"]["format"], "replay log (.tmlog)");
     // Graph, targets, the runtime records (watermarks among them), the final watermark.
     assert_eq!(results["replay"]["records"], 3_000 + 3);
 }
