@@ -27,11 +27,6 @@ impl Names {
         NamesGuard(self.table.read().expect("names lock"))
     }
 
-    /// The name of `id`.
-    pub fn get(&self, id: Id) -> Arc<str> {
-        self.read().0[id as usize].clone()
-    }
-
     /// Orders two ids by their names (byte order).
     pub fn compare(&self, a: Id, b: Id) -> Ordering {
         if a == b {
@@ -39,14 +34,6 @@ impl Names {
         }
         let names = self.read();
         names.get(a).cmp(names.get(b))
-    }
-
-    pub fn len(&self) -> usize {
-        self.read().0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -85,11 +72,6 @@ impl Interner {
         id
     }
 
-    /// The id of `name` if it was interned.
-    pub fn lookup(&self, name: &str) -> Option<Id> {
-        self.ids.get(name).copied()
-    }
-
     /// The table the ids refer to, for readers on other threads.
     pub fn names(&self) -> Names {
         self.names.clone()
@@ -108,10 +90,8 @@ mod tests {
         assert_eq!(interner.intern("b"), b);
         assert_ne!(a, b);
         let names = interner.names();
-        assert_eq!(&*names.get(a), "a");
+        assert_eq!(names.read().get(a), "a");
         assert_eq!(names.compare(a, b), Ordering::Less);
         assert_eq!(names.compare(b, a), Ordering::Greater);
-        assert_eq!(interner.lookup("c"), None);
-        assert_eq!(names.len(), 2);
     }
 }
