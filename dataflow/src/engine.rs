@@ -55,6 +55,13 @@ pub struct Options {
     pub changes: bool,
     /// Count bad records in `stats.invalid` and go on, instead of stopping.
     pub keep_going: bool,
+    /// How many watermark rounds the dataflow may lag behind the input
+    /// before a worker stops taking input and catches up. A few rounds in
+    /// flight let consecutive rounds share work; an unbounded lag would hold
+    /// back compaction (joins may only compact to the frontier of their other
+    /// input), so state and the cost of every join would grow with the
+    /// stream instead of the window.
+    pub rounds_in_flight: usize,
     /// Record worker 0's busy time per operator and arrangement sizes, and
     /// send them as [`Event::Profile`] at the end.
     pub profile: bool,
@@ -71,6 +78,7 @@ impl Options {
             watermark_reports: false,
             changes: false,
             keep_going: false,
+            rounds_in_flight: 4,
             profile: false,
         }
     }
@@ -165,6 +173,7 @@ where
         names: ingest.names(),
         quarantine: ingest.quarantine(),
         changes: options.changes,
+        rounds_in_flight: options.rounds_in_flight.max(1),
         profile: options.profile,
         events: on_event.clone(),
     };
@@ -272,6 +281,7 @@ struct Shared {
     names: Names,
     quarantine: Quarantine,
     changes: bool,
+    rounds_in_flight: usize,
     profile: bool,
     events: Events,
 }
@@ -313,6 +323,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         events: shared.events.clone(),
     });
 
+    // Watermarks whose round the dataflow has not finished yet.
+    let mut in_flight: VecDeque<Time> = VecDeque::new();
     let mut open = true;
     while open {
         let mut received = 0;
@@ -325,7 +337,10 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     inputs.flush();
                     received += 1;
                 }
-                Ok(Msg::Advance(time)) => inputs.advance_to(time),
+                Ok(Msg::Advance(time)) => {
+                    inputs.advance_to(time);
+                    in_flight.push_back(time);
+                }
                 Ok(Msg::Report { as_of, stats, last }) => {
                     if let Some(sink) = sink.as_mut() {
                         sink.reports.push_back((as_of, stats, last));
@@ -347,8 +362,19 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         } else {
             worker.step();
         }
-        if let Some(sink) = sink.as_mut() {
-            sink.poll(probe.with_frontier(|f| f.first().copied()));
+        // Too far behind: catch up before taking more input (the channel
+        // then fills and holds back the reader, so the lag stays bounded).
+        loop {
+            if let Some(sink) = sink.as_mut() {
+                sink.poll(probe.with_frontier(|f| f.first().copied()));
+            }
+            while in_flight.front().is_some_and(|t| !probe.less_than(t)) {
+                in_flight.pop_front();
+            }
+            if in_flight.len() <= shared.rounds_in_flight {
+                break;
+            }
+            worker.step();
         }
     }
     drop(inputs);

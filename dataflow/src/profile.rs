@@ -18,8 +18,17 @@ pub struct Profile {
     names: HashMap<usize, String>,
     busy: HashMap<usize, Duration>,
     running: HashMap<usize, Duration>,
-    /// Updates held by each arrangement now, and at most.
-    held: HashMap<usize, (i64, i64)>,
+    held: HashMap<usize, Held>,
+}
+
+/// The updates one arrangement holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    now: i64,
+    peak: i64,
+    /// Every update ever inserted. Near `peak`, it means merges cancel
+    /// nothing: the arrangement is not compacting.
+    inserted: i64,
 }
 
 /// Starts recording on `worker`; read the result once the dataflow is built
@@ -58,7 +67,10 @@ pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
         let mut p = arrange_log.borrow_mut();
         for (_, event) in data.iter() {
             let (operator, change) = match event {
-                DifferentialEvent::Batch(b) => (b.operator, b.length as i64),
+                DifferentialEvent::Batch(b) => {
+                    p.held.entry(b.operator).or_default().inserted += b.length as i64;
+                    (b.operator, b.length as i64)
+                }
                 DifferentialEvent::Merge(m) => match m.complete {
                     Some(n) => (m.operator, n as i64 - (m.length1 + m.length2) as i64),
                     None => continue,
@@ -66,9 +78,9 @@ pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
                 DifferentialEvent::Drop(d) => (d.operator, -(d.length as i64)),
                 _ => continue,
             };
-            let (now, peak) = p.held.entry(operator).or_default();
-            *now += change;
-            *peak = (*peak).max(*now);
+            let held = p.held.entry(operator).or_default();
+            held.now += change;
+            held.peak = held.peak.max(held.now);
         }
     });
     profile
@@ -78,7 +90,7 @@ impl Profile {
     /// The most updates the arrangements held at once, summed over them
     /// (each at its own peak): what the live state costs.
     pub fn held_peak(&self) -> u64 {
-        self.held.values().map(|(_, peak)| *peak as u64).sum()
+        self.held.values().map(|h| h.peak as u64).sum()
     }
 
     /// The `top` busiest operators and the `top` largest arrangements.
@@ -93,16 +105,23 @@ impl Profile {
             let share = 100.0 * time.as_secs_f64() / total.as_secs_f64().max(1e-9);
             let _ = writeln!(out, "  {share:5.1}%  {time:>10.2?}  #{id} {}", name(id));
         }
-        let held_now: i64 = self.held.values().map(|(now, _)| now).sum();
-        let held_peak: i64 = self.held.values().map(|(_, peak)| peak).sum();
+        let held_now: i64 = self.held.values().map(|h| h.now).sum();
         let mut held: Vec<_> = self.held.iter().collect();
-        held.sort_by_key(|b| std::cmp::Reverse(b.1 .1));
+        held.sort_by_key(|(_, h)| std::cmp::Reverse(h.peak));
         let _ = writeln!(
             out,
-            "updates held by arrangements: {held_now} now, sum of peaks {held_peak}:"
+            "updates held by arrangements: {held_now} now, sum of peaks {}:",
+            self.held_peak()
         );
-        for (id, (now, peak)) in held.into_iter().take(top) {
-            let _ = writeln!(out, "  peak {peak:>10}  now {now:>10}  #{id} {}", name(id));
+        for (id, h) in held.into_iter().take(top) {
+            let _ = writeln!(
+                out,
+                "  peak {:>10}  now {:>10}  inserted {:>11}  #{id} {}",
+                h.peak,
+                h.now,
+                h.inserted,
+                name(id)
+            );
         }
         out
     }
