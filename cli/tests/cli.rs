@@ -8,36 +8,8 @@ use std::process::{Command, Output, Stdio};
 use tracemerge_records::Record;
 use tracemerge_scenarios::random::{self, StreamParams};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracemerge");
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracemerge-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write_stream(path: &Path, records: &[Record]) {
-    let mut text = String::new();
-    for r in records {
-        text.push_str(&r.to_json());
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn tracemerge(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("runs")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("report is JSON")
-}
+mod common;
+use common::{json, scratch, tracemerge, write_ndjson, BIN};
 
 fn digest(out: &Output) -> String {
     json(out)["digest"].as_str().unwrap().to_string()
@@ -122,7 +94,7 @@ fn merge_design_example_from_stdin_and_gzip() {
 fn random_stream(dir: &Path, seed: u64) -> (PathBuf, Vec<Record>) {
     let records = random::stream(seed, &StreamParams::dense());
     let path = dir.join(format!("random-{seed}.ndjson"));
-    write_stream(&path, &records);
+    write_ndjson(&path, &records);
     (path, records)
 }
 
@@ -161,7 +133,7 @@ fn same_digest_for_arrival_order_within_lateness() {
         let shuffled = random::shuffle_within_lateness(&records, lateness, seed);
         assert_ne!(shuffled, records, "the shuffle must move something");
         let other = dir.join(format!("shuffled-{seed}.ndjson"));
-        write_stream(&other, &shuffled);
+        write_ndjson(&other, &shuffled);
         let d = digest(&tracemerge(&[
             "merge",
             other.to_str().unwrap(),

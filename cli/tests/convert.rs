@@ -3,35 +3,15 @@
 //! unknown logs refused with their block named.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use tracemerge_records::{EdgeKind, Record};
 use tracemerge_scenarios::random::{self, StreamParams};
 use tracemerge_sources::tmlog::{HEADER_LEN, MAGIC};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracemerge");
-
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("tracemerge-convert-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn tracemerge(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("runs")
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{ok, scratch, tracemerge, write_ndjson, BIN};
 
 fn failed(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -71,12 +51,6 @@ fn stream(seed: u64) -> Vec<Record> {
         }
     }
     records
-}
-
-fn write_ndjson(file: &Path, records: &[Record]) -> String {
-    let text: String = records.iter().map(|r| r.to_json() + "\n").collect();
-    std::fs::write(file, &text).unwrap();
-    text
 }
 
 /// Block start offsets of a log, the end marker included.

@@ -4,58 +4,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracemerge");
-
-static BPF: Mutex<()> = Mutex::new(());
-
-/// Held while a test uses BPF: the in-process lock for test threads, a file
-/// lock for test processes run in parallel (leak checks see every program).
-struct BpfGuard {
-    _thread: MutexGuard<'static, ()>,
-    _file: std::fs::File,
-}
-
-fn file_lock() -> std::fs::File {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("tracemerge-bpf-tests.lock"))
-        .unwrap();
-    f.lock().unwrap();
-    f
-}
-
-fn bpf_or_skip(test: &str) -> Option<BpfGuard> {
-    if let Some(why) = tracemerge_ebpf::unsupported() {
-        if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
-        }
-        // Straight to stderr: the test harness captures eprintln!.
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-        return None;
-    }
-    let thread = BPF.lock().unwrap_or_else(|e| e.into_inner());
-    Some(BpfGuard {
-        _thread: thread,
-        _file: file_lock(),
-    })
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tracemerge-cli-probe-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{scratch, BIN};
 
 /// The test program of the eBPF crate (known call pattern, a call through a
 /// function pointer, a qsort callback from libc), built with cc.
@@ -110,21 +65,6 @@ fn summary(stderr: &str) -> Value {
         .find_map(|l| l.strip_prefix("tracemerge probe: summary "))
         .unwrap_or_else(|| panic!("no summary in stderr:\n{stderr}"));
     serde_json::from_str(line).unwrap()
-}
-
-fn assert_clean() {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let left = tracemerge_ebpf::leftover_programs();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "BPF programs left behind: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {

@@ -1,20 +1,13 @@
 //! Property tests: readers of outside data never panic, and round trip.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use proptest::prelude::*;
-use tracemerge_records::{
-    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
-    Targets, MAX_TIME,
-};
+use tracemerge_records::Record;
 use tracemerge_sources::{from_reader, Options};
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
+mod common;
+use common::{gzip, record, Weights};
 
 /// Reads everything; checks what must hold for any input.
 fn drain(input: Vec<u8>, options: &Options) {
@@ -39,143 +32,6 @@ fn drain(input: Vec<u8>, options: &Options) {
             }
         }
     }
-}
-
-fn symbol() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z]{1,3}",
-        "[a-zA-Z0-9_:.<>\\-]{1,12}",
-        "\\PC{0,6}",
-        Just("with \"quotes\" and \\ and \n newline".to_string()),
-    ]
-}
-
-fn time() -> impl Strategy<Value = u64> {
-    prop_oneof![0..=10_000u64, 0..=MAX_TIME]
-}
-
-fn hits() -> impl Strategy<Value = u64> {
-    prop_oneof![1..=10u64, 1..=i64::MAX as u64]
-}
-
-fn graph() -> impl Strategy<Value = Record> {
-    (
-        symbol(),
-        time(),
-        proptest::collection::btree_set(symbol(), 0..6),
-    )
-        .prop_flat_map(|(artifact, at, nodes)| {
-            let nodes: Vec<String> = nodes.into_iter().collect();
-            let n = nodes.len();
-            let edge = if n == 0 {
-                Just(Vec::new()).boxed()
-            } else {
-                proptest::collection::vec(
-                    (
-                        0..n,
-                        0..n,
-                        proptest::option::of(prop_oneof![
-                            Just(EdgeKind::Static),
-                            Just(EdgeKind::Heuristic)
-                        ]),
-                        proptest::option::of(symbol()),
-                        proptest::option::of(prop_oneof![
-                            (0..=100u32).prop_map(|n| f64::from(n) / 100.0),
-                            (0..=1024u32).prop_map(|n| f64::from(n) / 1024.0)
-                        ]),
-                    ),
-                    0..8,
-                )
-                .boxed()
-            };
-            let entries = if n == 0 {
-                Just(Vec::new()).boxed()
-            } else {
-                proptest::collection::vec(0..n, 0..3).boxed()
-            };
-            (Just(artifact), Just(at), Just(nodes), edge, entries)
-        })
-        .prop_map(|(artifact, at, nodes, edges, entries)| {
-            let edges = edges
-                .into_iter()
-                .map(|(a, b, kind, reason, weight)| StaticEdge {
-                    caller: nodes[a].clone(),
-                    callee: nodes[b].clone(),
-                    kind,
-                    reason,
-                    weight,
-                })
-                .collect();
-            let entrypoints = entries.into_iter().map(|i| nodes[i].clone()).collect();
-            Record::Graph(GraphSnapshot {
-                artifact,
-                at,
-                nodes,
-                edges,
-                entrypoints,
-            })
-        })
-}
-
-fn record() -> impl Strategy<Value = Record> {
-    prop_oneof![
-        graph(),
-        (symbol(), time(), proptest::collection::vec(symbol(), 0..4)).prop_map(
-            |(artifact, at, symbols)| Record::Targets(Targets {
-                artifact,
-                at,
-                symbols
-            })
-        ),
-        (
-            symbol(),
-            symbol(),
-            symbol(),
-            time(),
-            hits(),
-            symbol(),
-            proptest::option::of(symbol())
-        )
-            .prop_map(|(artifact, caller, callee, at, hits, source, event_id)| {
-                Record::Edge(EdgeObservation {
-                    artifact,
-                    caller,
-                    callee,
-                    at,
-                    hits,
-                    source,
-                    event_id,
-                })
-            }),
-        (symbol(), symbol(), time(), hits(), symbol()).prop_map(
-            |(artifact, symbol, at, hits, source)| Record::Hit(HitObservation {
-                artifact,
-                symbol,
-                at,
-                hits,
-                source,
-                event_id: None,
-            })
-        ),
-        (
-            symbol(),
-            proptest::collection::vec(symbol(), 0..4),
-            time(),
-            time(),
-            symbol()
-        )
-            .prop_map(
-                |(artifact, symbols, a, b, source)| Record::Coverage(Coverage {
-                    artifact,
-                    symbols,
-                    from: a.min(b),
-                    to: a.max(b),
-                    source,
-                    lost: None,
-                })
-            ),
-        time().prop_map(|at| Record::Watermark { at }),
-    ]
 }
 
 #[derive(Clone, Debug)]
@@ -222,7 +78,7 @@ fn fixture(name: &str) -> Vec<u8> {
 proptest! {
 
     #[test]
-    fn round_trip(records in proptest::collection::vec(record(), 1..12),
+    fn round_trip(records in proptest::collection::vec(record(Weights::Decimal), 1..12),
                   blank in proptest::collection::vec(any::<bool>(), 12),
                   crlf in any::<bool>()) {
         let mut text = String::new();
@@ -285,7 +141,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_lines_fail_alone(records in proptest::collection::vec(record(), 2..8),
+    fn mutated_valid_lines_fail_alone(records in proptest::collection::vec(record(Weights::Decimal), 2..8),
                                       which in any::<usize>(),
                                       muts in mutations()) {
         // Mutate one line (without adding or removing newlines): every other

@@ -16,13 +16,7 @@ pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, String> {
     }
     // The probe tests take this lock too: one BPF user at a time, so their
     // leak checks never see our programs.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("tracemerge-bpf-tests.lock"))
-        .map_err(|e| format!("BPF lock file: {e}"))?;
-    lock.lock().map_err(|e| format!("BPF lock: {e}"))?;
+    let _lock = tracemerge_ebpf::testing::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
     let options = tracemerge_ebpf::bench::Options {
         work_dir: work_dir.join("probe"),
         calls: plan.calls,

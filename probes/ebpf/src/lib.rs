@@ -25,6 +25,7 @@ pub mod sample;
 pub mod symbolize;
 pub mod sys;
 pub mod target;
+pub mod testing;
 
 pub use kernel::Losses;
 
