@@ -9,7 +9,7 @@ use tracemerge_records::Record;
 use tracemerge_scenarios::random::{self, StreamParams};
 
 mod common;
-use common::{json, scratch, tracemerge, write_ndjson, BIN};
+use common::{json, scratch, tracemerge, tracemerge_with_stdin, write_ndjson, BIN};
 
 fn digest(out: &Output) -> String {
     json(out)["digest"].as_str().unwrap().to_string()
@@ -59,19 +59,8 @@ fn merge_design_example_from_stdin_and_gzip() {
     assert_eq!(a["conflicts"][0]["kind"], "reachable_but_unobserved");
 
     let from_gz = tracemerge(&["merge", gz.to_str().unwrap(), "--min-coverage", "1s"]);
-    let mut child = Command::new(BIN)
-        .args(["merge", "-", "--min-coverage", "1s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(DESIGN.as_bytes())
-        .unwrap();
-    let from_stdin = child.wait_with_output().unwrap();
+    let from_stdin =
+        tracemerge_with_stdin(&["merge", "-", "--min-coverage", "1s"], DESIGN.as_bytes());
     assert_eq!(json(&from_gz), report);
     assert_eq!(json(&from_stdin), report);
 

@@ -2,16 +2,16 @@
 //! same report from either form, output format choice, and damaged or
 //! unknown logs refused with their block named.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use tracemerge_records::{EdgeKind, Record};
 use tracemerge_scenarios::random::{self, StreamParams};
 use tracemerge_sources::tmlog::{HEADER_LEN, MAGIC};
 
 mod common;
-use common::{ok, scratch, tracemerge, write_ndjson, BIN};
+use common::{ok, scratch, tracemerge, tracemerge_with_stdin, write_ndjson};
 
 fn failed(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -81,19 +81,10 @@ fn ndjson_to_tmlog_and_back_is_exact() {
     let out = tracemerge(&["convert", path(&log), "-o", "-", "--to", "ndjson"]);
     assert_eq!(String::from_utf8(ok(&out).stdout.clone()).unwrap(), text);
     // and from stdin to stdout as a log
-    let mut child = Command::new(BIN)
-        .args(["convert", "-", "-o", "-", "--to", "tmlog"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = tracemerge_with_stdin(
+        &["convert", "-", "-o", "-", "--to", "tmlog"],
+        text.as_bytes(),
+    );
     assert_eq!(ok(&out).stdout, std::fs::read(&log).unwrap());
 }
 

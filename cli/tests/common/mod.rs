@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use tracemerge_records::Record;
 
@@ -19,6 +20,19 @@ pub fn scratch(name: &str) -> PathBuf {
 
 pub fn tracemerge(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("runs")
+}
+
+/// Runs the binary with `input` on its stdin.
+pub fn tracemerge_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Asserts that the command succeeded, showing its stderr if not.
