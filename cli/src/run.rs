@@ -148,6 +148,11 @@ impl EngineArgs {
         options.batch = self.batch;
         options.keep_going = self.keep_going;
         options.profile = self.profile;
+        // `merge` wants the final report only: a dataflow round per 1,000
+        // records at most, however dense the watermarks (a round costs about
+        // what 50 records do). `replay` sets the change feed, which needs
+        // every watermark; the engine then ignores this.
+        options.round_every = 1_000;
         Ok(options)
     }
 }

@@ -5,7 +5,11 @@
 //! are dealt round-robin to the workers (only the local ones are sent; every
 //! process reads the same stream), watermarks advance every worker's inputs.
 //! All output is exchanged to worker 0, which keeps the accumulated state and
-//! builds reports once the dataflow's frontier has passed their time.
+//! builds reports once the dataflow's frontier has passed their time. A
+//! worker stops taking input while the dataflow is more than
+//! [`Options::rounds_in_flight`] watermarks behind; the bounded channels
+//! then hold back the reader, so the lag, and with it the state, stays
+//! bounded however fast the records come.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
@@ -62,6 +66,13 @@ pub struct Options {
     /// input), so state and the cost of every join would grow with the
     /// stream instead of the window.
     pub rounds_in_flight: usize,
+    /// With neither per-watermark reports nor the change feed, a watermark
+    /// starts a round of the dataflow only once this many records have come
+    /// since the last round (1: every watermark). The final report is the
+    /// same either way; a stream with a watermark every few records no
+    /// longer pays a round (about a millisecond) for each. Progress events
+    /// then come at rounds only.
+    pub round_every: usize,
     /// Record worker 0's busy time per operator and arrangement sizes, and
     /// send them as [`Event::Profile`] at the end.
     pub profile: bool,
@@ -79,6 +90,7 @@ impl Options {
             changes: false,
             keep_going: false,
             rounds_in_flight: 4,
+            round_every: 1,
             profile: false,
         }
     }
@@ -167,7 +179,12 @@ where
     }
     let receivers = Arc::new(Mutex::new(receivers));
     let on_event: Events = Arc::new(Mutex::new(Box::new(on_event)));
-    let mut ingest = Ingest::new(config.clone());
+    let round_every = if options.watermark_reports || options.changes {
+        1
+    } else {
+        options.round_every
+    };
+    let mut ingest = Ingest::new(config.clone(), round_every);
     let shared = Shared {
         config: config.clone(),
         names: ingest.names(),
@@ -252,7 +269,7 @@ where
                 let frontier = ingest.frontier();
                 broadcast(&|| Msg::Advance(frontier));
             }
-            Outcome::Late | Outcome::Duplicate | Outcome::Ignored => {}
+            Outcome::Late | Outcome::Duplicate | Outcome::Passed | Outcome::Ignored => {}
         }
     }
     ingest.finish(&mut updates);

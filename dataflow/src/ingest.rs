@@ -14,6 +14,12 @@
 //! watermarks then costs the dataflow one evaluation instead of a thousand.
 //! The updates of the interval after the last watermark are released at
 //! their own times when the stream ends.
+//!
+//! When only the final report is wanted, not every watermark needs a round
+//! of the dataflow: with `round_every` N, a watermark starts a round only
+//! once N records have arrived since the last one, and the updates in
+//! between wait for it. The final report cannot tell: it depends only on
+//! the updates at or before its watermark, and those are the same.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -81,8 +87,12 @@ pub enum Outcome {
     Applied,
     Late,
     Duplicate,
-    /// A watermark that advanced the event time to this value.
+    /// A watermark that advanced the event time to this value, and the
+    /// dataflow with it (a round).
     Advanced(Time),
+    /// A watermark that advanced the event time but waits for a later one
+    /// to start a round (see `round_every`).
+    Passed,
     /// A watermark that did not advance.
     Ignored,
 }
@@ -107,10 +117,16 @@ pub struct Ingest {
     watermarks: BTreeSet<Time>,
     /// This record's updates before they are released or held.
     fresh: Vec<Timed>,
+    /// How many records make a watermark start a round (1: every one).
+    round_every: usize,
+    /// Records since the last round, this one included.
+    since_round: usize,
 }
 
 impl Ingest {
-    pub fn new(config: Config) -> Self {
+    /// With `round_every` 1, every advancing watermark is a round, as
+    /// per-watermark reports and the change feed need.
+    pub fn new(config: Config, round_every: usize) -> Self {
         let mut interner = Interner::new();
         let quarantine = Quarantine::new(&config, &mut interner);
         Ingest {
@@ -127,6 +143,8 @@ impl Ingest {
             held: BTreeMap::new(),
             watermarks: BTreeSet::new(),
             fresh: Vec::new(),
+            round_every: round_every.max(1),
+            since_round: 0,
         }
     }
 
@@ -166,11 +184,17 @@ impl Ingest {
     /// watermark, every held update up to it.
     pub fn push(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
         self.stats.records += 1;
+        self.since_round += 1;
         if let Record::Watermark { at } = record {
             if self.watermark.is_some_and(|w| w >= at) {
                 return Outcome::Ignored;
             }
             self.watermark = Some(at);
+            if self.since_round < self.round_every {
+                self.forget(self.frontier());
+                return Outcome::Passed;
+            }
+            self.since_round = 0;
             self.watermarks.insert(at);
             let later = self.held.split_off(&(at + 1));
             for (_, updates) in std::mem::replace(&mut self.held, later) {
@@ -194,10 +218,16 @@ impl Ingest {
         outcome
     }
 
-    /// Releases every held update at its own time: the stream has ended.
+    /// The stream has ended: releases the held updates up to the last
+    /// watermark at it (those a round has not taken yet), and every later
+    /// one at its own time.
     pub fn finish(&mut self, out: &mut Vec<Timed>) {
+        let last = self.watermark;
         for (_, updates) in std::mem::take(&mut self.held) {
-            out.extend(updates);
+            out.extend(updates.into_iter().map(|u| match last {
+                Some(w) if u.time <= w => Timed { time: w, ..u },
+                _ => u,
+            }));
         }
     }
 
@@ -347,4 +377,86 @@ fn snapshot_diff(
     set_diff(&old.entrypoints, &new.entrypoints, |s, d| {
         out.push(Update::Entrypoint(artifact, interner.intern(s)).at(at, d))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use tracemerge_records::EdgeObservation;
+
+    use super::*;
+
+    fn edge(at: Time) -> Record {
+        Record::Edge(EdgeObservation {
+            artifact: "a".into(),
+            caller: "x".into(),
+            callee: "y".into(),
+            at,
+            hits: 1,
+            source: "s".into(),
+            event_id: None,
+        })
+    }
+
+    fn times(out: &mut Vec<Timed>) -> Vec<(Time, isize)> {
+        let mut times: Vec<_> = out.drain(..).map(|u| (u.time, u.diff)).collect();
+        times.sort();
+        times
+    }
+
+    #[test]
+    fn every_watermark_is_a_round_by_default() {
+        let config = Config {
+            ttl: 100,
+            ..Config::default()
+        };
+        let mut ingest = Ingest::new(config, 1);
+        let mut out = Vec::new();
+        assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 10 }, &mut out),
+            Outcome::Advanced(10)
+        );
+        assert_eq!(times(&mut out), [(10, 1)]);
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 20 }, &mut out),
+            Outcome::Advanced(20)
+        );
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 110 }, &mut out),
+            Outcome::Advanced(110)
+        );
+        assert_eq!(times(&mut out), [(110, -1)]);
+    }
+
+    #[test]
+    fn a_watermark_starts_a_round_once_enough_records_came() {
+        let config = Config {
+            ttl: 100,
+            ..Config::default()
+        };
+        let mut ingest = Ingest::new(config, 3);
+        let mut out = Vec::new();
+        assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 10 }, &mut out),
+            Outcome::Passed
+        );
+        assert!(out.is_empty(), "held until a round");
+        // Event time moved all the same: 8 is late.
+        assert_eq!(ingest.push(edge(8), &mut out), Outcome::Late);
+        assert_eq!(ingest.push(edge(12), &mut out), Outcome::Applied);
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 20 }, &mut out),
+            Outcome::Advanced(20)
+        );
+        // Both sightings enter at the round; their expiries (105, 112) wait.
+        assert_eq!(times(&mut out), [(20, 1), (20, 1)]);
+        assert_eq!(
+            ingest.push(Record::Watermark { at: 110 }, &mut out),
+            Outcome::Passed
+        );
+        ingest.finish(&mut out);
+        // At the end, what the last watermark covers enters at it.
+        assert_eq!(times(&mut out), [(110, -1), (112, -1)]);
+    }
 }
