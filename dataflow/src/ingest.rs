@@ -397,6 +397,15 @@ mod tests {
         })
     }
 
+    /// An ingest with a ttl of 100 ms.
+    fn ingest(round_every: usize) -> Ingest {
+        let config = Config {
+            ttl: 100,
+            ..Config::default()
+        };
+        Ingest::new(config, round_every)
+    }
+
     fn times(out: &mut Vec<Timed>) -> Vec<(Time, isize)> {
         let mut times: Vec<_> = out.drain(..).map(|u| (u.time, u.diff)).collect();
         times.sort();
@@ -405,12 +414,7 @@ mod tests {
 
     #[test]
     fn every_watermark_is_a_round_by_default() {
-        let config = Config {
-            ttl: 100,
-            ..Config::default()
-        };
-        let mut ingest = Ingest::new(config, 1);
-        let mut out = Vec::new();
+        let (mut ingest, mut out) = (ingest(1), Vec::new());
         assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 10 }, &mut out),
@@ -430,12 +434,7 @@ mod tests {
 
     #[test]
     fn a_watermark_starts_a_round_once_enough_records_came() {
-        let config = Config {
-            ttl: 100,
-            ..Config::default()
-        };
-        let mut ingest = Ingest::new(config, 3);
-        let mut out = Vec::new();
+        let (mut ingest, mut out) = (ingest(3), Vec::new());
         assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 10 }, &mut out),
