@@ -2,8 +2,12 @@
 //! reports and a change feed.
 //!
 //! The calling thread reads the record stream and runs [`Ingest`]; updates
-//! are dealt round-robin to the workers (only the local ones are sent; every
-//! process reads the same stream), watermarks advance every worker's inputs.
+//! of the static side are dealt round-robin to the workers, sightings go to
+//! the worker whose [`Aggregator`] owns their key (only the local ones are
+//! sent; every process reads the same stream), watermarks advance every
+//! worker's inputs. A worker evaluates its aggregator at a round once the
+//! frontier has passed it (nothing at or before it can arrive any more),
+//! so the aggregator never has to take back what it said.
 //! All output is exchanged to worker 0, which keeps the accumulated state and
 //! builds reports once the dataflow's frontier has passed their time. A
 //! worker stops taking input while the dataflow is more than
@@ -24,9 +28,10 @@ use timely::dataflow::operators::Exchange;
 use timely::dataflow::ProbeHandle;
 use tracemerge_records::{ArtifactReport, Change, Config, Item, Record, Report, Stats, Time};
 
-use crate::ingest::{Ingest, Outcome};
+use crate::aggregate::{Aggregator, Sighting};
+use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
-use crate::model::{Output, Timed};
+use crate::model::{EdgeKey, EdgeParts, Output, Timed};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -132,12 +137,30 @@ type Events = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
 
 enum Msg {
     Updates(Vec<Timed>),
-    Advance(Time),
+    Sightings(Vec<Sighting>),
+    /// A watermark round at `round`; the inputs advance to `frontier`.
+    Advance {
+        round: Time,
+        frontier: Time,
+    },
     Report {
         as_of: Time,
         stats: Stats,
         last: bool,
     },
+    /// The stream has ended at the `last` watermark; the aggregator is
+    /// evaluated at every later time up to `until` (all of them: `None`).
+    Finish {
+        last: Option<Time>,
+        until: Option<Time>,
+    },
+}
+
+/// What one worker is sent, gathered until the next flush.
+#[derive(Default)]
+struct Outbox {
+    updates: Vec<Timed>,
+    sightings: Vec<Sighting>,
 }
 
 /// Runs the engine over `records`. Events reach `on_event` from worker 0's
@@ -204,25 +227,36 @@ where
     })
     .map_err(RunError::Engine)?;
 
-    let mut buffers: Vec<Vec<Timed>> = vec![Vec::new(); threads];
-    let mut updates = Vec::new();
+    let mut outboxes: Vec<Outbox> = (0..threads).map(|_| Outbox::default()).collect();
+    let mut released = Released::default();
     let mut dealt = 0usize;
-    // Round-robin over all workers of the cluster; this process keeps its own.
-    let mut deal = |updates: &mut Vec<Timed>, buffers: &mut Vec<Vec<Timed>>| {
-        for t in updates.drain(..) {
+    let is_local = |worker: usize| worker >= first_local && worker < first_local + threads;
+    // Static updates round-robin over all workers of the cluster, sightings
+    // to the worker that owns their key; this process keeps its own.
+    let mut deal = |released: &mut Released, outboxes: &mut Vec<Outbox>| {
+        for t in released.updates.drain(..) {
             let worker = dealt % peers;
             dealt += 1;
-            if worker >= first_local && worker < first_local + threads {
-                buffers[worker - first_local].push(t);
+            if is_local(worker) {
+                outboxes[worker - first_local].updates.push(t);
+            }
+        }
+        for s in released.sightings.drain(..) {
+            let worker = s.shard(peers);
+            if is_local(worker) {
+                outboxes[worker - first_local].sightings.push(s);
             }
         }
     };
     let mut in_batch = 0usize;
     let batch = options.batch.max(1);
-    let flush = |buffers: &mut Vec<Vec<Timed>>| {
-        for (buffer, tx) in buffers.iter_mut().zip(&senders) {
-            if !buffer.is_empty() {
-                let _ = tx.send(Msg::Updates(std::mem::take(buffer)));
+    let flush = |outboxes: &mut Vec<Outbox>| {
+        for (outbox, tx) in outboxes.iter_mut().zip(&senders) {
+            if !outbox.updates.is_empty() {
+                let _ = tx.send(Msg::Updates(std::mem::take(&mut outbox.updates)));
+            }
+            if !outbox.sightings.is_empty() {
+                let _ = tx.send(Msg::Sightings(std::mem::take(&mut outbox.sightings)));
             }
         }
     };
@@ -245,18 +279,18 @@ where
                 break;
             }
         };
-        let outcome = ingest.push(record, &mut updates);
-        deal(&mut updates, &mut buffers);
+        let outcome = ingest.push(record, &mut released);
+        deal(&mut released, &mut outboxes);
         match outcome {
             Outcome::Applied => {
                 in_batch += 1;
                 if in_batch >= batch {
-                    flush(&mut buffers);
+                    flush(&mut outboxes);
                     in_batch = 0;
                 }
             }
             Outcome::Advanced(at) => {
-                flush(&mut buffers);
+                flush(&mut outboxes);
                 in_batch = 0;
                 if options.watermark_reports {
                     let stats = ingest.stats();
@@ -267,15 +301,21 @@ where
                     });
                 }
                 let frontier = ingest.frontier();
-                broadcast(&|| Msg::Advance(frontier));
+                broadcast(&|| Msg::Advance {
+                    round: at,
+                    frontier,
+                });
             }
             Outcome::Late | Outcome::Duplicate | Outcome::Passed | Outcome::Ignored => {}
         }
     }
-    ingest.finish(&mut updates);
-    deal(&mut updates, &mut buffers);
-    flush(&mut buffers);
+    let last = ingest.finish(&mut released);
+    deal(&mut released, &mut outboxes);
+    flush(&mut outboxes);
     let (as_of, stats) = (ingest.as_of(), ingest.stats());
+    // Only the change feed shows what happens after the final report's time.
+    let until = (!options.changes).then_some(as_of);
+    broadcast(&|| Msg::Finish { last, until });
     broadcast(&|| Msg::Report {
         as_of,
         stats,
@@ -329,10 +369,15 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             .probe();
         (inputs, probe)
     });
+    let mut aggregator = Aggregator::new(&shared.config);
+    let mut evaluated = Vec::new();
+    // Watermark rounds whose aggregates are not final yet.
+    let mut rounds: VecDeque<Time> = VecDeque::new();
     let mut sink = (worker.index() == 0).then(|| Sink {
         pending,
         polled: None,
         state: HashMap::new(),
+        edges: HashMap::new(),
         reports: VecDeque::new(),
         changes: shared.changes,
         config: shared.config.clone(),
@@ -354,9 +399,41 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     inputs.flush();
                     received += 1;
                 }
-                Ok(Msg::Advance(time)) => {
-                    inputs.advance_to(time);
-                    in_flight.push_back(time);
+                Ok(Msg::Sightings(batch)) => {
+                    for sighting in batch {
+                        aggregator.add(sighting);
+                    }
+                    received += 1;
+                }
+                Ok(Msg::Advance { round, frontier }) => {
+                    rounds.push_back(round);
+                    while rounds.front().is_some_and(|r| *r < frontier) {
+                        let round = rounds.pop_front().expect("a round");
+                        aggregator.evaluate(round, &mut evaluated);
+                    }
+                    for t in evaluated.drain(..) {
+                        inputs.apply(t);
+                    }
+                    inputs.advance_to(frontier);
+                    in_flight.push_back(frontier);
+                }
+                Ok(Msg::Finish { last, until }) => {
+                    let times = rounds.drain(..).chain(last);
+                    for time in times {
+                        if aggregator.evaluated().is_none_or(|e| time > e) {
+                            aggregator.evaluate(time, &mut evaluated);
+                        }
+                    }
+                    while let Some(time) = aggregator.next_change() {
+                        if until.is_some_and(|u| time > u) {
+                            break;
+                        }
+                        aggregator.evaluate(time, &mut evaluated);
+                    }
+                    for t in evaluated.drain(..) {
+                        inputs.apply(t);
+                    }
+                    inputs.flush();
                 }
                 Ok(Msg::Report { as_of, stats, last }) => {
                     if let Some(sink) = sink.as_mut() {
@@ -417,7 +494,10 @@ struct Sink {
     pending: Pending,
     /// The frontier of the last poll: nothing new is final until it moves.
     polled: Option<Option<Time>>,
+    /// Every output but the edge parts, with its multiplicity.
     state: HashMap<Output, i64>,
+    /// The parts of each observed edge ([`EdgeParts`]).
+    edges: HashMap<EdgeKey, EdgeParts>,
     reports: VecDeque<(Time, Stats, bool)>,
     changes: bool,
     config: Config,
@@ -455,7 +535,8 @@ impl Sink {
             }
         });
         ready.retain(|(_, _, diff)| *diff != 0);
-        let mut events = self.events.lock().expect("events");
+        let shared_events = self.events.clone();
+        let mut events = shared_events.lock().expect("events");
         for at_time in ready.chunk_by(|a, b| a.0 == b.0) {
             let time = at_time[0].0;
             while let Some(&(as_of, stats, last)) = self.reports.front() {
@@ -468,35 +549,9 @@ impl Sink {
                 });
                 self.reports.pop_front();
             }
-            if self.changes {
-                // Sorted by name, so the feed's order within a time does not
-                // depend on the order ids were given in.
-                let names = self.names.read();
-                let mut changes: Vec<Change> = at_time
-                    .iter()
-                    .map(|(at, item, diff)| Change {
-                        at: *at,
-                        diff: *diff,
-                        item: item.to_item(&names),
-                    })
-                    .collect();
-                changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
-                for change in changes {
-                    events(Event::Change(change));
-                }
-            }
-            for (_, item, diff) in at_time {
-                match self.state.entry(item.clone()) {
-                    Entry::Occupied(mut e) => {
-                        *e.get_mut() += diff;
-                        if *e.get() == 0 {
-                            e.remove();
-                        }
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert(*diff);
-                    }
-                }
+            let changes = self.apply(at_time);
+            for change in changes {
+                events(Event::Change(change));
             }
         }
         while let Some(&(as_of, stats, last)) = self.reports.front() {
@@ -512,12 +567,96 @@ impl Sink {
         events(Event::Progress(frontier));
     }
 
+    /// Takes in the output updates of one time; returns the change lines
+    /// they make (none unless the change feed is on), sorted by name, so
+    /// the feed's order within a time does not depend on the order ids
+    /// were given in.
+    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Vec<Change> {
+        let names = self.names.read();
+        let mut changes = Vec::new();
+        // The edges touched, with the items they showed before.
+        let mut touched: HashMap<EdgeKey, Vec<Item>> = HashMap::new();
+        // Removals first: a part that changes is retracted, then added anew.
+        let removals = at_time.iter().filter(|(_, _, diff)| *diff < 0);
+        let additions = at_time.iter().filter(|(_, _, diff)| *diff >= 0);
+        for (at, output, diff) in removals.chain(additions) {
+            if let Some(key) = output.edge_part() {
+                let parts = self.edges.entry(key).or_default();
+                if self.changes {
+                    touched
+                        .entry(key)
+                        .or_insert_with(|| parts.items(key, &names));
+                }
+                if let Err(fault) = parts.apply(output, *diff) {
+                    panic!("engine fault at {at}: {fault}");
+                }
+                if parts.is_empty() {
+                    self.edges.remove(&key);
+                }
+                continue;
+            }
+            if self.changes {
+                if let Some(item) = output.to_item(&names) {
+                    changes.push(Change {
+                        at: *at,
+                        diff: *diff,
+                        item,
+                    });
+                }
+            }
+            match self.state.entry(output.clone()) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() += diff;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(*diff);
+                }
+            }
+        }
+        let at = at_time.first().map_or(0, |(t, _, _)| *t);
+        for (key, before) in touched {
+            let after = self
+                .edges
+                .get(&key)
+                .map(|parts| parts.items(key, &names))
+                .unwrap_or_default();
+            for item in before.iter().filter(|i| !after.contains(i)) {
+                changes.push(Change {
+                    at,
+                    diff: -1,
+                    item: item.clone(),
+                });
+            }
+            for item in after.iter().filter(|i| !before.contains(i)) {
+                changes.push(Change {
+                    at,
+                    diff: 1,
+                    item: item.clone(),
+                });
+            }
+        }
+        changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
+        changes
+    }
+
     fn report(&self, as_of: Time, stats: Stats) -> Report {
         let names = self.names.read();
         let mut artifacts: BTreeMap<String, ArtifactReport> = BTreeMap::new();
-        for (item, count) in &self.state {
-            debug_assert_eq!(*count, 1, "{item:?} has multiplicity {count}");
-            match item.to_item(&names) {
+        let edge_items = (self.edges.iter()).flat_map(|(key, parts)| parts.items(*key, &names));
+        let items = (self.state.iter())
+            .filter_map(|(output, count)| {
+                assert_eq!(
+                    *count, 1,
+                    "engine fault: {output:?} has multiplicity {count}"
+                );
+                output.to_item(&names)
+            })
+            .chain(edge_items);
+        for item in items {
+            match item {
                 Item::Edge { artifact, edge } => artifacts
                     .entry(artifact)
                     .or_default()

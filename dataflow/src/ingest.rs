@@ -1,5 +1,7 @@
 //! The sequential front of the engine: turns the record stream, in arrival
-//! order, into timestamped updates of the dataflow's input collections.
+//! order, into timestamped updates of the dataflow's static inputs
+//! (snapshots, targets) and into sightings for the windowed aggregator
+//! ([`crate::aggregate`]), which keeps the live runtime evidence.
 //!
 //! Everything that depends on arrival order happens here and nowhere else:
 //! the watermark, lateness, `event_id` duplicates, the stats, and the order
@@ -10,10 +12,9 @@
 //! Updates are released to the dataflow at watermark resolution: an update
 //! at event time `t` enters at the first watermark `≥ t`, because a report
 //! can only be asked for at a watermark and so no output can tell `t` from
-//! that watermark. A hot edge sighted a thousand times between two
-//! watermarks then costs the dataflow one evaluation instead of a thousand.
-//! The updates of the interval after the last watermark are released at
-//! their own times when the stream ends.
+//! that watermark. The updates of the interval after the last watermark
+//! are released at their own times when the stream ends. Sightings go to
+//! the aggregator as they come; it is evaluated at the same rounds.
 //!
 //! When only the final report is wanted, not every watermark needs a round
 //! of the dataflow: with `round_every` N, a watermark starts a round only
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tracemerge_records::{Config, Record, Stats, Time};
 
+use crate::aggregate::Sighting;
 use crate::model::{Artifact, Timed, Update};
 use crate::symbols::{Interner, Names};
 use crate::verdict::Quarantine;
@@ -95,6 +97,14 @@ pub enum Outcome {
     Passed,
     /// A watermark that did not advance.
     Ignored,
+}
+
+/// What ingest releases: updates of the static inputs at their dataflow
+/// times, and sightings for the aggregator at their event times.
+#[derive(Debug, Default)]
+pub struct Released {
+    pub updates: Vec<Timed>,
+    pub sightings: Vec<Sighting>,
 }
 
 /// The sequential ingest state.
@@ -179,10 +189,10 @@ impl Ingest {
         self.watermark.or(self.max_time).unwrap_or(0)
     }
 
-    /// Applies one record, pushing the updates it releases into `out`:
-    /// its own updates that an earlier watermark covers, and for a
-    /// watermark, every held update up to it.
-    pub fn push(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
+    /// Applies one record, pushing what it releases into `out`: its
+    /// sightings, its own updates that an earlier watermark covers, and for
+    /// a watermark, every held update up to it.
+    pub fn push(&mut self, record: Record, out: &mut Released) -> Outcome {
         self.stats.records += 1;
         self.since_round += 1;
         if let Record::Watermark { at } = record {
@@ -198,18 +208,18 @@ impl Ingest {
             self.watermarks.insert(at);
             let later = self.held.split_off(&(at + 1));
             for (_, updates) in std::mem::replace(&mut self.held, later) {
-                out.extend(updates.into_iter().map(|u| Timed { time: at, ..u }));
+                (out.updates).extend(updates.into_iter().map(|u| Timed { time: at, ..u }));
             }
             self.forget(self.frontier());
             return Outcome::Advanced(at);
         }
         let mut fresh = std::mem::take(&mut self.fresh);
-        let outcome = self.apply(record, &mut fresh);
+        let outcome = self.apply(record, &mut fresh, &mut out.sightings);
         for mut update in fresh.drain(..) {
             match self.watermarks.range(update.time..).next() {
                 Some(&covering) => {
                     update.time = covering;
-                    out.push(update);
+                    out.updates.push(update);
                 }
                 None => self.held.entry(update.time).or_default().push(update),
             }
@@ -220,25 +230,31 @@ impl Ingest {
 
     /// The stream has ended: releases the held updates up to the last
     /// watermark at it (those a round has not taken yet), and every later
-    /// one at its own time.
-    pub fn finish(&mut self, out: &mut Vec<Timed>) {
+    /// one at its own time. Returns the last watermark.
+    pub fn finish(&mut self, out: &mut Released) -> Option<Time> {
         let last = self.watermark;
         for (_, updates) in std::mem::take(&mut self.held) {
-            out.extend(updates.into_iter().map(|u| match last {
+            out.updates.extend(updates.into_iter().map(|u| match last {
                 Some(w) if u.time <= w => Timed { time: w, ..u },
                 _ => u,
             }));
         }
+        last
     }
 
-    /// The updates of one non-watermark record, at their event times.
-    fn apply(&mut self, record: Record, out: &mut Vec<Timed>) -> Outcome {
+    /// The updates and sightings of one non-watermark record, at their
+    /// event times.
+    fn apply(
+        &mut self,
+        record: Record,
+        out: &mut Vec<Timed>,
+        sightings: &mut Vec<Sighting>,
+    ) -> Outcome {
         let time = record.time();
         if time < self.frontier() {
             self.stats.late += 1;
             return Outcome::Late;
         }
-        let ttl = self.config.ttl;
         match record {
             Record::Watermark { .. } => unreachable!("handled above"),
             Record::Graph(g) => {
@@ -273,35 +289,37 @@ impl Ingest {
                 if self.is_duplicate(e.event_id.as_ref(), e.at) {
                     return Outcome::Duplicate;
                 }
-                let hits = e.hits as isize;
                 let i = &mut self.interner;
-                let edge = (
-                    i.intern(&e.artifact),
-                    i.intern(&e.caller),
-                    i.intern(&e.callee),
-                );
-                let data = Update::EdgeObservation(edge, (e.at, i.intern(&e.source)));
-                out.push(data.clone().at(e.at, hits));
-                out.push(data.at(e.at + ttl, -hits));
+                sightings.push(Sighting::Edge {
+                    edge: (
+                        i.intern(&e.artifact),
+                        i.intern(&e.caller),
+                        i.intern(&e.callee),
+                    ),
+                    at: e.at,
+                    hits: e.hits,
+                    source: i.intern(&e.source),
+                });
             }
             Record::Hit(h) => {
                 if self.is_duplicate(h.event_id.as_ref(), h.at) {
                     return Outcome::Duplicate;
                 }
                 let i = &mut self.interner;
-                let node = (i.intern(&h.artifact), i.intern(&h.symbol));
-                let data = Update::HitObservation(node, (h.at, i.intern(&h.source)));
-                out.push(data.clone().at(h.at, h.hits as isize));
-                out.push(data.at(h.at + ttl, -(h.hits as isize)));
+                sightings.push(Sighting::Hit {
+                    node: (i.intern(&h.artifact), i.intern(&h.symbol)),
+                    at: h.at,
+                });
             }
             Record::Coverage(c) => {
                 let symbols: BTreeSet<String> = c.symbols.into_iter().collect();
                 let artifact = self.interner.intern(&c.artifact);
                 for symbol in symbols {
-                    let symbol = self.interner.intern(&symbol);
-                    let data = Update::Coverage((artifact, symbol), (c.from, c.to));
-                    out.push(data.clone().at(c.to, 1));
-                    out.push(data.at(c.to + ttl, -1));
+                    sightings.push(Sighting::Coverage {
+                        node: (artifact, self.interner.intern(&symbol)),
+                        from: c.from,
+                        to: c.to,
+                    });
                 }
             }
         }
@@ -381,9 +399,17 @@ fn snapshot_diff(
 
 #[cfg(test)]
 mod tests {
-    use tracemerge_records::EdgeObservation;
+    use tracemerge_records::{EdgeObservation, Targets};
 
     use super::*;
+
+    fn targets(at: Time) -> Record {
+        Record::Targets(Targets {
+            artifact: "a".into(),
+            at,
+            symbols: vec![format!("t{at}")],
+        })
+    }
 
     fn edge(at: Time) -> Record {
         Record::Edge(EdgeObservation {
@@ -406,16 +432,16 @@ mod tests {
         Ingest::new(config, round_every)
     }
 
-    fn times(out: &mut Vec<Timed>) -> Vec<(Time, isize)> {
-        let mut times: Vec<_> = out.drain(..).map(|u| (u.time, u.diff)).collect();
+    fn times(out: &mut Released) -> Vec<(Time, isize)> {
+        let mut times: Vec<_> = out.updates.drain(..).map(|u| (u.time, u.diff)).collect();
         times.sort();
         times
     }
 
     #[test]
     fn every_watermark_is_a_round_by_default() {
-        let (mut ingest, mut out) = (ingest(1), Vec::new());
-        assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
+        let (mut ingest, mut out) = (ingest(1), Released::default());
+        assert_eq!(ingest.push(targets(5), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 10 }, &mut out),
             Outcome::Advanced(10)
@@ -425,37 +451,54 @@ mod tests {
             ingest.push(Record::Watermark { at: 20 }, &mut out),
             Outcome::Advanced(20)
         );
-        assert_eq!(
-            ingest.push(Record::Watermark { at: 110 }, &mut out),
-            Outcome::Advanced(110)
-        );
-        assert_eq!(times(&mut out), [(110, -1)]);
+        // A record covered by a round enters at it.
+        assert_eq!(ingest.push(targets(20), &mut out), Outcome::Applied);
+        assert_eq!(times(&mut out), [(20, -1), (20, 1)]);
     }
 
     #[test]
     fn a_watermark_starts_a_round_once_enough_records_came() {
-        let (mut ingest, mut out) = (ingest(3), Vec::new());
-        assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
+        let (mut ingest, mut out) = (ingest(3), Released::default());
+        assert_eq!(ingest.push(targets(5), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 10 }, &mut out),
             Outcome::Passed
         );
-        assert!(out.is_empty(), "held until a round");
+        assert!(out.updates.is_empty(), "held until a round");
         // Event time moved all the same: 8 is late.
-        assert_eq!(ingest.push(edge(8), &mut out), Outcome::Late);
-        assert_eq!(ingest.push(edge(12), &mut out), Outcome::Applied);
+        assert_eq!(ingest.push(targets(8), &mut out), Outcome::Late);
+        assert_eq!(ingest.push(targets(12), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 20 }, &mut out),
             Outcome::Advanced(20)
         );
-        // Both sightings enter at the round; their expiries (105, 112) wait.
-        assert_eq!(times(&mut out), [(20, 1), (20, 1)]);
+        // Both versions enter at the round: t5 in, then t5 out and t12 in.
+        assert_eq!(times(&mut out), [(20, -1), (20, 1), (20, 1)]);
+        assert_eq!(ingest.push(targets(115), &mut out), Outcome::Applied);
         assert_eq!(
             ingest.push(Record::Watermark { at: 110 }, &mut out),
             Outcome::Passed
         );
-        ingest.finish(&mut out);
-        // At the end, what the last watermark covers enters at it.
-        assert_eq!(times(&mut out), [(110, -1), (112, -1)]);
+        // At the end, what the last watermark covers enters at it, the rest
+        // at its own time.
+        assert_eq!(ingest.finish(&mut out), Some(110));
+        assert_eq!(times(&mut out), [(115, -1), (115, 1)]);
+    }
+
+    #[test]
+    fn sightings_go_to_the_aggregator_unless_late_or_duplicate() {
+        let (mut ingest, mut out) = (ingest(1), Released::default());
+        assert_eq!(ingest.push(edge(5), &mut out), Outcome::Applied);
+        ingest.push(Record::Watermark { at: 10 }, &mut out);
+        assert_eq!(ingest.push(edge(9), &mut out), Outcome::Late);
+        let mut dup = edge(12);
+        if let Record::Edge(e) = &mut dup {
+            e.event_id = Some("e1".into());
+        }
+        assert_eq!(ingest.push(dup.clone(), &mut out), Outcome::Applied);
+        assert_eq!(ingest.push(dup, &mut out), Outcome::Duplicate);
+        let times: Vec<Time> = out.sightings.iter().map(Sighting::time).collect();
+        assert_eq!(times, [5, 12]);
+        assert!(out.updates.is_empty());
     }
 }

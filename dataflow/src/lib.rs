@@ -10,6 +10,7 @@
 //! stream into timestamped input updates, and [`engine`] runs it all on
 //! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
 
+pub mod aggregate;
 pub mod closure;
 pub mod engine;
 pub mod ingest;

@@ -7,12 +7,10 @@ use timely::dataflow::Scope;
 use tracemerge_records::{Config, Hop, Resolution, Time};
 
 use crate::closure::{bfs_parents, reachable, witness_paths};
-use crate::model::{Artifact, EdgeKey, Node, Output, Sighting, Symbol, Timed, Update};
+use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
 use crate::symbols::Names;
 use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact, Quarantine};
-use crate::window::{
-    count_per_artifact, covered, executed, live_edges, observed_edges, span_bucket,
-};
+use crate::window::{count_per_artifact, executed, EdgeStats};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 type Session<D> = InputSession<Time, D, isize>;
@@ -24,9 +22,11 @@ pub struct Inputs {
     static_edges: Session<(Artifact, (Symbol, Symbol))>,
     entrypoints: Session<Node>,
     targets: Session<Node>,
-    edges: Session<(EdgeKey, Sighting)>,
-    hits: Session<(Node, Sighting)>,
-    coverage: Session<(Node, (Time, Time))>,
+    live_edges: Session<EdgeKey>,
+    quorum: Session<EdgeKey>,
+    edge_stats: Session<(EdgeKey, EdgeStats)>,
+    hit: Session<Node>,
+    covered: Session<Node>,
 }
 
 impl Inputs {
@@ -38,9 +38,11 @@ impl Inputs {
             Update::StaticEdge(a, e) => self.static_edges.update_at((a, e), time, diff),
             Update::Entrypoint(a, s) => self.entrypoints.update_at((a, s), time, diff),
             Update::Target(a, s) => self.targets.update_at((a, s), time, diff),
-            Update::EdgeObservation(k, v) => self.edges.update_at((k, v), time, diff),
-            Update::HitObservation(k, v) => self.hits.update_at((k, v), time, diff),
-            Update::Coverage(k, v) => self.coverage.update_at((k, v), time, diff),
+            Update::LiveEdge(e) => self.live_edges.update_at(e, time, diff),
+            Update::QuorumMet(e) => self.quorum.update_at(e, time, diff),
+            Update::EdgeStats(e, s) => self.edge_stats.update_at((e, s), time, diff),
+            Update::HitLive(n) => self.hit.update_at(n, time, diff),
+            Update::Covered(n) => self.covered.update_at(n, time, diff),
         }
     }
 
@@ -58,16 +60,18 @@ impl Inputs {
         }
     }
 
-    fn sessions(&mut self) -> [&mut dyn AnySession; 8] {
+    fn sessions(&mut self) -> [&mut dyn AnySession; 10] {
         [
             &mut self.snapshots,
             &mut self.nodes,
             &mut self.static_edges,
             &mut self.entrypoints,
             &mut self.targets,
-            &mut self.edges,
-            &mut self.hits,
-            &mut self.coverage,
+            &mut self.live_edges,
+            &mut self.quorum,
+            &mut self.edge_stats,
+            &mut self.hit,
+            &mut self.covered,
         ]
     }
 }
@@ -106,18 +110,22 @@ pub fn build<'s>(
     let (static_edges_in, static_edges) = scope.new_collection();
     let (entrypoints_in, entrypoints) = scope.new_collection();
     let (targets_in, targets) = scope.new_collection();
-    let (edges_in, edge_observations) = scope.new_collection();
-    let (hits_in, hit_observations) = scope.new_collection();
-    let (coverage_in, coverage) = scope.new_collection();
+    let (live_edges_in, live_edges) = scope.new_collection();
+    let (quorum_in, quorum) = scope.new_collection();
+    let (edge_stats_in, edge_stats) = scope.new_collection();
+    let (hit_in, hit) = scope.new_collection();
+    let (covered_in, covered) = scope.new_collection();
     let inputs = Inputs {
         snapshots: snapshots_in,
         nodes: nodes_in,
         static_edges: static_edges_in,
         entrypoints: entrypoints_in,
         targets: targets_in,
-        edges: edges_in,
-        hits: hits_in,
-        coverage: coverage_in,
+        live_edges: live_edges_in,
+        quorum: quorum_in,
+        edge_stats: edge_stats_in,
+        hit: hit_in,
+        covered: covered_in,
     };
     let items = merge(
         Graph {
@@ -128,9 +136,11 @@ pub fn build<'s>(
             targets,
         },
         Evidence {
-            edges: edge_observations,
-            hits: hit_observations,
-            coverage,
+            live_edges,
+            quorum,
+            edge_stats,
+            hit,
+            covered,
         },
         Rules {
             config: config.clone(),
@@ -150,11 +160,17 @@ pub struct Graph<'s> {
     pub targets: Coll<'s, Node>,
 }
 
-/// The runtime side: live observations (each present for its ttl).
+/// The runtime side, as the aggregator keeps it: what is live now.
 pub struct Evidence<'s> {
-    pub edges: Coll<'s, (EdgeKey, Sighting)>,
-    pub hits: Coll<'s, (Node, Sighting)>,
-    pub coverage: Coll<'s, (Node, (Time, Time))>,
+    pub live_edges: Coll<'s, EdgeKey>,
+    /// Live edges that meet the quorum (under `quorum:H:S` only).
+    pub quorum: Coll<'s, EdgeKey>,
+    /// The statistics of each live edge, passed on to the report.
+    pub edge_stats: Coll<'s, (EdgeKey, EdgeStats)>,
+    /// Symbols with a live `hit`.
+    pub hit: Coll<'s, Node>,
+    /// Symbols covered for at least `min_coverage`.
+    pub covered: Coll<'s, Node>,
 }
 
 /// The configuration, with what it needs of the interned names.
@@ -175,30 +191,44 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         names,
         quarantine,
     } = rules;
-    let live = live_edges(evidence.edges.clone());
-    let observed = observed_edges(evidence.edges, span_bucket(config.ttl));
-    let executed = executed(live.clone(), evidence.hits);
-    let covered = covered(evidence.coverage, config.min_coverage);
+    let executed = executed(evidence.live_edges.clone(), evidence.hit);
+    let covered = evidence.covered;
 
-    let observed_keyed = observed.map(|((a, u, v), stats)| ((a, (u, v)), stats));
     // The edge set changes only when an edge appears or expires, not with
     // every sighting: closures and labels hang off this one.
-    let observed_keys = live.map(|(a, u, v)| (a, (u, v)));
-    let in_static = observed_keyed
+    let observed_keys = evidence.live_edges.map(|(a, u, v)| (a, (u, v)));
+    let in_static = observed_keys
         .clone()
+        .map(|k| (k, ()))
         .semijoin(graph.static_edges.clone())
-        .map(|(k, s)| (k, s, true));
-    let candidates =
-        observed_keyed
-            .antijoin(graph.static_edges.clone())
-            .map(move |((a, (u, v)), stats)| {
-                let resolution = resolve(&config.strategy, &quarantine, u, v, &stats);
-                ((a, (u, v)), (stats, resolution))
-            });
-    let not_in_static = candidates.clone().map(|(k, (s, _))| (k, s, false));
+        .map(|(k, ())| (k, true));
+    let missing = observed_keys
+        .clone()
+        .map(|k| (k, ()))
+        .antijoin(graph.static_edges.clone())
+        .map(|(k, ())| k);
+    // Under quorum a missing edge's resolution follows its quorum flag;
+    // the other strategies decide from the edge alone.
+    let quorum_met = evidence.quorum.map(|(a, u, v)| (a, (u, v)));
+    let strategy = config.strategy;
+    let met = missing
+        .clone()
+        .map(|k| (k, ()))
+        .semijoin(quorum_met.clone())
+        .map(|(k, ())| (k, true));
+    let unmet = missing
+        .clone()
+        .map(|k| (k, ()))
+        .antijoin(quorum_met)
+        .map(|(k, ())| (k, false));
+    let candidates = met.concat(unmet).map(move |((a, (u, v)), quorum)| {
+        let resolution = resolve(&strategy, &quarantine, u, v, quorum);
+        ((a, (u, v)), resolution)
+    });
+    let not_in_static = missing.map(|k| (k, false));
     let accepted = candidates
         .clone()
-        .filter(|(_, (_, r))| *r == Resolution::Accepted)
+        .filter(|(_, r)| *r == Resolution::Accepted)
         .map(|(k, _)| k);
 
     // Effective edges labelled with where they come from.
@@ -277,19 +307,24 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         [reach_static, reach_runtime, reach_effective],
     );
 
-    let edges =
-        in_static
-            .concat(not_in_static)
-            .map(
-                |((artifact, (caller, callee)), stats, in_static)| Output::Edge {
-                    artifact,
-                    caller,
-                    callee,
-                    stats,
-                    in_static,
-                },
-            );
+    let edges = in_static
+        .concat(not_in_static)
+        .map(|((artifact, (caller, callee)), in_static)| Output::Edge {
+            artifact,
+            caller,
+            callee,
+            in_static,
+        });
+    let stats = evidence
+        .edge_stats
+        .map(|((artifact, caller, callee), stats)| Output::EdgeStats {
+            artifact,
+            caller,
+            callee,
+            stats,
+        });
     edges
+        .concat(stats)
         .concat(reach)
         .concat(
             verdicts.map(|((artifact, target), (state, path))| Output::Verdict {

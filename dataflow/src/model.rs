@@ -17,8 +17,6 @@ pub type Node = (Artifact, Symbol);
 pub type Source = Id;
 /// A runtime edge of one artifact: (artifact, caller, callee).
 pub type EdgeKey = (Artifact, Symbol, Symbol);
-/// One sighting of an observation: its time and source.
-pub type Sighting = (Time, Source);
 /// A static or runtime edge of one artifact: (artifact, (caller, callee)).
 pub type ArtifactEdge = (Artifact, (Symbol, Symbol));
 
@@ -31,12 +29,17 @@ pub enum Update {
     StaticEdge(Artifact, (Symbol, Symbol)),
     Entrypoint(Artifact, Symbol),
     Target(Artifact, Symbol),
-    /// `(artifact, caller, callee), (at, source)`; the diff carries the hits.
-    EdgeObservation((Artifact, Symbol, Symbol), (Time, Source)),
-    /// `(artifact, symbol), (at, source)`; the diff carries the hits.
-    HitObservation((Artifact, Symbol), (Time, Source)),
-    /// `(artifact, symbol), (from, to)`.
-    Coverage((Artifact, Symbol), (Time, Time)),
+    /// The runtime side, from the aggregator ([`crate::aggregate`]):
+    /// a live observed edge.
+    LiveEdge(EdgeKey),
+    /// A live observed edge that meets the `quorum:H:S` thresholds.
+    QuorumMet(EdgeKey),
+    /// The statistics of a live observed edge.
+    EdgeStats(EdgeKey, EdgeStats),
+    /// A symbol with a live `hit`.
+    HitLive(Node),
+    /// A symbol covered for at least `min_coverage`.
+    Covered(Node),
 }
 
 /// An update with its event time and multiplicity.
@@ -62,12 +65,20 @@ impl Update {
 /// crosses processes as bincode.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Output {
+    /// A live observed edge and whether the snapshot has it.
     Edge {
         artifact: Artifact,
         caller: Symbol,
         callee: Symbol,
-        stats: EdgeStats,
         in_static: bool,
+    },
+    /// The statistics of a live observed edge, passed through from the
+    /// aggregator; the report puts them on the edge and on its conflict.
+    EdgeStats {
+        artifact: Artifact,
+        caller: Symbol,
+        callee: Symbol,
+        stats: EdgeStats,
     },
     Reach {
         artifact: Artifact,
@@ -88,12 +99,11 @@ pub enum Output {
 /// A conflict of DESIGN.md §4 with interned names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ConflictAt {
+    /// Its hits and sources are the edge's statistics ([`Output::EdgeStats`]).
     RuntimeEdgeNotInStatic {
         caller: Symbol,
         callee: Symbol,
         resolution: Resolution,
-        hits: u64,
-        sources: u64,
     },
     ExecutedButStaticallyUnreachable(Symbol),
     UnknownSymbol(Symbol),
@@ -102,28 +112,36 @@ pub enum ConflictAt {
 }
 
 impl Output {
-    /// The report item, with names looked up.
-    pub fn to_item(&self, names: &NamesGuard) -> Item {
-        let name = |id: &Id| names.get(*id).to_string();
+    /// The observed edge this output is a part of: its liveness and
+    /// place in the snapshot, its statistics, or its conflict.
+    pub fn edge_part(&self) -> Option<EdgeKey> {
         match self {
             Output::Edge {
                 artifact,
                 caller,
                 callee,
-                stats,
-                in_static,
-            } => Item::Edge {
-                artifact: name(artifact),
-                edge: ObservedEdge {
-                    caller: name(caller),
-                    callee: name(callee),
-                    hits: stats.hits,
-                    first_seen: stats.first_seen,
-                    last_seen: stats.last_seen,
-                    sources: stats.sources,
-                    in_static: *in_static,
-                },
-            },
+                ..
+            }
+            | Output::EdgeStats {
+                artifact,
+                caller,
+                callee,
+                ..
+            } => Some((*artifact, *caller, *callee)),
+            Output::Conflict {
+                artifact,
+                conflict: ConflictAt::RuntimeEdgeNotInStatic { caller, callee, .. },
+            } => Some((*artifact, *caller, *callee)),
+            _ => None,
+        }
+    }
+
+    /// The report item of an output that is not an edge part (those make
+    /// items together, see [`EdgeParts`]).
+    pub fn to_item(&self, names: &NamesGuard) -> Option<Item> {
+        let name = |id: &Id| names.get(*id).to_string();
+        Some(match self {
+            Output::Edge { .. } | Output::EdgeStats { .. } => return None,
             Output::Reach { artifact, reach } => Item::Reach {
                 artifact: name(artifact),
                 reach: Reach {
@@ -150,19 +168,7 @@ impl Output {
             Output::Conflict { artifact, conflict } => Item::Conflict {
                 artifact: name(artifact),
                 conflict: match conflict {
-                    ConflictAt::RuntimeEdgeNotInStatic {
-                        caller,
-                        callee,
-                        resolution,
-                        hits,
-                        sources,
-                    } => Conflict::RuntimeEdgeNotInStatic {
-                        caller: name(caller),
-                        callee: name(callee),
-                        resolution: *resolution,
-                        hits: *hits,
-                        sources: *sources,
-                    },
+                    ConflictAt::RuntimeEdgeNotInStatic { .. } => return None,
                     ConflictAt::ExecutedButStaticallyUnreachable(s) => {
                         Conflict::ExecutedButStaticallyUnreachable { symbol: name(s) }
                     }
@@ -173,6 +179,89 @@ impl Output {
                     }
                 },
             },
+        })
+    }
+}
+
+/// The parts of one observed edge that the report shows together: the
+/// dataflow says whether it is live and in the snapshot, and how its
+/// conflict is resolved; the aggregator gives its statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdgeParts {
+    pub in_static: Option<bool>,
+    pub stats: Option<EdgeStats>,
+    pub resolution: Option<Resolution>,
+}
+
+impl EdgeParts {
+    /// Adds (`diff` 1) or removes (-1) one part. Anything else (a part
+    /// added twice, or removed while absent) is an engine fault.
+    pub fn apply(&mut self, part: &Output, diff: i64) -> Result<(), String> {
+        fn set<T: Clone + PartialEq + std::fmt::Debug>(
+            slot: &mut Option<T>,
+            value: &T,
+            diff: i64,
+        ) -> Result<(), String> {
+            match (diff, slot.as_ref()) {
+                (1, None) => *slot = Some(value.clone()),
+                (-1, Some(v)) if v == value => *slot = None,
+                _ => {
+                    return Err(format!(
+                        "{value:?} with diff {diff} where the edge holds {slot:?}"
+                    ))
+                }
+            }
+            Ok(())
         }
+        match part {
+            Output::Edge { in_static, .. } => set(&mut self.in_static, in_static, diff),
+            Output::EdgeStats { stats, .. } => set(&mut self.stats, stats, diff),
+            Output::Conflict {
+                conflict: ConflictAt::RuntimeEdgeNotInStatic { resolution, .. },
+                ..
+            } => set(&mut self.resolution, resolution, diff),
+            other => Err(format!("{other:?} is not an edge part")),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == EdgeParts::default()
+    }
+
+    /// The report items of the edge: the observed edge and its conflict,
+    /// each once the parts it needs are there.
+    pub fn items(&self, (artifact, caller, callee): EdgeKey, names: &NamesGuard) -> Vec<Item> {
+        let Some(stats) = &self.stats else {
+            return Vec::new();
+        };
+        let name = |id: Id| names.get(id).to_string();
+        let mut items = Vec::with_capacity(2);
+        if let Some(in_static) = self.in_static {
+            items.push(Item::Edge {
+                artifact: name(artifact),
+                edge: ObservedEdge {
+                    caller: name(caller),
+                    callee: name(callee),
+                    hits: stats.hits,
+                    first_seen: stats.first_seen,
+                    last_seen: stats.last_seen,
+                    sources: stats.sources,
+                    in_static,
+                },
+            });
+        }
+        if let Some(resolution) = self.resolution {
+            items.push(Item::Conflict {
+                artifact: name(artifact),
+                conflict: Conflict::RuntimeEdgeNotInStatic {
+                    caller: name(caller),
+                    callee: name(callee),
+                    resolution,
+                    hits: stats.hits,
+                    sources: stats.sources,
+                },
+            });
+        }
+        items
     }
 }

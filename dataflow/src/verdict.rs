@@ -9,7 +9,6 @@ use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
 use crate::model::{Artifact, ArtifactEdge, ConflictAt, Node, Symbol};
 use crate::symbols::Interner;
-use crate::window::EdgeStats;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 
@@ -41,13 +40,14 @@ impl Quarantine {
 }
 
 /// How the configured strategy resolves a runtime edge missing from the
-/// static graph.
+/// static graph; `quorum_met` says whether its live hits and sources reach
+/// `quorum:H:S`'s thresholds.
 pub fn resolve(
     strategy: &Strategy,
     quarantine: &Quarantine,
     caller: Symbol,
     callee: Symbol,
-    stats: &EdgeStats,
+    quorum_met: bool,
 ) -> Resolution {
     if quarantine.contains(caller, callee) {
         return Resolution::Quarantined;
@@ -55,13 +55,8 @@ pub fn resolve(
     match *strategy {
         Strategy::Union => Resolution::Accepted,
         Strategy::Static => Resolution::Rejected,
-        Strategy::Quorum { hits, sources } => {
-            if stats.hits >= hits && stats.sources >= sources {
-                Resolution::Accepted
-            } else {
-                Resolution::Pending
-            }
-        }
+        Strategy::Quorum { .. } if quorum_met => Resolution::Accepted,
+        Strategy::Quorum { .. } => Resolution::Pending,
     }
 }
 
@@ -114,7 +109,7 @@ pub struct ConflictInputs<'s> {
     pub targets: Coll<'s, Node>,
     pub covered: Coll<'s, Node>,
     /// Observed edges missing from the snapshot, with their resolution.
-    pub candidates: Coll<'s, (ArtifactEdge, (EdgeStats, Resolution))>,
+    pub candidates: Coll<'s, (ArtifactEdge, Resolution)>,
 }
 
 /// Every place where live runtime evidence contradicts the static snapshot.
@@ -132,17 +127,15 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> 
 
     let edge_conflicts = c
         .candidates
-        .map(|((a, (u, v)), evidence)| ((a, u), (v, evidence)))
+        .map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)))
         .semijoin(c.nodes.clone())
-        .map(|((a, u), (v, evidence))| ((a, v), (u, evidence)))
+        .map(|((a, u), (v, resolution))| ((a, v), (u, resolution)))
         .semijoin(c.nodes.clone())
-        .map(|((artifact, callee), (caller, (stats, resolution)))| {
+        .map(|((artifact, callee), (caller, resolution))| {
             let conflict = ConflictAt::RuntimeEdgeNotInStatic {
                 caller,
                 callee,
                 resolution,
-                hits: stats.hits,
-                sources: stats.sources,
             };
             (artifact, conflict)
         });

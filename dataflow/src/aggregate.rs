@@ -1,0 +1,571 @@
+//! The windowed aggregator in front of the dataflow: everything that
+//! changes with each sighting, in plain Rust.
+//!
+//! Per observed edge it keeps the live sightings (hits per distinct time,
+//! the last sighting of each source); per symbol the last live `hit` and
+//! the live coverage intervals. It is evaluated at the times the dataflow
+//! works at (watermark rounds, and at the end the times after the last
+//! watermark), always at increasing times and only once nothing at or
+//! before that time can arrive any more, so it never has to take back what
+//! it said. An evaluation touches only the keys that changed since the
+//! last one (a new sighting, or a sighting expiring) and turns them into
+//! the few updates the dataflow needs:
+//!
+//! - [`Update::LiveEdge`]: an edge becomes live or expires;
+//! - [`Update::QuorumMet`]: under `quorum:H:S`, a live edge reaches or
+//!   loses its quorum;
+//! - [`Update::EdgeStats`]: a live edge's statistics (hits within the
+//!   window, first/last seen, distinct sources), one update per changed
+//!   edge per evaluation; the dataflow only passes them on to the report;
+//! - [`Update::HitLive`]: a symbol has a live `hit` or not;
+//! - [`Update::Covered`]: a symbol's covered time crosses `min_coverage`.
+//!
+//! A hot edge sighted a million times between two evaluations costs the
+//! dataflow one statistics update and nothing else. Each worker owns the
+//! keys that hash to it ([`shard`]), so the work spreads over the workers.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use tracemerge_records::{Config, Strategy, Time};
+
+use crate::model::{EdgeKey, Node, Source, Timed, Update};
+use crate::window::{union_length, EdgeStats};
+
+/// One runtime observation, as ingest hands it to the aggregator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sighting {
+    Edge {
+        edge: EdgeKey,
+        at: Time,
+        hits: u64,
+        source: Source,
+    },
+    Hit {
+        node: Node,
+        at: Time,
+    },
+    /// A coverage interval `[from, to)` of one symbol; evidence from `to`.
+    Coverage {
+        node: Node,
+        from: Time,
+        to: Time,
+    },
+}
+
+impl Sighting {
+    /// The event time from which it counts.
+    pub fn time(&self) -> Time {
+        match self {
+            Sighting::Edge { at, .. } | Sighting::Hit { at, .. } => *at,
+            Sighting::Coverage { to, .. } => *to,
+        }
+    }
+
+    /// Which of `peers` workers owns this sighting's key. The same on every
+    /// process: ids are the same everywhere, and the hash is fixed.
+    pub fn shard(&self, peers: usize) -> usize {
+        match self {
+            Sighting::Edge { edge, .. } => shard(edge, peers),
+            Sighting::Hit { node, .. } | Sighting::Coverage { node, .. } => shard(node, peers),
+        }
+    }
+}
+
+/// The worker of `peers` that owns `key`.
+pub fn shard(key: &impl Hash, peers: usize) -> usize {
+    let mut hasher = FixedHasher(0);
+    key.hash(&mut hasher);
+    (hasher.finish() % peers.max(1) as u64) as usize
+}
+
+/// A hash that is the same in every process and every run (the standard
+/// library's is seeded per process).
+struct FixedHasher(u64);
+
+impl Hasher for FixedHasher {
+    fn finish(&self) -> u64 {
+        // A final avalanche, so that the low bits (the modulus) mix well.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+}
+
+/// The live sightings of one observed edge.
+#[derive(Default)]
+struct EdgeWindow {
+    /// Hits per distinct sighting time, oldest first.
+    sightings: VecDeque<(Time, u64)>,
+    /// The last sighting time of each source, by source.
+    sources: Vec<(Source, Time)>,
+    /// The sum of `sightings`' hits.
+    hits: u64,
+    /// Whether the quorum was met at the last evaluation.
+    quorum: bool,
+    /// The evaluation that last touched this edge.
+    epoch: u64,
+}
+
+impl EdgeWindow {
+    fn stats(&self) -> Option<EdgeStats> {
+        let (&(first_seen, _), &(last_seen, _)) = (self.sightings.front()?, self.sightings.back()?);
+        Some(EdgeStats {
+            hits: self.hits,
+            first_seen,
+            last_seen,
+            sources: self.sources.len() as u64,
+        })
+    }
+
+    fn add(&mut self, at: Time, hits: u64, source: Source) {
+        match self.sightings.back_mut() {
+            Some((last, h)) if *last == at => *h = h.saturating_add(hits),
+            _ => self.sightings.push_back((at, hits)),
+        }
+        self.hits = self.hits.saturating_add(hits);
+        match self.sources.binary_search_by_key(&source, |(s, _)| *s) {
+            Ok(i) => self.sources[i].1 = self.sources[i].1.max(at),
+            Err(i) => self.sources.insert(i, (source, at)),
+        }
+    }
+
+    /// Drops the sightings that are no longer live at `now`.
+    fn expire(&mut self, now: Time, ttl: Time) {
+        while let Some(&(at, hits)) = self.sightings.front() {
+            if at.saturating_add(ttl) > now {
+                break;
+            }
+            self.hits -= hits;
+            self.sightings.pop_front();
+        }
+        self.sources.retain(|(_, at)| at.saturating_add(ttl) > now);
+    }
+}
+
+/// The live coverage intervals of one symbol.
+#[derive(Default)]
+struct CoverageWindow {
+    /// `(to, from)`, in the order they became evidence (by `to`).
+    intervals: VecDeque<(Time, Time)>,
+    /// Whether the covered time reached `min_coverage` at the last evaluation.
+    covered: bool,
+    epoch: u64,
+}
+
+impl CoverageWindow {
+    fn covered(&self, min_coverage: Time) -> bool {
+        if self.intervals.is_empty() {
+            return false;
+        }
+        let mut by_start: Vec<(Time, Time)> = self
+            .intervals
+            .iter()
+            .map(|&(to, from)| (from, to))
+            .collect();
+        by_start.sort_unstable();
+        union_length(by_start.into_iter()) >= min_coverage
+    }
+}
+
+/// What a scheduled check looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Edge(EdgeKey),
+    Hit(Node),
+    Coverage(Node),
+}
+
+/// The aggregator of one worker: the keys of its shard.
+pub struct Aggregator {
+    ttl: Time,
+    min_coverage: Time,
+    /// `quorum:H:S`'s thresholds; `None` under other strategies.
+    quorum: Option<(u64, u64)>,
+    edges: HashMap<EdgeKey, EdgeWindow>,
+    /// The last live hit of each symbol.
+    hits: HashMap<Node, Time>,
+    coverage: HashMap<Node, CoverageWindow>,
+    /// Sightings not yet evaluated, by the time they count from.
+    pending: BTreeMap<Time, Vec<Sighting>>,
+    /// One check per live key, at the time its oldest sighting expires.
+    due: BinaryHeap<Reverse<(Time, Due)>>,
+    /// The last evaluation's time; nothing may arrive at or before it.
+    evaluated: Option<Time>,
+    epoch: u64,
+}
+
+impl Aggregator {
+    pub fn new(config: &Config) -> Self {
+        Aggregator {
+            ttl: config.ttl,
+            min_coverage: config.min_coverage,
+            quorum: match config.strategy {
+                Strategy::Quorum { hits, sources } => Some((hits, sources)),
+                Strategy::Union | Strategy::Static => None,
+            },
+            edges: HashMap::new(),
+            hits: HashMap::new(),
+            coverage: HashMap::new(),
+            pending: BTreeMap::new(),
+            due: BinaryHeap::new(),
+            evaluated: None,
+            epoch: 0,
+        }
+    }
+
+    /// Takes a sighting; it counts from the first evaluation at or after
+    /// its time, which must be later than every evaluation so far.
+    pub fn add(&mut self, sighting: Sighting) {
+        let time = sighting.time();
+        debug_assert!(
+            self.evaluated.is_none_or(|e| time > e),
+            "a sighting at {time} after the evaluation at {:?}",
+            self.evaluated
+        );
+        self.pending.entry(time).or_default().push(sighting);
+    }
+
+    /// The last evaluation's time.
+    pub fn evaluated(&self) -> Option<Time> {
+        self.evaluated
+    }
+
+    /// The earliest time after the last evaluation at which an evaluation
+    /// would change something: a pending sighting or an expiry.
+    pub fn next_change(&self) -> Option<Time> {
+        let pending = self.pending.keys().next().copied();
+        let due = self.due.peek().map(|Reverse((t, _))| *t);
+        match (pending, due) {
+            (Some(p), Some(d)) => Some(p.min(d)),
+            (p, d) => p.or(d),
+        }
+    }
+
+    /// The state at `now` (later than the last evaluation): pushes the
+    /// changes since the last evaluation into `out`, at time `now`.
+    pub fn evaluate(&mut self, now: Time, out: &mut Vec<Timed>) {
+        debug_assert!(self.evaluated.is_none_or(|e| now > e));
+        self.evaluated = Some(now);
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mut edges: Vec<(EdgeKey, Option<EdgeStats>, bool)> = Vec::new();
+        let mut newly_hit: Vec<Node> = Vec::new();
+        let mut coverage: Vec<(Node, bool)> = Vec::new();
+
+        // Everything touched, with its state before: new sightings first…
+        let later = match now.checked_add(1) {
+            Some(next) => self.pending.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        for (_, sightings) in std::mem::replace(&mut self.pending, later) {
+            for sighting in sightings {
+                match sighting {
+                    Sighting::Edge {
+                        edge,
+                        at,
+                        hits,
+                        source,
+                    } => {
+                        let window = self.edges.entry(edge).or_default();
+                        if window.epoch != epoch {
+                            window.epoch = epoch;
+                            edges.push((edge, window.stats(), window.quorum));
+                            if window.sightings.is_empty() {
+                                self.due
+                                    .push(Reverse((at.saturating_add(self.ttl), Due::Edge(edge))));
+                            }
+                        }
+                        window.add(at, hits, source);
+                    }
+                    Sighting::Hit { node, at } => match self.hits.entry(node) {
+                        Entry::Occupied(mut last) => *last.get_mut() = at.max(*last.get()),
+                        Entry::Vacant(slot) => {
+                            slot.insert(at);
+                            newly_hit.push(node);
+                            self.due
+                                .push(Reverse((at.saturating_add(self.ttl), Due::Hit(node))));
+                        }
+                    },
+                    Sighting::Coverage { node, from, to } => {
+                        let window = self.coverage.entry(node).or_default();
+                        if window.epoch != epoch {
+                            window.epoch = epoch;
+                            coverage.push((node, window.covered));
+                            if window.intervals.is_empty() {
+                                self.due.push(Reverse((
+                                    to.saturating_add(self.ttl),
+                                    Due::Coverage(node),
+                                )));
+                            }
+                        }
+                        window.intervals.push_back((to, from));
+                    }
+                }
+            }
+        }
+        // …then every key with a sighting expiring by now.
+        while let Some(&Reverse((time, due))) = self.due.peek() {
+            if time > now {
+                break;
+            }
+            self.due.pop();
+            match due {
+                Due::Edge(edge) => {
+                    let window = self.edges.get_mut(&edge).expect("a due edge is kept");
+                    if window.epoch != epoch {
+                        window.epoch = epoch;
+                        edges.push((edge, window.stats(), window.quorum));
+                    }
+                    window.expire(now, self.ttl);
+                    if let Some(&(first, _)) = window.sightings.front() {
+                        self.due
+                            .push(Reverse((first.saturating_add(self.ttl), due)));
+                    }
+                }
+                Due::Hit(node) => {
+                    let last = self.hits[&node];
+                    if last.saturating_add(self.ttl) > now {
+                        self.due.push(Reverse((last.saturating_add(self.ttl), due)));
+                    } else {
+                        self.hits.remove(&node);
+                        out.push(Update::HitLive(node).at(now, -1));
+                    }
+                }
+                Due::Coverage(node) => {
+                    let window = self.coverage.get_mut(&node).expect("a due symbol is kept");
+                    if window.epoch != epoch {
+                        window.epoch = epoch;
+                        coverage.push((node, window.covered));
+                    }
+                    while window
+                        .intervals
+                        .front()
+                        .is_some_and(|&(to, _)| to.saturating_add(self.ttl) <= now)
+                    {
+                        window.intervals.pop_front();
+                    }
+                    if let Some(&(to, _)) = window.intervals.front() {
+                        self.due.push(Reverse((to.saturating_add(self.ttl), due)));
+                    }
+                }
+            }
+        }
+
+        for (edge, before, quorum_before) in edges {
+            let window = self.edges.get_mut(&edge).expect("touched edges are kept");
+            let after = window.stats();
+            window.quorum = match (self.quorum, &after) {
+                (Some((h, s)), Some(stats)) => stats.hits >= h && stats.sources >= s,
+                _ => false,
+            };
+            if before.is_some() != after.is_some() {
+                let diff = if after.is_some() { 1 } else { -1 };
+                out.push(Update::LiveEdge(edge).at(now, diff));
+            }
+            if window.quorum != quorum_before {
+                let diff = if window.quorum { 1 } else { -1 };
+                out.push(Update::QuorumMet(edge).at(now, diff));
+            }
+            if before != after {
+                if let Some(stats) = before {
+                    out.push(Update::EdgeStats(edge, stats).at(now, -1));
+                }
+                if let Some(stats) = after {
+                    out.push(Update::EdgeStats(edge, stats).at(now, 1));
+                }
+            }
+            if after.is_none() {
+                self.edges.remove(&edge);
+            }
+        }
+        for node in newly_hit {
+            out.push(Update::HitLive(node).at(now, 1));
+        }
+        for (node, before) in coverage {
+            let window = self
+                .coverage
+                .get_mut(&node)
+                .expect("touched symbols are kept");
+            window.covered = window.covered(self.min_coverage);
+            if window.covered != before {
+                let diff = if window.covered { 1 } else { -1 };
+                out.push(Update::Covered(node).at(now, diff));
+            }
+            if window.intervals.is_empty() {
+                self.coverage.remove(&node);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ttl: Time) -> Config {
+        Config {
+            ttl,
+            ..Config::default()
+        }
+    }
+
+    fn edge(at: Time, hits: u64, source: Source) -> Sighting {
+        Sighting::Edge {
+            edge: (0, 1, 2),
+            at,
+            hits,
+            source,
+        }
+    }
+
+    fn run(aggregator: &mut Aggregator, now: Time) -> Vec<(Update, isize)> {
+        let mut out = Vec::new();
+        aggregator.evaluate(now, &mut out);
+        let mut got: Vec<_> = out
+            .into_iter()
+            .map(|t| {
+                assert_eq!(t.time, now);
+                (t.update, t.diff)
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
+    fn stats(hits: u64, first_seen: Time, last_seen: Time, sources: u64) -> EdgeStats {
+        EdgeStats {
+            hits,
+            first_seen,
+            last_seen,
+            sources,
+        }
+    }
+
+    #[test]
+    fn a_hot_edge_costs_one_update_per_evaluation() {
+        let mut a = Aggregator::new(&config(100));
+        // A thousand sightings at 1..=10, and a hundred at 11.
+        for i in 0..1100 {
+            a.add(edge(i / 100 + 1, 1, (i % 3) as Source));
+        }
+        let got = run(&mut a, 10);
+        let key = (0, 1, 2);
+        assert_eq!(
+            got,
+            [
+                (Update::LiveEdge(key), 1),
+                (Update::EdgeStats(key, stats(1000, 1, 10, 3)), 1)
+            ]
+        );
+        // The sightings at 11 count; nothing expires before 101.
+        assert_eq!(
+            run(&mut a, 100),
+            [
+                (Update::EdgeStats(key, stats(1000, 1, 10, 3)), -1),
+                (Update::EdgeStats(key, stats(1100, 1, 11, 3)), 1)
+            ]
+        );
+        assert_eq!(a.next_change(), Some(101));
+        // Sightings expire exactly at at + ttl.
+        assert_eq!(
+            run(&mut a, 110),
+            [
+                (Update::EdgeStats(key, stats(100, 11, 11, 3)), 1),
+                (Update::EdgeStats(key, stats(1100, 1, 11, 3)), -1)
+            ]
+        );
+        assert_eq!(
+            run(&mut a, 111),
+            [
+                (Update::LiveEdge(key), -1),
+                (Update::EdgeStats(key, stats(100, 11, 11, 3)), -1),
+            ]
+        );
+        assert_eq!(a.next_change(), None);
+        assert!(a.edges.is_empty(), "nothing kept for an expired edge");
+    }
+
+    #[test]
+    fn sources_expire_with_their_last_sighting() {
+        let mut a = Aggregator::new(&config(10));
+        a.add(edge(1, 1, 7));
+        a.add(edge(5, 1, 8));
+        run(&mut a, 5);
+        a.add(edge(9, 1, 7));
+        let got = run(&mut a, 12);
+        let key = (0, 1, 2);
+        // At 12 the sighting at 1 is gone; source 7 lives on through 9.
+        assert!(got.contains(&(Update::EdgeStats(key, stats(2, 5, 9, 2)), 1)));
+        let got = run(&mut a, 15);
+        assert!(got.contains(&(Update::EdgeStats(key, stats(1, 9, 9, 1)), 1)));
+    }
+
+    #[test]
+    fn quorum_is_reached_and_lost() {
+        let mut a = Aggregator::new(&Config {
+            ttl: 10,
+            strategy: Strategy::Quorum {
+                hits: 3,
+                sources: 2,
+            },
+            ..Config::default()
+        });
+        let key = (0, 1, 2);
+        a.add(edge(1, 2, 1));
+        assert!(!run(&mut a, 1).contains(&(Update::QuorumMet(key), 1)));
+        a.add(edge(2, 1, 2));
+        assert!(run(&mut a, 2).contains(&(Update::QuorumMet(key), 1)));
+        assert!(run(&mut a, 11).contains(&(Update::QuorumMet(key), -1)));
+    }
+
+    #[test]
+    fn hits_and_coverage() {
+        let mut a = Aggregator::new(&Config {
+            ttl: 100,
+            min_coverage: 30,
+            ..Config::default()
+        });
+        let node = (0, 5);
+        a.add(Sighting::Hit { node, at: 3 });
+        a.add(Sighting::Hit { node, at: 50 });
+        a.add(Sighting::Coverage {
+            node,
+            from: 0,
+            to: 20,
+        });
+        a.add(Sighting::Coverage {
+            node,
+            from: 10,
+            to: 40,
+        });
+        assert_eq!(run(&mut a, 10), [(Update::HitLive(node), 1)]);
+        // Covered from 40 on: [0, 40) is 40 ms; the hit at 50 keeps it live.
+        assert_eq!(run(&mut a, 103), [(Update::Covered(node), 1)]);
+        // At 120 the interval [0, 20) expired: [10, 40) is 30 ms, still enough.
+        assert_eq!(run(&mut a, 120), []);
+        assert_eq!(
+            run(&mut a, 150),
+            [(Update::HitLive(node), -1), (Update::Covered(node), -1)]
+        );
+        assert_eq!(a.next_change(), None);
+    }
+}
