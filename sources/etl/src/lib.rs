@@ -6,7 +6,7 @@
 //! [`kernel`] (typed Image, Process, Thread, StackWalk, PerfInfo and
 //! ImageID/DbgID_RSDS events), [`stacks`] (stack assembly: TraceEvent's
 //! rules), [`trace`] (module map over time, stacks matched to events),
-//! [`edges`] (caller → callee
+//! [`edges`], [`realtime`] (live events through the same rules) (caller → callee
 //! records of DESIGN.md §3), [`symbols`] (PDB lookup) and [`inspect`].
 //!
 //! Damage never panics: each error names the buffer and byte offset, and the
@@ -20,6 +20,7 @@ pub mod events;
 pub mod file;
 pub mod inspect;
 pub mod kernel;
+pub mod realtime;
 pub mod stacks;
 pub mod symbols;
 pub mod trace;
