@@ -132,6 +132,9 @@ pub struct Import {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ImportStats {
     pub stacks: u64,
+    /// Live: stacks completed after the watermark passed their time,
+    /// stamped at the watermark.
+    pub stacks_late: u64,
     /// Adjacent frame pairs looked at.
     pub pairs: u64,
     /// Pairs that became an observation.
@@ -268,8 +271,16 @@ impl EdgeAggregator {
         }
     }
 
-    /// Counts the pairs of adjacent frames of `stacks`.
-    pub fn add(&mut self, stacks: &[Stack], cx: &NameContext<'_>, symbols: Option<&mut SymbolDir>) {
+    /// Counts the pairs of adjacent frames of `stacks`. Their observations
+    /// are stamped no earlier than `not_before_ms` (a live stack completed
+    /// after the watermark passed its time; 0 for files).
+    pub fn add(
+        &mut self,
+        stacks: &[Stack],
+        cx: &NameContext<'_>,
+        symbols: Option<&mut SymbolDir>,
+        not_before_ms: u64,
+    ) {
         let mut namer = Namer {
             cx,
             pdb_by_base: cx.pdbs.values().map(|r| (r.base, r)).collect(),
@@ -292,7 +303,11 @@ impl EdgeAggregator {
                     self.artifact_map.artifact(&process)
                 })
                 .clone();
-            let at = cx.clock.unix_ms(s.timestamp);
+            let mut at = cx.clock.unix_ms(s.timestamp);
+            if at < not_before_ms {
+                at = not_before_ms;
+                stats.stacks_late += 1;
+            }
             let names: Vec<Option<(String, String)>> = s
                 .frames
                 .iter()
@@ -400,7 +415,7 @@ pub fn edges(
         .clone()
         .unwrap_or_else(|| format!("etw:{file_name}"));
     let mut aggregator = EdgeAggregator::new(options, source, trace.header.start_time);
-    aggregator.add(&trace.stacks, &NameContext::of(&trace), symbols);
+    aggregator.add(&trace.stacks, &NameContext::of(&trace), symbols, 0);
     let mut records = aggregator.take_all();
     let last = records.iter().map(Record::time).max().unwrap_or(0);
     records.push(Record::Watermark {

@@ -224,6 +224,10 @@ pub struct RealtimeOptions {
     /// How far (ticks) events may arrive out of order: a real-time buffer
     /// is delivered when full or at the session's flush timer (1 s).
     pub reorder_ticks: i64,
+    /// How long (event time) the watermark waits for a stack still being
+    /// assembled (its thread still in the kernel, its key not defined yet);
+    /// a stack completed later is stamped at the watermark.
+    pub patience_ticks: i64,
     /// Keep only the stacks of this process.
     pub pid: Option<u32>,
     /// Edge naming, windows, artifact map and `source` (required here).
@@ -346,7 +350,8 @@ impl RealtimeDecoder {
             pdbs: &self.state.pdbs,
             clock: &self.options.clock,
         };
-        self.aggregator.add(stacks, &cx, self.symbols.as_mut());
+        self.aggregator
+            .add(stacks, &cx, self.symbols.as_mut(), self.watermark);
     }
 
     /// The records of the windows no later event can change, then a
@@ -359,10 +364,11 @@ impl RealtimeDecoder {
         self.feed_until(cutoff);
         let stacks = self.completed(cutoff);
         self.aggregate(&stacks);
-        // No stack for an event before `safe` can still come out.
+        // No stack for an event before `safe` can still come out, but for
+        // those waiting longer than the patience (stamped at the watermark).
         let safe = self
             .assembler
-            .oldest_open()
+            .oldest_open_since(cutoff.saturating_sub(self.options.patience_ticks))
             .map_or(cutoff, |open| open.min(cutoff));
         self.state.tagged.retain(|(_, ts), _| *ts >= safe);
         let safe_ms = self.options.clock.unix_ms(safe);

@@ -324,7 +324,16 @@ impl StackAssembler {
     /// The oldest event timestamp of a stack still being assembled: no stack
     /// for an earlier event can come out any more.
     pub fn oldest_open(&self) -> Option<i64> {
-        self.open.values().map(|s| s.event_ts).min()
+        self.oldest_open_since(i64::MIN)
+    }
+
+    /// [`StackAssembler::oldest_open`] among the events at or after `since`.
+    pub fn oldest_open_since(&self, since: i64) -> Option<i64> {
+        self.open
+            .values()
+            .map(|s| s.event_ts)
+            .filter(|&t| t >= since)
+            .min()
     }
 
     /// End of the trace: kernel fragments still waiting stay kernel-only.

@@ -33,6 +33,7 @@ fn options(trace: &Trace, import: ImportOptions) -> RealtimeOptions {
         clock: trace.clock,
         // Two seconds: real-time buffers are flushed at least every second.
         reorder_ticks: 2 * trace.header.perf_freq.max(1),
+        patience_ticks: 3 * trace.header.perf_freq.max(1),
         pid: None,
         import,
         start_time: trace.header.start_time,
