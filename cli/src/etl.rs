@@ -4,22 +4,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tracemerge_etl::{
-    ArtifactMap, DecodeOptions, Granularity, ImportOptions, JoinPolicy, KeyResolution, Trace,
-};
+use tracemerge_etl::{ArtifactMap, DecodeOptions, Granularity, ImportOptions, Trace};
 
 #[derive(clap::Subcommand)]
 pub enum EtlCommand {
     /// Print what a trace file holds, as JSON (exit status 2 when the file is damaged).
-    Inspect {
-        file: PathBuf,
-        /// How stack-key references find their frames.
-        #[arg(long, value_enum, default_value_t = KeyArg::Next)]
-        key_resolution: KeyArg,
-        /// Which fragments of one event's stack are joined.
-        #[arg(long, value_enum, default_value_t = JoinArg::All)]
-        join: JoinArg,
-    },
+    Inspect { file: PathBuf },
     /// Emit the record stream (call edges, then a watermark) as NDJSON.
     Import {
         file: PathBuf,
@@ -55,22 +45,6 @@ pub enum EtlCommand {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum KeyArg {
-    /// The first definition at or after the reference (what Windows means).
-    Next,
-    /// The key's last definition in the file (reproduces naive decoders).
-    Last,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum JoinArg {
-    /// Kernel and user halves joined, full stacks and stack keys alike.
-    All,
-    /// Only stack-key halves joined.
-    Keys,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum GranularityArg {
     Function,
     Module,
@@ -101,24 +75,9 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
     match cmd {
-        EtlCommand::Inspect {
-            file,
-            key_resolution,
-            join,
-        } => {
+        EtlCommand::Inspect { file } => {
             let data = read(&file)?;
-            let options = DecodeOptions {
-                key_resolution: match key_resolution {
-                    KeyArg::Next => KeyResolution::NextDefinition,
-                    KeyArg::Last => KeyResolution::LastDefinition,
-                },
-                join: match join {
-                    JoinArg::All => JoinPolicy::AllHalves,
-                    JoinArg::Keys => JoinPolicy::KeyHalvesOnly,
-                },
-            };
-            let trace = Trace::decode_with(&data, &options)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let trace = Trace::decode(&data).map_err(|e| format!("{}: {e}", file.display()))?;
             let mut summary = tracemerge_etl::inspect::summary(&trace);
             summary["file"] = file.display().to_string().into();
             summary["bytes"] = data.len().into();

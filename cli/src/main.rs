@@ -101,7 +101,7 @@ enum Command {
     /// Decode Windows ETW trace files (.etl).
     #[command(subcommand)]
     Etl(etl::EtlCommand),
-    /// Collect call edges from running Linux processes with eBPF.
+    /// Collect call edges from running processes: eBPF (Linux) or ETW (Windows).
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
     /// Probe and merge continuously: print verdict and conflict changes

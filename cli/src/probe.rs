@@ -1,4 +1,5 @@
-//! `tracemerge probe …`: the eBPF collectors (crate `tracemerge-ebpf`).
+//! `tracemerge probe …`: the eBPF collectors (crate `tracemerge-ebpf`) and
+//! the ETW collector (crate `tracemerge-etw`, Windows only).
 //!
 //! Writes the record stream (DESIGN.md §3) to stdout or `-o FILE`, one
 //! window at a time, then a final watermark; a one-line summary (edges,
@@ -39,6 +40,45 @@ pub enum ProbeCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// ETW (Windows): a real-time kernel session with stack walks on CPU
+    /// samples and image loads; edges from adjacent frames, assembled by the
+    /// ETL decoder's rules (see probes/etw/README.md).
+    Etw(EtwArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EtwArgs {
+    /// Drain interval and aggregation window (`ms`, `s`, `m`, `h`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    window: Duration,
+    /// Stop after this long (default: when the command or process exits,
+    /// or on Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// User-mode provider (GUID) whose events are recorded with stacks; repeatable.
+    #[arg(long = "provider", value_name = "GUID", value_parser = tracemerge_etw::parse_guid)]
+    providers: Vec<u128>,
+    /// Edge endpoints: functions (`module!function` / `module!+0xRVA`) or modules.
+    #[arg(long, value_enum, default_value_t = crate::etl::GranularityArg::Function)]
+    granularity: crate::etl::GranularityArg,
+    /// Symbol directory (symbol-server layout) searched for PDBs.
+    #[arg(long, value_name = "DIR")]
+    symbols: Option<PathBuf>,
+    /// Process image name → artifact (as for `etl import`).
+    #[arg(long, value_name = "FILE")]
+    artifact_map: Option<PathBuf>,
+    /// `source` of the records (default: `etw:<computer name>`).
+    #[arg(long)]
+    source: Option<String>,
+    /// Write the records here instead of stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Trace this running process.
+    #[arg(long, conflicts_with = "command")]
+    pid: Option<u32>,
+    /// Start this command and trace it until it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +171,7 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => {
             common.output.clone()
         }
+        ProbeCommand::Etw(args) => args.output.clone(),
     };
     let mut output = Output::open(&path)?;
     collect(cmd, &mut |records| output.write(records))
@@ -141,12 +182,13 @@ pub fn collect(
     cmd: ProbeCommand,
     sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
 ) -> Result<ExitCode, String> {
+    let common = match &cmd {
+        ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
+        ProbeCommand::Etw(args) => return etw(args, sink),
+    };
     if let Some(why) = tracemerge_ebpf::unsupported() {
         return Err(format!("probe: {why}"));
     }
-    let common = match &cmd {
-        ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
-    };
     let target = match (&common.pid, common.command.is_empty()) {
         (Some(pid), _) => Target::Pid(*pid),
         (None, false) => Target::Command(common.command.clone()),
@@ -194,6 +236,7 @@ pub fn collect(
                 }
                 Ok(Collector::Exact(session))
             }
+            ProbeCommand::Etw(_) => Err("probe: not an eBPF probe".into()),
             ProbeCommand::Sample { frequency, .. } => {
                 let config = tracemerge_ebpf::sample::Config {
                     frequency: *frequency,
@@ -213,6 +256,47 @@ pub fn collect(
         }
     };
     let outcome = run::run(&target, options, attach, sink)?;
+    eprintln!("tracemerge probe: summary {}", outcome.summary);
+    Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+}
+
+/// `probe etw`: the live ETW collector (Windows only).
+fn etw(
+    args: &EtwArgs,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+) -> Result<ExitCode, String> {
+    let artifact_map = match &args.artifact_map {
+        Some(path) => tracemerge_etl::ArtifactMap::load(path).map_err(|e| e.to_string())?,
+        None => Default::default(),
+    };
+    let source = args.source.clone().unwrap_or_else(|| {
+        let host = std::env::var("COMPUTERNAME").or_else(|_| std::env::var("HOSTNAME"));
+        format!("etw:{}", host.as_deref().unwrap_or("live"))
+    });
+    let target = match (args.pid, args.command.is_empty()) {
+        (Some(pid), _) => tracemerge_etw::Target::Pid(pid),
+        (None, false) => tracemerge_etw::Target::Command(args.command.clone()),
+        (None, true) => tracemerge_etw::Target::All,
+    };
+    let config = tracemerge_etw::CollectorConfig {
+        duration: args.duration,
+        window: args.window,
+        target,
+        providers: args.providers.clone(),
+        import: tracemerge_etl::ImportOptions {
+            symbols: args.symbols.clone(),
+            artifact_map,
+            granularity: match args.granularity {
+                crate::etl::GranularityArg::Function => tracemerge_etl::Granularity::Function,
+                crate::etl::GranularityArg::Module => tracemerge_etl::Granularity::Module,
+            },
+            window_ms: args.window.as_millis().max(1) as u64,
+            source: Some(source),
+            ..Default::default()
+        },
+        command_stdout_to_stderr: args.output.is_none(),
+    };
+    let outcome = tracemerge_etw::collect(&config, sink).map_err(|e| format!("probe etw: {e}"))?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }

@@ -482,3 +482,26 @@ fn watch_prints_verdict_and_conflict_changes_as_they_happen() {
         && c["conflict"]["callee"] == "via_pointer"));
     assert_clean();
 }
+
+/// `probe etw` is the Windows collector: elsewhere it says so and fails,
+/// before touching anything.
+#[cfg(not(windows))]
+#[test]
+fn probe_etw_needs_windows() {
+    let out = Command::new(BIN)
+        .args(["probe", "etw", "--duration", "1s", "--window", "500ms"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ETW needs Windows"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // Its options parse like the other probes' (a bad one is a usage error).
+    let out = Command::new(BIN)
+        .args(["probe", "etw", "--provider", "not-a-guid"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("invalid GUID"), "{stderr}");
+}

@@ -1,19 +1,25 @@
-//! Live ETW collector: records kernel stack walks with image and process
-//! events, and user-mode providers with stack traces, then turns them into
-//! the same records as the ETL decoder (`tracemerge-etl`).
+//! Live ETW collector: a real-time kernel session (sampled profile, image,
+//! process and thread events, kernel stack walks enabled through
+//! `TraceSetInformation`, which ferrisetw lacks) and, when providers are
+//! given, a ferrisetw user session with stack traces. Their events go,
+//! as they come, through the ETL decoder's rules
+//! ([`tracemerge_etl::realtime`]: the same record decoding and stack
+//! assembly as files) and come out as edge records window by window, with
+//! watermarks, like the eBPF probes.
 //!
-//! How: a kernel session ("NT Kernel Logger": process, thread, image load,
-//! sampled profile; stack walks enabled through `TraceSetInformation`, which
-//! ferrisetw lacks) and, when providers are given, a ferrisetw user session
-//! with `EVENT_ENABLE_PROPERTY_STACK_TRACE`, both written to .etl files that
-//! the pure-Rust decoder reads afterwards. The Windows code is compiled on
-//! Windows, and type-checked elsewhere with `--features typecheck`; it is
-//! **compiled but untested** (no Windows machine in CI). The parts that do
-//! not touch Windows (configuration, GUID parsing, session layout) are tested
-//! everywhere.
+//! The Windows code ([`live`]) is compiled on Windows and type-checked
+//! elsewhere with `--features typecheck`; it is **compiled but untested**
+//! (no Windows machine in CI). Everything else — the collection loop
+//! ([`run_loop`]), configuration, GUID parsing, session layout — is tested
+//! everywhere, the loop by feeding it a recorded trace's events as if they
+//! came live.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::ffi::OsString;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tracemerge_etl::realtime::{LiveEvent, RealtimeDecoder};
+use tracemerge_records::Record;
 
 #[cfg(any(windows, feature = "typecheck"))]
 pub mod live;
@@ -29,15 +35,40 @@ pub const STACK_EVENTS: [(u128, u8); 3] = [
 /// `EVENT_TRACE_FLAG_PROCESS | THREAD | IMAGE_LOAD | PROFILE`.
 pub const KERNEL_ENABLE_FLAGS: u32 = 0x1 | 0x2 | 0x4 | 0x0100_0000;
 
+/// How far events may arrive out of order: real-time buffers are per
+/// processor and flushed at least every second.
+pub const REORDER_HORIZON: Duration = Duration::from_secs(2);
+
+/// How long the watermark waits for a stack still being assembled (a
+/// thread still in the kernel has not logged its user stack yet).
+pub const STACK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What to trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every process, until the time limit or Ctrl-C.
+    All,
+    /// A running process, until it exits.
+    Pid(u32),
+    /// Start this command (argv) once the session runs; trace it until it exits.
+    Command(Vec<OsString>),
+}
+
 /// What to collect and how to turn it into records.
 #[derive(Clone, Debug)]
 pub struct CollectorConfig {
-    pub duration: Duration,
+    /// Stop after this long (besides the target's exit and Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Records are drained once per window (wall clock).
+    pub window: Duration,
+    pub target: Target,
     /// User-mode providers (GUIDs) recorded with stack traces.
     pub providers: Vec<u128>,
-    /// Where the session .etl files are written (kept after the run).
-    pub work_dir: PathBuf,
+    /// Naming, aggregation window (event time), artifact map, `source`.
     pub import: tracemerge_etl::ImportOptions,
+    /// Send a started command's standard output to our standard error
+    /// (set when the records go to standard output).
+    pub command_stdout_to_stderr: bool,
 }
 
 /// Why a live collection failed.
@@ -47,10 +78,20 @@ pub enum CollectError {
     Win32 { call: &'static str, code: u32 },
     #[error("user session: {0}")]
     UserSession(String),
-    #[error(transparent)]
-    Decode(#[from] tracemerge_etl::EtlError),
-    #[error("the live collector runs only on Windows")]
+    #[error("{0}")]
+    Target(String),
+    #[error("{0}")]
+    Sink(String),
+    #[error("ETW needs Windows: the live collector runs only there (on other systems, decode .etl files with `tracemerge etl import`)")]
     Unsupported,
+}
+
+/// How the collection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Exit code of the traced command (0 otherwise, 130 on Ctrl-C).
+    pub exit_code: i32,
+    pub summary: serde_json::Value,
 }
 
 /// Parses a provider GUID written `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`
@@ -71,7 +112,8 @@ pub fn parse_guid(s: &str) -> Result<u128, String> {
 }
 
 /// Layout of an `EVENT_TRACE_PROPERTIES` block followed by the session name
-/// and the log file name (UTF-16, NUL-terminated): total size and offsets.
+/// and the log file name (UTF-16, NUL-terminated; none for real-time
+/// sessions): total size and offsets.
 pub fn properties_layout(
     struct_size: usize,
     name_units: usize,
@@ -87,15 +129,112 @@ pub fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
-/// Collects for `config.duration` and returns the record stream.
-pub fn collect(config: &CollectorConfig) -> Result<Vec<tracemerge_records::Record>, CollectError> {
+/// The collection loop, shared by the Windows sessions and the tests.
+///
+/// Takes events from `events` as they come; at the end of each `window`
+/// (wall clock) the records no later event can change go to `sink`, then a
+/// watermark. `watch` is asked between events whether to stop (the target
+/// exited, Ctrl-C): `Some(exit code)`. At the end (or the `deadline`), or
+/// when the sender is gone, `stop_sessions` stops the sessions, the events
+/// still in flight are taken until the sender hangs up (at most
+/// `flush_limit`), and the rest of the records and the final watermark go
+/// to `sink`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_loop(
+    events: &Receiver<LiveEvent>,
+    decoder: &mut RealtimeDecoder,
+    window: Duration,
+    deadline: Option<Instant>,
+    flush_limit: Duration,
+    watch: &mut dyn FnMut(&RealtimeDecoder) -> Option<i32>,
+    stop_sessions: &mut dyn FnMut(),
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+) -> Result<i32, String> {
+    let window = window.max(Duration::from_millis(1));
+    let tick = window.min(Duration::from_millis(100));
+    let mut window_end = Instant::now() + window;
+    let mut exit_code = 0;
+    let mut hung_up = false;
+    loop {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if now >= window_end {
+            sink(&decoder.drain())?;
+            window_end += window;
+            if window_end < now {
+                window_end = now + window;
+            }
+        }
+        if let Some(code) = watch(decoder) {
+            exit_code = code;
+            break;
+        }
+        let until = deadline.map_or(window_end, |d| d.min(window_end));
+        let wait = until.saturating_duration_since(now).min(tick);
+        match events.recv_timeout(wait) {
+            Ok(ev) => {
+                decoder.push(&ev);
+                // Take what is queued without waking the clock each time.
+                for ev in events.try_iter().take(10_000) {
+                    decoder.push(&ev);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                hung_up = true;
+                break;
+            }
+        }
+    }
+    stop_sessions();
+    if !hung_up {
+        // Stopping a session flushes its buffers: take those events too.
+        let flush_end = Instant::now() + flush_limit;
+        loop {
+            let wait = flush_end.saturating_duration_since(Instant::now());
+            match events.recv_timeout(wait) {
+                Ok(ev) => decoder.push(&ev),
+                Err(_) => break,
+            }
+        }
+    }
+    sink(&decoder.finish())?;
+    Ok(exit_code)
+}
+
+/// The collector's summary line: stacks, pairs, records, assembly counts.
+pub fn summary(decoder: &RealtimeDecoder) -> serde_json::Value {
+    let s = decoder.stats();
+    let c = &decoder.counts;
+    serde_json::json!({
+        "records_decoded": c.records,
+        "stacks": s.stacks,
+        "stacks_late": s.stacks_late,
+        "pairs": s.pairs,
+        "pairs_unresolved": s.pairs_unresolved,
+        "edge_records": s.edge_records,
+        "kernel_fragments_joined_later": c.assembly.kernel_fragments_joined_later,
+        "kernel_only_at_end": c.assembly.kernel_only_at_end,
+        "stack_key_refs_unresolved": c.key_refs_unresolved,
+        "bad_payloads": c.bad_payloads,
+    })
+}
+
+/// Collects until the target exits, the time limit or Ctrl-C; every
+/// window's records go to `sink`.
+pub fn collect(
+    config: &CollectorConfig,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+) -> Result<Outcome, CollectError> {
     #[cfg(windows)]
     {
-        live::collect(config)
+        live::collect(config, sink)
     }
     #[cfg(not(windows))]
     {
-        let _ = config;
+        let _ = (config, sink);
         Err(CollectError::Unsupported)
     }
 }
@@ -121,29 +260,54 @@ mod tests {
         assert_eq!(name.len(), 17);
         assert_eq!(*name.last().unwrap(), 0);
         assert_eq!(properties_layout(120, 17, 10), (120 + 34 + 20, 120, 154));
+        assert_eq!(properties_layout(120, 17, 0), (120 + 34, 120, 154));
     }
 
     #[test]
     fn stack_events_are_the_decoded_ones() {
         // The decoder reads samples (0x0F/46) and images (0x14/10) and
-        // processes (0x03/1): the events asked to carry stacks.
-        let types: Vec<u8> = STACK_EVENTS.iter().map(|e| e.1).collect();
-        assert_eq!(
-            types,
-            vec![tracemerge_etl::kernel::PERFINFO_SAMPLED_PROFILE, 10, 1]
-        );
+        // processes (0x03/1): the events asked to carry stacks, named by
+        // the class GUIDs the real-time decoder maps to those groups.
+        use tracemerge_etl::kernel::group;
+        use tracemerge_etl::realtime::kernel_class;
+        let events: Vec<(u128, u8)> = [
+            (
+                group::PERFINFO,
+                tracemerge_etl::kernel::PERFINFO_SAMPLED_PROFILE,
+            ),
+            (group::IMAGE, 10),
+            (group::PROCESS, 1),
+        ]
+        .iter()
+        .map(|&(g, t)| {
+            let b = kernel_class(g).unwrap().0;
+            let d1 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let d2 = u16::from_le_bytes([b[4], b[5]]);
+            let d3 = u16::from_le_bytes([b[6], b[7]]);
+            let mut v = u128::from(d1) << 96 | u128::from(d2) << 80 | u128::from(d3) << 64;
+            for (i, x) in b[8..].iter().enumerate() {
+                v |= u128::from(*x) << (56 - 8 * i);
+            }
+            (v, t)
+        })
+        .collect();
+        assert_eq!(events, STACK_EVENTS.to_vec());
         assert_eq!(KERNEL_ENABLE_FLAGS, 0x0100_0007);
     }
 
     #[cfg(not(windows))]
     #[test]
-    fn collect_is_unsupported_here() {
+    fn collect_needs_windows() {
         let cfg = CollectorConfig {
-            duration: Duration::from_millis(1),
+            duration: Some(Duration::from_millis(1)),
+            window: Duration::from_secs(1),
+            target: Target::All,
             providers: vec![],
-            work_dir: std::env::temp_dir(),
             import: Default::default(),
+            command_stdout_to_stderr: false,
         };
-        assert!(matches!(collect(&cfg), Err(CollectError::Unsupported)));
+        let err = collect(&cfg, &mut |_| Ok(())).unwrap_err();
+        assert!(matches!(err, CollectError::Unsupported));
+        assert!(err.to_string().contains("ETW needs Windows"), "{err}");
     }
 }

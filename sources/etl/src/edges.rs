@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use tracemerge_records::{EdgeObservation, Record};
 
 use crate::error::EtlError;
+use crate::file::Clock;
 use crate::kernel::DbgIdRsds;
 use crate::symbols::SymbolDir;
-use crate::trace::{DecodeOptions, ModuleSpan, Trace};
+use crate::trace::{DecodeOptions, ModuleMap, ModuleSpan, Stack, Trace};
 
 /// What an edge endpoint names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,6 +132,9 @@ pub struct Import {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ImportStats {
     pub stacks: u64,
+    /// Live: stacks completed after the watermark passed their time,
+    /// stamped at the watermark.
+    pub stacks_late: u64,
     /// Adjacent frame pairs looked at.
     pub pairs: u64,
     /// Pairs that became an observation.
@@ -174,8 +178,27 @@ pub fn import_report(path: &Path, options: &ImportOptions) -> Result<Import, Etl
     Ok(edges(trace, &name, options, symbols.as_mut()))
 }
 
+/// What naming a frame needs from a decoded trace, file or live.
+pub struct NameContext<'a> {
+    pub modules: &'a ModuleMap,
+    pub process_names: &'a HashMap<u32, String>,
+    pub pdbs: &'a HashMap<(u64, u32), DbgIdRsds>,
+    pub clock: &'a Clock,
+}
+
+impl<'a> NameContext<'a> {
+    pub fn of(trace: &'a Trace) -> NameContext<'a> {
+        NameContext {
+            modules: &trace.modules,
+            process_names: &trace.process_names,
+            pdbs: &trace.pdbs,
+            clock: &trace.clock,
+        }
+    }
+}
+
 struct Namer<'a> {
-    trace: &'a Trace,
+    cx: &'a NameContext<'a>,
     pdb_by_base: HashMap<u64, &'a DbgIdRsds>,
     symbols: Option<&'a mut SymbolDir>,
     granularity: Granularity,
@@ -184,7 +207,7 @@ struct Namer<'a> {
 
 impl Namer<'_> {
     fn name(&mut self, pid: u32, addr: u64, ts: i64) -> Option<(String, String)> {
-        let m: &ModuleSpan = self.trace.modules.lookup(pid, addr, ts)?;
+        let m: &ModuleSpan = self.cx.modules.lookup(pid, addr, ts)?;
         let module = m.name.clone();
         if self.granularity == Granularity::Module {
             return Some((module.clone(), module));
@@ -192,7 +215,7 @@ impl Namer<'_> {
         let rva = (addr - m.base) as u32;
         if let Some(dir) = self.symbols.as_deref_mut() {
             let id = self
-                .trace
+                .cx
                 .pdbs
                 .get(&(m.base, pid))
                 .or_else(|| self.pdb_by_base.get(&m.base).copied());
@@ -205,6 +228,180 @@ impl Namer<'_> {
     }
 }
 
+/// Aggregates the caller → callee pairs of stacks per time window into
+/// `edge` records; used by the file import (all stacks, then everything)
+/// and by the live collector (stacks as they complete, windows as they close).
+pub struct EdgeAggregator {
+    source: String,
+    window: u64,
+    granularity: Granularity,
+    artifact_map: ArtifactMap,
+    /// Record ids are `{id_prefix}:{n}`: the same input gives the same ids,
+    /// so a re-import is deduplicated.
+    id_prefix: String,
+    next_id: u64,
+    /// (window, artifact, caller, callee) -> (first at, hits)
+    agg: BTreeMap<(u64, String, String, String), (u64, u64)>,
+    artifacts: HashMap<u32, Option<String>>,
+    pub stats: ImportStats,
+}
+
+impl EdgeAggregator {
+    /// `start_time` (FILETIME of the trace or session start) goes into the record ids.
+    pub fn new(options: &ImportOptions, source: String, start_time: i64) -> EdgeAggregator {
+        let window = options.window_ms.max(1);
+        let id_prefix = format!(
+            "{source}:{start_time:x}:{}{}",
+            match options.granularity {
+                Granularity::Function => "f",
+                Granularity::Module => "m",
+            },
+            window
+        );
+        EdgeAggregator {
+            source,
+            window,
+            granularity: options.granularity,
+            artifact_map: options.artifact_map.clone(),
+            id_prefix,
+            next_id: 0,
+            agg: BTreeMap::new(),
+            artifacts: HashMap::new(),
+            stats: ImportStats::default(),
+        }
+    }
+
+    /// Counts the pairs of adjacent frames of `stacks`. Their observations
+    /// are stamped no earlier than `not_before_ms` (a live stack completed
+    /// after the watermark passed its time; 0 for files).
+    pub fn add(
+        &mut self,
+        stacks: &[Stack],
+        cx: &NameContext<'_>,
+        symbols: Option<&mut SymbolDir>,
+        not_before_ms: u64,
+    ) {
+        let mut namer = Namer {
+            cx,
+            pdb_by_base: cx.pdbs.values().map(|r| (r.base, r)).collect(),
+            symbols,
+            granularity: self.granularity,
+            symbolized: 0,
+        };
+        let stats = &mut self.stats;
+        for s in stacks {
+            stats.stacks += 1;
+            let artifact = self
+                .artifacts
+                .entry(s.pid)
+                .or_insert_with(|| {
+                    let process = cx
+                        .process_names
+                        .get(&s.pid)
+                        .cloned()
+                        .unwrap_or_else(|| format!("pid:{}", s.pid));
+                    self.artifact_map.artifact(&process)
+                })
+                .clone();
+            let mut at = cx.clock.unix_ms(s.timestamp);
+            if at < not_before_ms {
+                at = not_before_ms;
+                stats.stacks_late += 1;
+            }
+            let names: Vec<Option<(String, String)>> = s
+                .frames
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| {
+                    let look = if i == 0 { a } else { a.wrapping_sub(1) };
+                    namer.name(s.pid, look, s.timestamp)
+                })
+                .collect();
+            for w in names.windows(2) {
+                stats.pairs += 1;
+                let Some(artifact) = &artifact else {
+                    stats.pairs_dropped_process += 1;
+                    continue;
+                };
+                let (Some(callee), Some(caller)) = (&w[0], &w[1]) else {
+                    stats.pairs_unresolved += 1;
+                    continue;
+                };
+                if self.granularity == Granularity::Module && callee.1 == caller.1 {
+                    stats.pairs_same_module += 1;
+                    continue;
+                }
+                stats.observations += 1;
+                let e = self
+                    .agg
+                    .entry((
+                        at / self.window,
+                        artifact.clone(),
+                        caller.0.clone(),
+                        callee.0.clone(),
+                    ))
+                    .or_insert((at, 0));
+                e.0 = e.0.min(at);
+                e.1 += 1;
+            }
+        }
+        stats.symbolized_frames += namer.symbolized;
+        if let Some(dir) = namer.symbols.as_deref() {
+            stats.pdbs_loaded = dir.loaded() as u64;
+            stats.symbol_problems = dir.problems.clone();
+        }
+    }
+
+    /// Start (ms) of the window holding `at_ms`.
+    pub fn window_start(&self, at_ms: u64) -> u64 {
+        at_ms / self.window * self.window
+    }
+
+    /// The records of the windows that end at or before `until_ms`, in time order.
+    pub fn take_before(&mut self, until_ms: u64) -> Vec<Record> {
+        let first_open = until_ms / self.window;
+        let open = self
+            .agg
+            .split_off(&(first_open, String::new(), String::new(), String::new()));
+        let closed = std::mem::replace(&mut self.agg, open);
+        self.records(closed)
+    }
+
+    /// The records of every window.
+    pub fn take_all(&mut self) -> Vec<Record> {
+        let all = std::mem::take(&mut self.agg);
+        self.records(all)
+    }
+
+    fn records(
+        &mut self,
+        rows: BTreeMap<(u64, String, String, String), (u64, u64)>,
+    ) -> Vec<Record> {
+        let mut rows: Vec<_> = rows.into_iter().collect();
+        rows.sort_by(|a, b| {
+            (a.1 .0, &a.0 .1, &a.0 .2, &a.0 .3).cmp(&(b.1 .0, &b.0 .1, &b.0 .2, &b.0 .3))
+        });
+        let records: Vec<Record> = rows
+            .into_iter()
+            .map(|((_, artifact, caller, callee), (at, hits))| {
+                let n = self.next_id;
+                self.next_id += 1;
+                Record::Edge(EdgeObservation {
+                    artifact,
+                    caller,
+                    callee,
+                    at,
+                    hits,
+                    source: self.source.clone(),
+                    event_id: Some(format!("{}:{n}", self.id_prefix)),
+                })
+            })
+            .collect();
+        self.stats.edge_records += records.len() as u64;
+        records
+    }
+}
+
 /// Turns a decoded trace into edge records (aggregated per window) and a
 /// final watermark.
 pub fn edges(
@@ -213,115 +410,20 @@ pub fn edges(
     options: &ImportOptions,
     symbols: Option<&mut SymbolDir>,
 ) -> Import {
-    let mut stats = ImportStats::default();
     let source = options
         .source
         .clone()
         .unwrap_or_else(|| format!("etw:{file_name}"));
-    let window = options.window_ms.max(1);
-    let pdb_by_base = trace.pdbs.values().map(|r| (r.base, r)).collect();
-    let mut namer = Namer {
-        trace: &trace,
-        pdb_by_base,
-        symbols,
-        granularity: options.granularity,
-        symbolized: 0,
-    };
-    // (window, artifact, caller, callee) -> (first at, hits)
-    let mut agg: BTreeMap<(u64, String, String, String), (u64, u64)> = BTreeMap::new();
-    let mut artifacts: HashMap<u32, Option<String>> = HashMap::new();
-    for s in &trace.stacks {
-        stats.stacks += 1;
-        let artifact = artifacts
-            .entry(s.pid)
-            .or_insert_with(|| {
-                let process = trace
-                    .process_names
-                    .get(&s.pid)
-                    .cloned()
-                    .unwrap_or_else(|| format!("pid:{}", s.pid));
-                options.artifact_map.artifact(&process)
-            })
-            .clone();
-        let at = trace.clock.unix_ms(s.timestamp);
-        let names: Vec<Option<(String, String)>> = s
-            .frames
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| {
-                let look = if i == 0 { a } else { a.wrapping_sub(1) };
-                namer.name(s.pid, look, s.timestamp)
-            })
-            .collect();
-        for w in names.windows(2) {
-            stats.pairs += 1;
-            let Some(artifact) = &artifact else {
-                stats.pairs_dropped_process += 1;
-                continue;
-            };
-            let (Some(callee), Some(caller)) = (&w[0], &w[1]) else {
-                stats.pairs_unresolved += 1;
-                continue;
-            };
-            if options.granularity == Granularity::Module && callee.1 == caller.1 {
-                stats.pairs_same_module += 1;
-                continue;
-            }
-            stats.observations += 1;
-            let e = agg
-                .entry((
-                    at / window,
-                    artifact.clone(),
-                    caller.0.clone(),
-                    callee.0.clone(),
-                ))
-                .or_insert((at, 0));
-            e.0 = e.0.min(at);
-            e.1 += 1;
-        }
-    }
-    stats.symbolized_frames = namer.symbolized;
-    let mut rows: Vec<_> = agg.into_iter().collect();
-    rows.sort_by(|a, b| {
-        (a.1 .0, &a.0 .1, &a.0 .2, &a.0 .3).cmp(&(b.1 .0, &b.0 .1, &b.0 .2, &b.0 .3))
-    });
-    // Same file and options → same ids, so a re-import is deduplicated.
-    let id_prefix = format!(
-        "{source}:{:x}:{}{}",
-        trace.header.start_time,
-        match options.granularity {
-            Granularity::Function => "f",
-            Granularity::Module => "m",
-        },
-        window
-    );
-    let mut records: Vec<Record> = rows
-        .into_iter()
-        .enumerate()
-        .map(|(n, ((_, artifact, caller, callee), (at, hits)))| {
-            Record::Edge(EdgeObservation {
-                artifact,
-                caller,
-                callee,
-                at,
-                hits,
-                source: source.clone(),
-                event_id: Some(format!("{id_prefix}:{n}")),
-            })
-        })
-        .collect();
-    stats.edge_records = records.len() as u64;
+    let mut aggregator = EdgeAggregator::new(options, source, trace.header.start_time);
+    aggregator.add(&trace.stacks, &NameContext::of(&trace), symbols, 0);
+    let mut records = aggregator.take_all();
     let last = records.iter().map(Record::time).max().unwrap_or(0);
     records.push(Record::Watermark {
         at: trace.clock.unix_ms(trace.last_timestamp).max(last),
     });
-    if let Some(dir) = namer.symbols.as_deref() {
-        stats.pdbs_loaded = dir.loaded() as u64;
-        stats.symbol_problems = dir.problems.clone();
-    }
     Import {
         records,
         damage: trace.damage,
-        stats,
+        stats: aggregator.stats,
     }
 }

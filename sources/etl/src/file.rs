@@ -378,6 +378,17 @@ impl Clock {
         }
     }
 
+    /// A QueryPerformanceCounter clock: `start_ticks` was read at FILETIME
+    /// `start_filetime` (a live session's start).
+    pub fn qpc(freq: i64, start_filetime: i64, start_ticks: i64) -> Clock {
+        Clock {
+            clock_type: 1,
+            freq: if freq > 0 { freq } else { 10_000_000 },
+            start_filetime,
+            start_ts: start_ticks,
+        }
+    }
+
     /// FILETIME (100 ns since 1601) of a timestamp.
     pub fn filetime(&self, ts: i64) -> i64 {
         if self.clock_type == 2 {

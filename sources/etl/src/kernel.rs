@@ -9,8 +9,10 @@ use serde::Serialize;
 /// Kernel event groups (high byte of the hook id).
 pub mod group {
     pub const EVENT_TRACE: u8 = 0x00;
+    /// Process events; also Image Load (type 10) under the classic hook 0x030A.
     pub const PROCESS: u8 = 0x03;
-    pub const THREAD: u8 = 0x04;
+    pub const FILE_IO: u8 = 0x04;
+    pub const THREAD: u8 = 0x05;
     pub const PERFINFO: u8 = 0x0f;
     pub const IMAGE: u8 = 0x14;
     pub const STACK_WALK: u8 = 0x18;
@@ -25,6 +27,10 @@ pub mod stackwalk {
     pub const KEY_REF_KERNEL: u8 = 37;
     pub const KEY_REF_USER: u8 = 38;
 }
+
+/// Image Load logged under the Process group (hook 0x030A) by older kernels
+/// and some sessions: the Image Load layout.
+pub const IMAGE_LOAD_CLASSIC: u8 = 10;
 
 /// PerfInfo `SampledProfile`.
 pub const PERFINFO_SAMPLED_PROFILE: u8 = 46;
@@ -177,7 +183,9 @@ pub fn decode(ev: &Event<'_>) -> Option<Result<Decoded, ()>> {
     let ps = ev.pointer_size;
     if ev.kind.is_kernel() {
         let r = match (ev.group, ev.opcode) {
-            (group::IMAGE, 2 | 3 | 4 | 10) => image(ev).map(Decoded::Image),
+            (group::IMAGE, 2 | 3 | 4 | 10) | (group::PROCESS, IMAGE_LOAD_CLASSIC) => {
+                image(ev).map(Decoded::Image)
+            }
             (group::PROCESS, 1..=4 | 39) => process(ev).map(Decoded::Process),
             (group::THREAD, 1..=4) => (|| {
                 Some(Decoded::Thread(ThreadEvent {

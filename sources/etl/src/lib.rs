@@ -4,8 +4,9 @@
 //! Layers, outermost first: [`file`] (buffers, XPRESS-compressed or plain,
 //! and the log-file header), [`events`] (every record header type),
 //! [`kernel`] (typed Image, Process, Thread, StackWalk, PerfInfo and
-//! ImageID/DbgID_RSDS events), [`trace`] (module map over time, stack-key
-//! resolution, kernel/user halves joined), [`edges`] (caller → callee
+//! ImageID/DbgID_RSDS events), [`stacks`] (stack assembly: TraceEvent's
+//! rules), [`trace`] (module map over time, stacks matched to events),
+//! [`edges`], [`realtime`] (live events through the same rules) (caller → callee
 //! records of DESIGN.md §3), [`symbols`] (PDB lookup) and [`inspect`].
 //!
 //! Damage never panics: each error names the buffer and byte offset, and the
@@ -19,13 +20,15 @@ pub mod events;
 pub mod file;
 pub mod inspect;
 pub mod kernel;
+pub mod realtime;
+pub mod stacks;
 pub mod symbols;
 pub mod trace;
 pub mod xpress;
 
 pub use edges::{import, import_report, ArtifactMap, Granularity, Import, ImportOptions};
 pub use error::EtlError;
-pub use trace::{is_etl, DecodeOptions, JoinPolicy, KeyResolution, Trace};
+pub use trace::{is_etl, DecodeOptions, Trace};
 
 /// Reads and decodes a file.
 pub fn decode_file(path: &std::path::Path) -> Result<Trace, EtlError> {

@@ -1,7 +1,7 @@
 //! Whole-file decoding: walks every buffer and record, keeps the typed
 //! events, then builds the per-process module map over time and the
-//! assembled stacks (stack keys resolved through their definitions, kernel
-//! and user halves joined, each stack matched to its event).
+//! assembled stacks ([`crate::stacks`]: the rules of TraceEvent, fed in
+//! logged order), each stack matched to its event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -13,7 +13,12 @@ use crate::file::{
     u32_at, u64_at, Buffer, BufferWalker, Clock, LogFileHeader, Skipped, BUFFER_FLAG_BUFFER_LOST,
     BUFFER_FLAG_EVENTS_LOST, BUFFER_HEADER_SIZE,
 };
-use crate::kernel::{self, group, DbgIdRsds, Decoded, ImageEvent, Lifecycle, ProcessEvent};
+use crate::kernel::{
+    self, group, DbgIdRsds, Decoded, ImageEvent, Lifecycle, ProcessEvent, StackEvent, StackKeyDef,
+    StackKeyRef,
+};
+use crate::stacks::{kernel_floor, AssemblyCounts, StackAssembler};
+pub use crate::stacks::{Stack, StackOrigin};
 
 /// Smallest prefix [`is_etl`] needs.
 pub const ETL_PREFIX_LEN: usize = BUFFER_HEADER_SIZE + 8;
@@ -51,59 +56,12 @@ fn not_etl_reason(prefix: &[u8]) -> Option<String> {
     None
 }
 
-/// How a stack-key reference finds its frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum KeyResolution {
-    /// The first definition of the key logged at or after the reference
-    /// (Windows logs a key's frames when the key leaves its cache, or at
-    /// rundown, so this is the definition that was live at the reference;
-    /// a key redefined later serves only the later references).
-    #[default]
-    NextDefinition,
-    /// The key's last definition in the file, whatever the time. Wrong when
-    /// keys are reused (kernel references then resolve to user stacks), kept
-    /// to reproduce figures of decoders that use a plain key → frames map.
-    LastDefinition,
-}
-
-/// Which stack fragments of one event (same thread and event timestamp) are joined.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum JoinPolicy {
-    /// Every fragment: kernel half (full stack or key) then user half.
-    #[default]
-    AllHalves,
-    /// Only stack-key halves; a full-stack event (type 32) stays a stack of its own.
-    KeyHalvesOnly,
-}
-
-/// Stack assembly conventions.
+/// Decoding options. Stack assembly follows one set of rules (TraceEvent's,
+/// see [`crate::stacks`]); the earlier alternative conventions are withdrawn.
+/// Kept so that callers' option structs stay stable.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DecodeOptions {
-    pub key_resolution: KeyResolution,
-    pub join: JoinPolicy,
-}
-
-/// Where an assembled stack came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StackOrigin {
-    /// Kernel StackWalk events (full stacks and/or stack keys).
-    StackWalk,
-    /// `EVENT_HEADER` extended data of a user-mode provider event.
-    Inline,
-}
-
-/// One assembled call stack, innermost frame first.
-#[derive(Clone, Debug)]
-pub struct Stack {
-    /// Timestamp of the event the stack belongs to (trace clock).
-    pub timestamp: i64,
-    pub pid: u32,
-    pub tid: u32,
-    pub frames: Vec<u64>,
-    /// The kernel event (group, type) this stack was matched to, if found.
-    pub event: Option<(u8, u8)>,
-    pub origin: StackOrigin,
-}
+#[non_exhaustive]
+pub struct DecodeOptions {}
 
 /// A loaded image in one process over a time interval.
 #[derive(Clone, Debug)]
@@ -138,12 +96,8 @@ pub fn module_name(path: &str) -> String {
 }
 
 impl ModuleMap {
-    fn build(images: &[(i64, ImageEvent)], pointer_size: u32) -> ModuleMap {
-        let kernel_floor = if pointer_size == 4 {
-            0x8000_0000
-        } else {
-            0xffff_8000_0000_0000
-        };
+    pub(crate) fn build(images: &[(i64, ImageEvent)], pointer_size: u32) -> ModuleMap {
+        let kernel_floor = kernel_floor(pointer_size);
         let mut by_pid: HashMap<u32, Vec<ModuleSpan>> = HashMap::new();
         let mut events_by_pid: HashMap<u32, u64> = HashMap::new();
         for (ts, im) in images {
@@ -294,6 +248,11 @@ pub struct Counts {
     pub key_refs_unresolved: u64,
     pub keys_defined: u64,
     pub inline_stacks: u64,
+    /// Thread events decoded (group 0x05).
+    pub thread_events: u64,
+    /// Image loads logged under the classic hook (group 0x03, type 10).
+    pub classic_image_loads: u64,
+    pub assembly: AssemblyCounts,
 }
 
 /// Everything decoded from one ETL file.
@@ -316,20 +275,22 @@ pub struct Trace {
     pub last_timestamp: i64,
 }
 
-struct Fragment {
-    /// The event's timestamp (join key with the thread).
-    event_ts: i64,
-    /// When the fragment itself was logged (orders key resolution).
-    logged_ts: i64,
-    pid: u32,
-    tid: u32,
-    frames: FragmentFrames,
-    kernel_ref: Option<bool>,
+/// A StackWalk event, kept until all are sorted into logged order.
+#[derive(Clone, Debug)]
+pub(crate) enum StackItem {
+    Full(StackEvent),
+    KeyRef(StackKeyRef),
+    KeyDef(StackKeyDef),
 }
 
-enum FragmentFrames {
-    Inline(Vec<u64>),
-    Key(u64),
+impl StackItem {
+    pub(crate) fn feed(self, assembler: &mut StackAssembler) {
+        match self {
+            StackItem::Full(s) => assembler.full_stack(s),
+            StackItem::KeyRef(r) => assembler.key_ref(r),
+            StackItem::KeyDef(d) => assembler.key_def(d),
+        }
+    }
 }
 
 impl Trace {
@@ -340,7 +301,7 @@ impl Trace {
     }
 
     /// [`Trace::decode`] with non-default stack assembly conventions.
-    pub fn decode_with(data: &[u8], options: &DecodeOptions) -> Result<Trace, EtlError> {
+    pub fn decode_with(data: &[u8], _options: &DecodeOptions) -> Result<Trace, EtlError> {
         if let Some(reason) = not_etl_reason(data) {
             return Err(EtlError::NotEtl { offset: 0, reason });
         }
@@ -420,7 +381,7 @@ impl Trace {
                 reason: "no log-file header".into(),
             });
         };
-        Ok(st.finish(options, header, counts, damage, skipped))
+        Ok(st.finish(header, counts, damage, skipped))
     }
 
     /// Adds the stacks of `other`, recorded on the same machine at the same
@@ -467,20 +428,22 @@ fn bad_record(buf: &Buffer<'_>, position: usize, reason: String) -> EtlError {
     }
 }
 
-struct State {
+/// What the record walk keeps; shared by the file decoder and the
+/// real-time decoder ([`crate::realtime`]).
+pub(crate) struct State {
     kernel_counts: Vec<u64>,
-    images: Vec<(i64, ImageEvent)>,
-    processes: Vec<(i64, ProcessEvent)>,
-    threads: HashMap<u32, u32>,
-    fragments: Vec<Fragment>,
-    defs: HashMap<u64, Vec<(i64, usize)>>,
-    def_frames: Vec<Vec<u64>>,
-    inline: Vec<Stack>,
+    pub(crate) images: Vec<(i64, ImageEvent)>,
+    pub(crate) processes: Vec<(i64, ProcessEvent)>,
+    pub(crate) threads: HashMap<u32, u32>,
+    /// StackWalk events with their logged timestamp, in arrival order.
+    pub(crate) stack_items: Vec<(i64, StackItem)>,
+    keys: BTreeSet<u64>,
+    pub(crate) inline: Vec<Stack>,
     /// (tid, timestamp) → kernel event, for matching stacks.
-    tagged: HashMap<(u32, i64), (u8, u8)>,
-    pdbs: HashMap<(u64, u32), DbgIdRsds>,
+    pub(crate) tagged: HashMap<(u32, i64), (u8, u8)>,
+    pub(crate) pdbs: HashMap<(u64, u32), DbgIdRsds>,
     first_ts: Option<i64>,
-    last_ts: i64,
+    pub(crate) last_ts: i64,
 }
 
 impl Default for State {
@@ -490,9 +453,8 @@ impl Default for State {
             images: Vec::new(),
             processes: Vec::new(),
             threads: HashMap::new(),
-            fragments: Vec::new(),
-            defs: HashMap::new(),
-            def_frames: Vec::new(),
+            stack_items: Vec::new(),
+            keys: BTreeSet::new(),
             inline: Vec::new(),
             tagged: HashMap::new(),
             pdbs: HashMap::new(),
@@ -503,7 +465,7 @@ impl Default for State {
 }
 
 impl State {
-    fn event(&mut self, ev: &Event<'_>, counts: &mut Counts) {
+    pub(crate) fn event(&mut self, ev: &Event<'_>, counts: &mut Counts) {
         counts.records += 1;
         if ev.kind != HeaderKind::Other && ev.timestamp > 0 {
             self.first_ts = Some(self.first_ts.map_or(ev.timestamp, |f| f.min(ev.timestamp)));
@@ -558,38 +520,29 @@ impl State {
         };
         let ts = ev.timestamp;
         match decoded {
-            Decoded::Image(im) => self.images.push((ts, im)),
+            Decoded::Image(im) => {
+                if ev.group == group::PROCESS {
+                    counts.classic_image_loads += 1;
+                }
+                self.images.push((ts, im))
+            }
             Decoded::Process(p) => self.processes.push((ts, p)),
             Decoded::Thread(t) => {
+                counts.thread_events += 1;
                 self.threads.insert(t.tid, t.pid);
             }
             Decoded::Stack(s) => {
                 counts.stack_fragments += 1;
-                self.fragments.push(Fragment {
-                    event_ts: s.event_timestamp,
-                    logged_ts: ts,
-                    pid: s.pid,
-                    tid: s.tid,
-                    frames: FragmentFrames::Inline(s.frames),
-                    kernel_ref: None,
-                });
+                self.stack_items.push((ts, StackItem::Full(s)));
             }
             Decoded::KeyRef(r) => {
                 counts.stack_fragments += 1;
                 counts.key_refs += 1;
-                self.fragments.push(Fragment {
-                    event_ts: r.event_timestamp,
-                    logged_ts: ts,
-                    pid: r.pid,
-                    tid: r.tid,
-                    frames: FragmentFrames::Key(r.key),
-                    kernel_ref: Some(r.kernel),
-                });
+                self.stack_items.push((ts, StackItem::KeyRef(r)));
             }
             Decoded::KeyDef(d) => {
-                let i = self.def_frames.len();
-                self.def_frames.push(d.frames);
-                self.defs.entry(d.key).or_default().push((ts, i));
+                self.keys.insert(d.key);
+                self.stack_items.push((ts, StackItem::KeyDef(d)));
             }
             Decoded::Sample(s) => {
                 self.tagged.insert(
@@ -604,96 +557,47 @@ impl State {
         }
     }
 
-    fn finish(
-        mut self,
-        options: &DecodeOptions,
-        header: LogFileHeader,
-        mut counts: Counts,
-        damage: Vec<EtlError>,
-        skipped: Skipped,
-    ) -> Trace {
+    /// The event each stack belongs to, when one was seen.
+    pub(crate) fn tag(&self, stacks: &mut [Stack]) {
+        for s in stacks {
+            s.event = self.tagged.get(&(s.tid, s.timestamp)).copied();
+        }
+    }
+
+    pub(crate) fn kernel_counts_into(&self, counts: &mut Counts) {
+        counts.kernel.clear();
         for (i, &n) in self.kernel_counts.iter().enumerate() {
             if n > 0 {
                 counts.kernel.insert(((i >> 8) as u8, i as u8), n);
             }
         }
+        counts.keys_defined = self.keys.len() as u64;
+    }
+
+    fn finish(
+        mut self,
+        header: LogFileHeader,
+        mut counts: Counts,
+        damage: Vec<EtlError>,
+        skipped: Skipped,
+    ) -> Trace {
+        self.kernel_counts_into(&mut counts);
         self.images.sort_by_key(|(ts, _)| *ts);
         self.processes.sort_by_key(|(ts, _)| *ts);
         let modules = ModuleMap::build(&self.images, header.pointer_size);
-        counts.keys_defined = self.defs.len() as u64;
-        for v in self.defs.values_mut() {
-            v.sort_by_key(|(ts, _)| *ts);
+        // Buffers are per processor: put the StackWalk events back into the
+        // order they were logged (stable, so ties keep file order).
+        let mut items = std::mem::take(&mut self.stack_items);
+        items.sort_by_key(|(ts, _)| *ts);
+        let mut assembler = StackAssembler::new(header.pointer_size);
+        for (_, item) in items {
+            item.feed(&mut assembler);
         }
-        // Resolve key references: the definition of a key is logged when
-        // the key leaves the cache (or at rundown), so a reference resolves
-        // to the first definition at or after it; a key redefined later
-        // serves the references made after the earlier definition.
-        // (tid, event timestamp, slot) -> [(kernel half, logged at, frames, pid)]
-        type Parts = Vec<(bool, i64, Vec<u64>, u32)>;
-        let mut groups: HashMap<(u32, i64, u64), Parts> = HashMap::new();
-        let mut solo = 0u64;
-        let floor = if header.pointer_size == 4 {
-            0x8000_0000u64
-        } else {
-            0xffff_8000_0000_0000
-        };
-        for f in self.fragments.drain(..) {
-            let frames = match f.frames {
-                FragmentFrames::Inline(v) => v,
-                FragmentFrames::Key(k) => {
-                    let Some(defs) = self.defs.get(&k) else {
-                        counts.key_refs_unresolved += 1;
-                        continue;
-                    };
-                    let (_, idx) = match options.key_resolution {
-                        KeyResolution::NextDefinition => {
-                            let i = defs.partition_point(|(ts, _)| *ts < f.logged_ts);
-                            defs.get(i).unwrap_or(&defs[defs.len() - 1])
-                        }
-                        KeyResolution::LastDefinition => &defs[defs.len() - 1],
-                    };
-                    self.def_frames[*idx].clone()
-                }
-            };
-            if frames.is_empty() {
-                continue;
-            }
-            let kernel = frames[0] >= floor;
-            // With `JoinPolicy::KeyHalvesOnly`, full-stack events stay alone.
-            let slot = match (options.join, f.kernel_ref) {
-                (JoinPolicy::KeyHalvesOnly, None) => {
-                    solo += 1;
-                    u64::MAX - solo
-                }
-                _ => 0,
-            };
-            groups.entry((f.tid, f.event_ts, slot)).or_default().push((
-                kernel,
-                f.logged_ts,
-                frames,
-                f.pid,
-            ));
-        }
-        let mut stacks: Vec<Stack> = Vec::with_capacity(groups.len() + self.inline.len());
-        for ((tid, event_ts, _), mut parts) in groups {
-            // Kernel half (innermost) first, then the user half.
-            parts.sort_by_key(|(kernel, logged, _, _)| (!*kernel, *logged));
-            let pid = parts
-                .iter()
-                .map(|p| p.3)
-                .find(|&p| p != 0 && p != u32::MAX)
-                .unwrap_or(parts[0].3);
-            let frames: Vec<u64> = parts.into_iter().flat_map(|p| p.2).collect();
-            stacks.push(Stack {
-                timestamp: event_ts,
-                pid,
-                tid,
-                frames,
-                event: self.tagged.get(&(tid, event_ts)).copied(),
-                origin: StackOrigin::StackWalk,
-            });
-        }
-        stacks.extend(self.inline);
+        counts.key_refs_unresolved = assembler.finish();
+        counts.assembly = assembler.counts;
+        let mut stacks = assembler.take_ready();
+        self.tag(&mut stacks);
+        stacks.append(&mut self.inline);
         stacks.sort_by_key(|s| (s.timestamp, s.tid));
         let mut process_names = HashMap::new();
         for (_, p) in &self.processes {

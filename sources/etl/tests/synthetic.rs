@@ -4,9 +4,7 @@ mod common;
 
 use common::*;
 use tracemerge_etl::trace::StackOrigin;
-use tracemerge_etl::{
-    edges, inspect, DecodeOptions, Granularity, ImportOptions, KeyResolution, Trace,
-};
+use tracemerge_etl::{edges, inspect, Granularity, ImportOptions, Trace};
 use tracemerge_records::Record;
 
 const U: u64 = 0x40_0000;
@@ -239,13 +237,161 @@ fn stack_keys_redefined_resolve_to_the_definition_live_at_the_reference() {
     assert_eq!(trace.counts.key_refs_unresolved, 0);
     let got: Vec<Vec<u64>> = trace.stacks.iter().map(|s| s.frames.clone()).collect();
     assert_eq!(got, vec![a.to_vec(), b.to_vec(), c.to_vec()]);
-    // The naive convention (last definition wins) gets the first two wrong.
-    let opts = DecodeOptions {
-        key_resolution: KeyResolution::LastDefinition,
-        ..DecodeOptions::default()
-    };
-    let naive = Trace::decode_with(&w.bytes(), &opts).unwrap();
-    assert!(naive.stacks.iter().all(|s| s.frames == c.to_vec()));
+}
+
+/// Windows logs a thread's user stack once, on its return to user mode:
+/// three samples taken during one system call each get a kernel fragment,
+/// one user fragment follows (with the first sample's timestamp) and must
+/// complete all three. The user key equals a live kernel key: the two are
+/// separate tables.
+#[test]
+fn one_user_fragment_completes_every_waiting_kernel_fragment() {
+    let k = kbase(8);
+    let t = QPC_START;
+    let mut w = EtlWriter::new(8);
+    w.buffer(0);
+    let kernel_a = [k + 0xa0, k + 0xa1];
+    let kernel_b = [k + 0xb0];
+    let kernel_c = [k + 0xc0, k + 0xc1, k + 0xc2];
+    let user = [L + 0x21, U + 0x106];
+    let shared_key = 0x42;
+    let recs = vec![
+        w.process(3, t + 1, 100, "shop.exe"),
+        w.image(3, t + 2, U, 0x1_0000, 100, "shop.exe"),
+        w.image(3, t + 3, L, 0x1_0000, 100, "lib.dll"),
+        w.image(3, t + 4, k, 0x10_0000, 0, "ntoskrnl.exe"),
+        w.sample(t + 100, k + 0xa0, 7),
+        w.key_ref(t + 101, true, t + 100, 100, 7, shared_key),
+        w.sample(t + 200, k + 0xb0, 7),
+        w.key_ref(t + 201, true, t + 200, 100, 7, 0x43),
+        w.sample(t + 300, k + 0xc0, 7),
+        w.stack(t + 301, t + 300, 100, 7, &kernel_c),
+        // Back in user mode: the user part, stamped with the first sample.
+        w.key_ref(t + 400, false, t + 100, 100, 7, shared_key),
+        // Another thread of the process is not completed by it.
+        w.sample(t + 450, k + 0xd0, 8),
+        w.key_ref(t + 451, true, t + 450, 100, 8, 0x44),
+        // The System process never waits for a user part.
+        w.sample(t + 460, k + 0xe0, 9),
+        w.stack(t + 461, t + 460, 4, 9, &[k + 0xe0, k + 0xe1]),
+        // Definitions: the same key for a kernel and a user stack.
+        w.key_def(t + 500, 35, shared_key, &kernel_a),
+        w.key_def(t + 510, 35, 0x43, &kernel_b),
+        w.key_def(t + 520, 35, shared_key, &user),
+        w.key_def(t + 530, 36, 0x44, &[k + 0xd0]),
+    ];
+    for r in recs {
+        w.push(r);
+    }
+    let trace = Trace::decode(&w.bytes()).unwrap();
+    assert_eq!(trace.counts.key_refs_unresolved, 0);
+    let got: Vec<(i64, u32, Vec<u64>)> = trace
+        .stacks
+        .iter()
+        .map(|s| (s.timestamp - t, s.tid, s.frames.clone()))
+        .collect();
+    let joined = |kernel: &[u64]| [kernel, &user[..]].concat();
+    assert_eq!(
+        got,
+        vec![
+            (100, 7, joined(&kernel_a)),
+            (200, 7, joined(&kernel_b)),
+            (300, 7, joined(&kernel_c)),
+            (450, 8, vec![k + 0xd0]),
+            (460, 9, vec![k + 0xe0, k + 0xe1]),
+        ]
+    );
+    assert!(trace.stacks.iter().all(|s| s.event == Some((0x0f, 46))));
+    let a = trace.counts.assembly;
+    assert_eq!(a.kernel_fragments_joined_later, 2);
+    assert_eq!(a.user_fragments_shared, 1);
+    assert_eq!(
+        a.kernel_only_at_end, 1,
+        "thread 8 never returned to user mode"
+    );
+    // Every frame is in an image: none of them resolved to the other table.
+    assert_eq!(trace.frame_stats(StackOrigin::StackWalk), (5, 15, 15));
+}
+
+/// A full user stack logged on the return to user mode completes the
+/// waiting kernel fragments the same way a user key does.
+#[test]
+fn full_user_stack_completes_waiting_kernel_fragments() {
+    let k = kbase(4);
+    let t = QPC_START;
+    let mut w = EtlWriter::new(4);
+    w.buffer(0);
+    let recs = vec![
+        w.stack(t + 10, t + 10, 100, 7, &[k + 1, k + 2]),
+        w.stack(t + 20, t + 20, 100, 7, &[k + 3]),
+        w.stack(t + 30, t + 10, 100, 7, &[U + 1, U + 2]),
+        // A later kernel fragment waits again, and stays kernel-only.
+        w.stack(t + 40, t + 40, 100, 7, &[k + 4]),
+    ];
+    for r in recs {
+        w.push(r);
+    }
+    let trace = Trace::decode(&w.bytes()).unwrap();
+    let got: Vec<Vec<u64>> = trace.stacks.iter().map(|s| s.frames.clone()).collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![k + 1, k + 2, U + 1, U + 2],
+            vec![k + 3, U + 1, U + 2],
+            vec![k + 4],
+        ]
+    );
+}
+
+/// Thread events are group 0x05; group 0x04 is FileIo and is not a thread.
+#[test]
+fn thread_events_are_group_five() {
+    let t = QPC_START;
+    let mut w = EtlWriter::new(8);
+    w.buffer(0);
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&100u32.to_le_bytes());
+    payload.extend_from_slice(&7u32.to_le_bytes());
+    payload.extend_from_slice(&[0; 40]);
+    let recs = vec![
+        w.system(0x05, 1, 3, 7, 100, t + 1, &payload),
+        w.system(0x05, 3, 3, 8, 100, t + 2, &payload),
+        w.system(0x04, 1, 3, 7, 100, t + 3, &payload),
+    ];
+    for r in recs {
+        w.push(r);
+    }
+    let trace = Trace::decode(&w.bytes()).unwrap();
+    assert_eq!(trace.counts.thread_events, 2);
+    assert_eq!(trace.counts.bad_payloads, 0);
+}
+
+/// Image Load under the classic hook 0x030A (group 3, type 10) is a load.
+#[test]
+fn image_load_under_the_process_hook_is_a_load() {
+    let t = QPC_START;
+    let mut w = EtlWriter::new(8);
+    w.buffer(0);
+    let mut load = w.image(10, t + 100, L, 0x1000, 5, "plugin.dll");
+    load[7] = 0x03; // group byte of the hook id
+    let recs = vec![
+        load,
+        w.stack(t + 50, t + 50, 5, 1, &[L + 1, L + 2]),
+        w.stack(t + 150, t + 150, 5, 1, &[L + 1, L + 2]),
+    ];
+    for r in recs {
+        w.push(r);
+    }
+    let trace = Trace::decode(&w.bytes()).unwrap();
+    assert_eq!(trace.counts.classic_image_loads, 1);
+    let spans: Vec<_> = trace.modules.spans().collect();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        (spans[0].1.load, spans[0].1.name.as_str()),
+        (t + 100, "plugin.dll")
+    );
+    // Before its load the image does not resolve; after, it does.
+    assert_eq!(trace.frame_stats(StackOrigin::StackWalk), (2, 4, 2));
 }
 
 #[test]
