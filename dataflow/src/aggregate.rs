@@ -26,11 +26,14 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 
+use rustc_hash::{FxHashMap, FxHasher};
 use tracemerge_records::{Config, Strategy, Time};
 
+#[cfg(test)]
+use crate::model::Symbol;
 use crate::model::{EdgeKey, Node, Source, Timed, Update};
 use crate::window::{union_length, EdgeStats};
 
@@ -74,40 +77,12 @@ impl Sighting {
     }
 }
 
-/// The worker of `peers` that owns `key`.
+/// The worker of `peers` that owns `key`. Fx hashing has no per-process
+/// seed, so every process of a cluster agrees.
 pub fn shard(key: &impl Hash, peers: usize) -> usize {
-    let mut hasher = FixedHasher(0);
+    let mut hasher = FxHasher::default();
     key.hash(&mut hasher);
     (hasher.finish() % peers.max(1) as u64) as usize
-}
-
-/// A hash that is the same in every process and every run (the standard
-/// library's is seeded per process).
-struct FixedHasher(u64);
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        // A final avalanche, so that the low bits (the modulus) mix well.
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7cc1_b727_220a_95);
-    }
 }
 
 /// The live sightings of one observed edge.
@@ -200,10 +175,10 @@ pub struct Aggregator {
     min_coverage: Time,
     /// `quorum:H:S`'s thresholds; `None` under other strategies.
     quorum: Option<(u64, u64)>,
-    edges: HashMap<EdgeKey, EdgeWindow>,
+    edges: FxHashMap<EdgeKey, EdgeWindow>,
     /// The last live hit of each symbol.
-    hits: HashMap<Node, Time>,
-    coverage: HashMap<Node, CoverageWindow>,
+    hits: FxHashMap<Node, Time>,
+    coverage: FxHashMap<Node, CoverageWindow>,
     /// Sightings not yet evaluated, by the time they count from.
     pending: BTreeMap<Time, Vec<Sighting>>,
     /// One check per live key, at the time its oldest sighting expires.
@@ -222,9 +197,9 @@ impl Aggregator {
                 Strategy::Quorum { hits, sources } => Some((hits, sources)),
                 Strategy::Union | Strategy::Static => None,
             },
-            edges: HashMap::new(),
-            hits: HashMap::new(),
-            coverage: HashMap::new(),
+            edges: FxHashMap::default(),
+            hits: FxHashMap::default(),
+            coverage: FxHashMap::default(),
             pending: BTreeMap::new(),
             due: BinaryHeap::new(),
             evaluated: None,
@@ -417,6 +392,32 @@ impl Aggregator {
     }
 }
 
+impl Aggregator {
+    /// Everything live as of the last evaluation, as updates at `at`: what
+    /// a dataflow that was told nothing yet needs (see
+    /// `Options::final_only`).
+    pub fn snapshot(&self, at: Time, out: &mut Vec<Timed>) {
+        for (&edge, window) in &self.edges {
+            let Some(stats) = window.stats() else {
+                continue;
+            };
+            out.push(Update::LiveEdge(edge).at(at, 1));
+            out.push(Update::EdgeStats(edge, stats).at(at, 1));
+            if window.quorum {
+                out.push(Update::QuorumMet(edge).at(at, 1));
+            }
+        }
+        for &node in self.hits.keys() {
+            out.push(Update::HitLive(node).at(at, 1));
+        }
+        for (&node, window) in &self.coverage {
+            if window.covered {
+                out.push(Update::Covered(node).at(at, 1));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +503,35 @@ mod tests {
         );
         assert_eq!(a.next_change(), None);
         assert!(a.edges.is_empty(), "nothing kept for an expired edge");
+    }
+
+    #[test]
+    fn a_snapshot_is_the_sum_of_every_evaluation() {
+        let mut incremental = Aggregator::new(&config(10));
+        let mut quiet = Aggregator::new(&config(10));
+        let mut sum: Vec<(Update, isize)> = Vec::new();
+        for now in [3, 8, 12, 20] {
+            for a in [&mut incremental, &mut quiet] {
+                a.add(edge(now - 1, 1, now as Source % 2));
+                a.add(Sighting::Hit {
+                    node: (0, now as Symbol % 3),
+                    at: now - 2,
+                });
+            }
+            sum.extend(run(&mut incremental, now));
+            run(&mut quiet, now);
+        }
+        let mut snapshot = Vec::new();
+        quiet.snapshot(20, &mut snapshot);
+        let mut expected: std::collections::BTreeMap<Update, isize> = Default::default();
+        for (u, d) in sum {
+            *expected.entry(u).or_default() += d;
+        }
+        expected.retain(|_, d| *d != 0);
+        let mut got: Vec<(Update, isize)> =
+            snapshot.into_iter().map(|t| (t.update, t.diff)).collect();
+        got.sort();
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

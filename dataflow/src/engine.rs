@@ -81,6 +81,13 @@ pub struct Options {
     /// Record worker 0's busy time per operator and arrangement sizes, and
     /// send them as [`Event::Profile`] at the end.
     pub profile: bool,
+    /// Only the final report is wanted (no per-watermark reports, no change
+    /// feed): the live evidence enters the dataflow once, at the end, as
+    /// the aggregator has it then, so the dataflow never works through the
+    /// edges that came and went before. The aggregator still expires
+    /// sightings at every round, so memory follows the window. Ignored
+    /// when reports or changes are asked for.
+    pub final_only: bool,
 }
 
 impl Options {
@@ -97,6 +104,7 @@ impl Options {
             rounds_in_flight: 4,
             round_every: 1,
             profile: false,
+            final_only: false,
         }
     }
 }
@@ -150,9 +158,11 @@ enum Msg {
     },
     /// The stream has ended at the `last` watermark; the aggregator is
     /// evaluated at every later time up to `until` (all of them: `None`).
+    /// The final report describes `as_of`.
     Finish {
         last: Option<Time>,
         until: Option<Time>,
+        as_of: Time,
     },
 }
 
@@ -215,6 +225,7 @@ where
         changes: options.changes,
         rounds_in_flight: options.rounds_in_flight.max(1),
         profile: options.profile,
+        final_only: options.final_only && !options.watermark_reports && !options.changes,
         events: on_event.clone(),
     };
     let guards = timely::execute(options.timely, move |worker| {
@@ -315,7 +326,7 @@ where
     let (as_of, stats) = (ingest.as_of(), ingest.stats());
     // Only the change feed shows what happens after the final report's time.
     let until = (!options.changes).then_some(as_of);
-    broadcast(&|| Msg::Finish { last, until });
+    broadcast(&|| Msg::Finish { last, until, as_of });
     broadcast(&|| Msg::Report {
         as_of,
         stats,
@@ -340,6 +351,7 @@ struct Shared {
     changes: bool,
     rounds_in_flight: usize,
     profile: bool,
+    final_only: bool,
     events: Events,
 }
 
@@ -411,13 +423,16 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                         let round = rounds.pop_front().expect("a round");
                         aggregator.evaluate(round, &mut evaluated);
                     }
+                    if shared.final_only {
+                        evaluated.clear();
+                    }
                     for t in evaluated.drain(..) {
                         inputs.apply(t);
                     }
                     inputs.advance_to(frontier);
                     in_flight.push_back(frontier);
                 }
-                Ok(Msg::Finish { last, until }) => {
+                Ok(Msg::Finish { last, until, as_of }) => {
                     let times = rounds.drain(..).chain(last);
                     for time in times {
                         if aggregator.evaluated().is_none_or(|e| time > e) {
@@ -429,6 +444,10 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                             break;
                         }
                         aggregator.evaluate(time, &mut evaluated);
+                    }
+                    if shared.final_only {
+                        evaluated.clear();
+                        aggregator.snapshot(as_of, &mut evaluated);
                     }
                     for t in evaluated.drain(..) {
                         inputs.apply(t);

@@ -9,8 +9,9 @@
 //! it compares the names through [`Names`].
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use rustc_hash::FxHashMap;
 
 /// An interned name.
 pub type Id = u32;
@@ -49,7 +50,7 @@ impl NamesGuard<'_> {
 /// Gives ids to names; the only writer of its [`Names`].
 #[derive(Default)]
 pub struct Interner {
-    ids: HashMap<Arc<str>, Id>,
+    ids: FxHashMap<Arc<str>, Id>,
     names: Names,
 }
 

@@ -159,9 +159,10 @@ fn engine_matches_oracle_after_a_final_watermark() {
 }
 
 /// Another arrival order within the lateness bound, another worker count,
-/// dataflow rounds at every watermark or only at some: the final report
-/// (stats of the whole stream) is the oracle's for the original order,
-/// digest included.
+/// dataflow rounds at every watermark or only at some, the live evidence
+/// entering at every round or only at the end (`final_only`): the final
+/// report (stats of the whole stream) is the oracle's for the original
+/// order, digest included.
 #[test]
 fn engine_is_deterministic_under_reordering() {
     for (name, params) in presets() {
@@ -174,8 +175,10 @@ fn engine_is_deterministic_under_reordering() {
             // Final report only: rounds may span several watermarks.
             let round_every = [1, 2, 7, 100_000][rng.gen_range(0..4)];
             let expected = oracle::report(&records, &config);
+            let final_only = rng.gen_bool(0.5);
             let mut options = Options::threads(workers);
             options.round_every = round_every;
+            options.final_only = final_only;
             let (got, last) = collect_reports(&shuffled, &config, options)
                 .pop()
                 .expect("a final report");
@@ -183,7 +186,7 @@ fn engine_is_deterministic_under_reordering() {
             compare(
                 &format!(
                     "preset {name}, seed {seed}, shuffled, workers {workers}, \
-                     a round every {round_every} records"
+                     a round every {round_every} records, final only {final_only}"
                 ),
                 &shuffled,
                 &config,
