@@ -80,6 +80,12 @@ enum Command {
         /// Event time between records (ms).
         #[arg(long, default_value_t = 1)]
         step: u64,
+        /// The fleet deployment instead: 1,000 sources and 50,000 functions,
+        /// each source sending one edge record per distinct edge per 1-s
+        /// window, 10% of the edges missing from the snapshot (only
+        /// --records and --seed apply).
+        #[arg(long)]
+        fleet: bool,
         /// Write here instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -146,20 +152,26 @@ fn main() -> ExitCode {
             skew,
             conflict_rate,
             step,
+            fleet,
             output,
-        } => run::generate(
-            tracemerge_scenarios::workload::Workload {
-                seed,
-                functions,
-                records,
-                sources,
-                skew,
-                conflict_rate,
-                step,
-                ..Default::default()
-            },
-            output,
-        ),
+        } => {
+            use tracemerge_scenarios::workload::Workload;
+            if fleet {
+                run::generate(Workload::fleet(seed, records).fleet_stream(), output)
+            } else {
+                let workload = Workload {
+                    seed,
+                    functions,
+                    records,
+                    sources,
+                    skew,
+                    conflict_rate,
+                    step,
+                    ..Default::default()
+                };
+                run::generate(workload.stream(), output)
+            }
+        }
         Command::Convert { inputs, output, to } => convert::run(inputs, output, to),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),

@@ -349,7 +349,7 @@ fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), String> {
 
 /// `tracemerge generate`.
 pub fn generate(
-    workload: tracemerge_scenarios::workload::Workload,
+    records: impl Iterator<Item = Record>,
     output: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     let (mut out, name): (Box<dyn Write>, String) = match &output {
@@ -360,7 +360,7 @@ pub fn generate(
         None => (Box::new(std::io::stdout()), "stdout".into()),
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
-    for record in workload.stream() {
+    for record in records {
         let line = record.to_json();
         match out
             .write_all(line.as_bytes())

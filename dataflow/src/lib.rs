@@ -2,8 +2,12 @@
 //! call-graph snapshots with runtime edge observations over event time and
 //! keeps the report of DESIGN.md §5 current as traces arrive and expire.
 //!
-//! The pieces, each a short function over collections:
-//! [`window`] (live observed edges, executed and covered symbols),
+//! Per-sighting work (hits, first/last seen, distinct sources, expiry,
+//! live hits, coverage intervals) happens in plain Rust in [`aggregate`],
+//! sharded by key across the workers; the dataflow sees only what can
+//! change a closure, a verdict or a conflict. The dataflow's pieces, each
+//! a short function over collections:
+//! [`window`] (executed symbols, per-artifact counts),
 //! [`closure`] (reachability, BFS parents, witness paths),
 //! [`verdict`] (strategies, the lattice, conflicts), put together by
 //! [`merge`]. [`ingest`] is the sequential front that turns the record

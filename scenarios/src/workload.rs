@@ -205,6 +205,107 @@ impl Workload {
             .chain(std::iter::once(Record::Watermark { at: end }))
     }
 
+    /// The fleet deployment of the benches: 1,000 sources, 50,000
+    /// functions, 10% of the observed edges missing from the snapshot,
+    /// Zipf-skewed, as [`Workload::fleet_stream`] sends them.
+    pub fn fleet(seed: u64, records: usize) -> Workload {
+        Workload {
+            seed,
+            artifact: "fleet@1".into(),
+            functions: 50_000,
+            records,
+            sources: 1000,
+            conflict_rate: 0.1,
+            watermark_every: 0,
+            ..Workload::default()
+        }
+    }
+
+    /// Calls each source samples per 1-s window in [`Workload::fleet_stream`].
+    pub const FLEET_CALLS_PER_WINDOW: usize = 32;
+
+    /// A stream shaped like a real deployment of the eBPF collector: in
+    /// every 1-s window each source sends one `edge` record per distinct
+    /// edge it saw in that window (hits: how often), then a watermark closes
+    /// the window. Edges are drawn from a Zipf-skewed universe of the
+    /// static edges plus `conflict_rate` missing from the snapshot (a fixed
+    /// set, so they recur like real plugin calls); each source samples
+    /// [`Workload::FLEET_CALLS_PER_WINDOW`] calls per window. Stops after
+    /// [`Workload::records`] edge records (and the last window's watermark).
+    pub fn fleet_stream(&self) -> impl Iterator<Item = Record> {
+        let graph = self.graph();
+        let n = self.functions.max(2);
+        let index = |s: &str| s[1..].parse::<u32>().expect("generated names are f<i>");
+        let statics: std::collections::HashSet<(u32, u32)> = graph
+            .edges
+            .iter()
+            .map(|e| (index(&e.caller), index(&e.callee)))
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xf1ee7);
+        let mut universe: Vec<(u32, u32)> = statics.iter().copied().collect();
+        universe.sort_unstable();
+        let share = self.conflict_rate.clamp(0.0, 0.99);
+        let missing = (universe.len() as f64 * share / (1.0 - share)).round() as usize;
+        while universe.len() < statics.len() + missing {
+            let pair = (rng.gen_range(0..n) as u32, rng.gen_range(0..n) as u32);
+            if !statics.contains(&pair) {
+                universe.push(pair);
+            }
+        }
+        // Popularity is independent of being static or not.
+        for i in (1..universe.len()).rev() {
+            universe.swap(i, rng.gen_range(0..=i));
+        }
+        let targets = Targets {
+            artifact: self.artifact.clone(),
+            at: 0,
+            symbols: (0..self.targets)
+                .map(|_| name(rng.gen_range(0..n)))
+                .collect(),
+        };
+        let zipf = Zipf::new(universe.len().max(1), self.skew);
+        let w = self.clone();
+        let mut emitted = 0usize;
+        let mut window: Time = 0;
+        let mut queue: std::collections::VecDeque<Record> = Default::default();
+        let body = std::iter::from_fn(move || loop {
+            if let Some(r) = queue.pop_front() {
+                return Some(r);
+            }
+            if emitted >= w.records {
+                return None;
+            }
+            window += 1;
+            let at = window * 1000 - 1;
+            'sources: for source in 0..w.sources.max(1) {
+                let mut seen: Vec<u32> = (0..Self::FLEET_CALLS_PER_WINDOW)
+                    .map(|_| zipf.sample(&mut rng) as u32)
+                    .collect();
+                seen.sort_unstable();
+                for run in seen.chunk_by(|a, b| a == b) {
+                    if emitted >= w.records {
+                        break 'sources;
+                    }
+                    emitted += 1;
+                    let (u, v) = universe[run[0] as usize];
+                    queue.push_back(Record::Edge(EdgeObservation {
+                        artifact: w.artifact.clone(),
+                        caller: name(u as usize),
+                        callee: name(v as usize),
+                        at,
+                        hits: run.len() as u64,
+                        source: format!("ebpf:host-{source}"),
+                        event_id: None,
+                    }));
+                }
+            }
+            queue.push_back(Record::Watermark { at: window * 1000 });
+        });
+        [Record::Graph(graph), Record::Targets(targets)]
+            .into_iter()
+            .chain(body)
+    }
+
     /// The whole stream: graph, targets, then runtime records and watermarks.
     pub fn stream(&self) -> impl Iterator<Item = Record> {
         let graph = self.graph();
@@ -395,6 +496,53 @@ mod tests {
         assert_eq!(seen.len(), 2000.min(statics.len()));
         assert!(matches!(records.last(), Some(Record::Watermark { .. })));
         assert_eq!(w.live_edges(0).count(), 3);
+    }
+
+    #[test]
+    fn fleet_sends_one_record_per_distinct_edge_per_source_and_window() {
+        let w = Workload {
+            functions: 2000,
+            sources: 50,
+            ..Workload::fleet(4, 5000)
+        };
+        let records: Vec<Record> = w.fleet_stream().collect();
+        let Record::Graph(g) = &records[0] else {
+            panic!()
+        };
+        let statics: std::collections::HashSet<(&str, &str)> = g
+            .edges
+            .iter()
+            .map(|e| (e.caller.as_str(), e.callee.as_str()))
+            .collect();
+        let mut per_window = std::collections::HashSet::new();
+        let (mut edges, mut missing, mut watermark) = (0, 0, 0);
+        let mut sources = std::collections::HashSet::new();
+        for r in &records[2..] {
+            match r {
+                Record::Edge(e) => {
+                    edges += 1;
+                    assert!(e.at > watermark && e.at < watermark + 1000);
+                    assert!(e.hits >= 1);
+                    let key = (e.at, e.source.clone(), e.caller.clone(), e.callee.clone());
+                    assert!(
+                        per_window.insert(key),
+                        "one record per edge, source, window"
+                    );
+                    missing += !statics.contains(&(e.caller.as_str(), e.callee.as_str())) as usize;
+                    sources.insert(e.source.clone());
+                }
+                Record::Watermark { at } => watermark = *at,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(edges, 5000);
+        assert_eq!(sources.len(), 50);
+        let share = missing as f64 / edges as f64;
+        assert!(
+            (0.03..0.3).contains(&share),
+            "{share} of the records miss the snapshot"
+        );
+        assert!(matches!(records.last(), Some(Record::Watermark { .. })));
     }
 
     #[test]
