@@ -3,6 +3,7 @@
 //! edges carry most observations), from many sources, with a share of edges
 //! the static graph lacks, coverage windows and regular watermarks.
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracemerge_records::{
@@ -205,6 +206,18 @@ impl Workload {
             .chain(std::iter::once(Record::Watermark { at: end }))
     }
 
+    /// [`Workload::targets`] functions drawn at random, at time 0.
+    fn random_targets(&self, rng: &mut ChaCha8Rng) -> Targets {
+        let n = self.functions.max(2);
+        Targets {
+            artifact: self.artifact.clone(),
+            at: 0,
+            symbols: (0..self.targets)
+                .map(|_| name(rng.gen_range(0..n)))
+                .collect(),
+        }
+    }
+
     /// The fleet deployment of the benches: 1,000 sources, 50,000
     /// functions, 10% of the observed edges missing from the snapshot,
     /// Zipf-skewed, as [`Workload::fleet_stream`] sends them.
@@ -253,16 +266,8 @@ impl Workload {
             }
         }
         // Popularity is independent of being static or not.
-        for i in (1..universe.len()).rev() {
-            universe.swap(i, rng.gen_range(0..=i));
-        }
-        let targets = Targets {
-            artifact: self.artifact.clone(),
-            at: 0,
-            symbols: (0..self.targets)
-                .map(|_| name(rng.gen_range(0..n)))
-                .collect(),
-        };
+        universe.shuffle(&mut rng);
+        let targets = self.random_targets(&mut rng);
         let zipf = Zipf::new(universe.len().max(1), self.skew);
         let w = self.clone();
         let mut emitted = 0usize;
@@ -316,13 +321,7 @@ impl Workload {
             .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed);
         let n = self.functions.max(2);
-        let targets = Targets {
-            artifact: self.artifact.clone(),
-            at: 0,
-            symbols: (0..self.targets)
-                .map(|_| name(rng.gen_range(0..n)))
-                .collect(),
-        };
+        let targets = self.random_targets(&mut rng);
         let zipf = Zipf::new(pairs.len().max(1), self.skew);
         let w = self.clone();
         let head = [Record::Graph(graph), Record::Targets(targets)];
