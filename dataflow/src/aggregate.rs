@@ -26,7 +26,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
@@ -179,8 +179,10 @@ pub struct Aggregator {
     /// The last live hit of each symbol.
     hits: FxHashMap<Node, Time>,
     coverage: FxHashMap<Node, CoverageWindow>,
-    /// Sightings not yet evaluated, by the time they count from.
-    pending: BTreeMap<Time, Vec<Sighting>>,
+    /// Sightings not yet evaluated, in arrival order; sorted by the time
+    /// they count from when `pending_sorted` (they mostly come in order).
+    pending: Vec<Sighting>,
+    pending_sorted: bool,
     /// One check per live key, at the time its oldest sighting expires.
     due: BinaryHeap<Reverse<(Time, Due)>>,
     /// The last evaluation's time; nothing may arrive at or before it.
@@ -200,7 +202,8 @@ impl Aggregator {
             edges: FxHashMap::default(),
             hits: FxHashMap::default(),
             coverage: FxHashMap::default(),
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
+            pending_sorted: true,
             due: BinaryHeap::new(),
             evaluated: None,
             epoch: 0,
@@ -216,7 +219,18 @@ impl Aggregator {
             "a sighting at {time} after the evaluation at {:?}",
             self.evaluated
         );
-        self.pending.entry(time).or_default().push(sighting);
+        if self.pending.last().is_some_and(|last| last.time() > time) {
+            self.pending_sorted = false;
+        }
+        self.pending.push(sighting);
+    }
+
+    /// Puts the pending sightings in time order.
+    fn sort_pending(&mut self) {
+        if !self.pending_sorted {
+            self.pending.sort_by_key(Sighting::time);
+            self.pending_sorted = true;
+        }
     }
 
     /// The last evaluation's time.
@@ -226,8 +240,9 @@ impl Aggregator {
 
     /// The earliest time after the last evaluation at which an evaluation
     /// would change something: a pending sighting or an expiry.
-    pub fn next_change(&self) -> Option<Time> {
-        let pending = self.pending.keys().next().copied();
+    pub fn next_change(&mut self) -> Option<Time> {
+        self.sort_pending();
+        let pending = self.pending.first().map(Sighting::time);
         let due = self.due.peek().map(|Reverse((t, _))| *t);
         match (pending, due) {
             (Some(p), Some(d)) => Some(p.min(d)),
@@ -247,56 +262,52 @@ impl Aggregator {
         let mut coverage: Vec<(Node, bool)> = Vec::new();
 
         // Everything touched, with its state before: new sightings first…
-        let later = match now.checked_add(1) {
-            Some(next) => self.pending.split_off(&next),
-            None => BTreeMap::new(),
-        };
-        for (_, sightings) in std::mem::replace(&mut self.pending, later) {
-            for sighting in sightings {
-                match sighting {
-                    Sighting::Edge {
-                        edge,
-                        at,
-                        hits,
-                        source,
-                    } => {
-                        let window = self.edges.entry(edge).or_default();
-                        if window.epoch != epoch {
-                            window.epoch = epoch;
-                            edges.push((edge, window.stats(), window.quorum));
-                            if window.sightings.is_empty() {
-                                self.due
-                                    .push(Reverse((at.saturating_add(self.ttl), Due::Edge(edge))));
-                            }
-                        }
-                        window.add(at, hits, source);
-                    }
-                    Sighting::Hit { node, at } => match self.hits.entry(node) {
-                        Entry::Occupied(mut last) => *last.get_mut() = at.max(*last.get()),
-                        Entry::Vacant(slot) => {
-                            slot.insert(at);
-                            newly_hit.push(node);
+        self.sort_pending();
+        let due_now = self.pending.partition_point(|s| s.time() <= now);
+        let mut pending = std::mem::take(&mut self.pending);
+        for sighting in pending.drain(..due_now) {
+            match sighting {
+                Sighting::Edge {
+                    edge,
+                    at,
+                    hits,
+                    source,
+                } => {
+                    let window = self.edges.entry(edge).or_default();
+                    if window.epoch != epoch {
+                        window.epoch = epoch;
+                        edges.push((edge, window.stats(), window.quorum));
+                        if window.sightings.is_empty() {
                             self.due
-                                .push(Reverse((at.saturating_add(self.ttl), Due::Hit(node))));
+                                .push(Reverse((at.saturating_add(self.ttl), Due::Edge(edge))));
                         }
-                    },
-                    Sighting::Coverage { node, from, to } => {
-                        let window = self.coverage.entry(node).or_default();
-                        if window.epoch != epoch {
-                            window.epoch = epoch;
-                            coverage.push((node, window.covered));
-                            if window.intervals.is_empty() {
-                                self.due.push(Reverse((
-                                    to.saturating_add(self.ttl),
-                                    Due::Coverage(node),
-                                )));
-                            }
-                        }
-                        window.intervals.push_back((to, from));
                     }
+                    window.add(at, hits, source);
+                }
+                Sighting::Hit { node, at } => match self.hits.entry(node) {
+                    Entry::Occupied(mut last) => *last.get_mut() = at.max(*last.get()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(at);
+                        newly_hit.push(node);
+                        self.due
+                            .push(Reverse((at.saturating_add(self.ttl), Due::Hit(node))));
+                    }
+                },
+                Sighting::Coverage { node, from, to } => {
+                    let window = self.coverage.entry(node).or_default();
+                    if window.epoch != epoch {
+                        window.epoch = epoch;
+                        coverage.push((node, window.covered));
+                        if window.intervals.is_empty() {
+                            self.due
+                                .push(Reverse((to.saturating_add(self.ttl), Due::Coverage(node))));
+                        }
+                    }
+                    window.intervals.push_back((to, from));
                 }
             }
         }
+        self.pending = pending;
         // …then every key with a sighting expiring by now.
         while let Some(&Reverse((time, due))) = self.due.peek() {
             if time > now {

@@ -253,16 +253,18 @@ pub fn open_with(path: &str, options: &Options) -> Result<RecordStream, SourceEr
             "is a directory, not an input file",
         ));
     }
-    from_reader(&name, file, options)
+    open_detected(&name, Box::new(file), options, ndjson::CHUNK_LINES, 0)
 }
 
-/// Reads a record stream from any reader; `name` is used in locations.
+/// Reads a record stream from any reader; `name` is used in locations. The
+/// reader may be live (a pipe from a collector): every NDJSON line is
+/// handed on as soon as it is read, not once a chunk of lines is full.
 pub fn from_reader(
     name: &str,
     reader: impl Read + Send + 'static,
     options: &Options,
 ) -> Result<RecordStream, SourceError> {
-    open_detected(name, Box::new(reader), options, 0)
+    open_detected(name, Box::new(reader), options, 1, 0)
 }
 
 /// Detects the format of `reader` (for tools that want to say what a file is).
@@ -273,10 +275,13 @@ pub fn detect_format(reader: &mut dyn Read) -> Result<Option<Format>, std::io::E
     })
 }
 
+/// Opens `reader` by its detected format. NDJSON lines are parsed in
+/// chunks of `chunk_lines` on parser threads.
 fn open_detected(
     name: &str,
     mut reader: Box<dyn Read + Send>,
     options: &Options,
+    chunk_lines: usize,
     gzip_depth: u32,
 ) -> Result<RecordStream, SourceError> {
     let (peeked, detected) = detect::detect(&mut *reader)
@@ -306,7 +311,13 @@ fn open_detected(
                 ));
             }
             let decoder = flate2::read::MultiGzDecoder::new(rest);
-            open_detected(name, Box::new(decoder), options, gzip_depth + 1)
+            open_detected(
+                name,
+                Box::new(decoder),
+                options,
+                chunk_lines,
+                gzip_depth + 1,
+            )
         }
         detect::Format::Ndjson => {
             let buffered: Box<dyn BufRead + Send> =
@@ -315,8 +326,8 @@ fn open_detected(
                 name,
                 buffered,
                 options.max_line,
-                start_line,
-                start_offset,
+                chunk_lines,
+                (start_line, start_offset),
             )))
         }
         detect::Format::StellaRuntimeFacts => {

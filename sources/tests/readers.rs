@@ -563,3 +563,49 @@ fn open_all_chains_in_order() {
         .message
         .contains("empty input"));
 }
+
+#[test]
+fn lines_parsed_in_parallel_chunks_come_out_in_input_order() {
+    // Enough lines for many chunks of the file reader, with bad lines,
+    // blank lines and a long line spread through them.
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    let mut offset = 0u64;
+    for i in 0..10_000u64 {
+        let line = match i % 997 {
+            0 => "{not json".to_string(),
+            1 => String::new(),
+            2 => format!("{{\"type\":\"watermark\",\"at\":{i},\"pad\":\"{}\"}}", "x".repeat(3000)),
+            _ => format!(
+                "{{\"type\":\"edge\",\"artifact\":\"a\",\"caller\":\"f{i}\",\"callee\":\"g\",\"at\":{i}}}"
+            ),
+        };
+        if !line.is_empty() {
+            expected.push((i + 1, offset, Record::from_json(&line).ok()));
+        }
+        offset += line.len() as u64 + 1;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let summary = |items: Vec<Result<(Location, Record), SourceError>>| -> Vec<_> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Ok((l, r)) => (l.line, l.offset, Some(r)),
+                Err(e) => (e.location.line, e.location.offset, None),
+            })
+            .collect()
+    };
+    let path = temp("parallel.ndjson", text.as_bytes());
+    assert_eq!(summary(all(&path)), expected, "a file, in chunks");
+    let live = from_reader(
+        "pipe",
+        std::io::Cursor::new(text.into_bytes()),
+        &Options::default(),
+    );
+    assert_eq!(
+        summary(live.unwrap().collect()),
+        expected,
+        "a live reader, line by line"
+    );
+}

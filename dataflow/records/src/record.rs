@@ -141,7 +141,22 @@ impl Record {
 
     /// Parses one NDJSON line and validates it.
     pub fn from_json(line: &str) -> Result<Record, String> {
-        let record: Record = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        // Most lines of a stream are edges: read those straight into their
+        // struct, without serde's buffering of an internally tagged enum
+        // (about twice as fast). Anything else, or any error, takes the
+        // general path, which also gives the error messages.
+        let record = match serde_json::from_str::<EdgeLine>(line) {
+            Ok(e) => Record::Edge(EdgeObservation {
+                artifact: e.artifact,
+                caller: e.caller,
+                callee: e.callee,
+                at: e.at,
+                hits: e.hits,
+                source: e.source,
+                event_id: e.event_id,
+            }),
+            Err(_) => serde_json::from_str(line).map_err(|e| e.to_string())?,
+        };
         record.validate()?;
         Ok(record)
     }
@@ -174,6 +189,31 @@ impl GraphSnapshot {
         }
         Ok(())
     }
+}
+
+/// An `edge` line, read directly (see [`Record::from_json`]): the fields
+/// of [`EdgeObservation`] with the same rules, and the tag.
+#[derive(Deserialize)]
+struct EdgeLine {
+    #[serde(rename = "type")]
+    _type: EdgeTag,
+    artifact: String,
+    caller: String,
+    callee: String,
+    #[serde(deserialize_with = "de_time")]
+    at: Time,
+    #[serde(default = "one", deserialize_with = "de_hits")]
+    hits: u64,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    event_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+enum EdgeTag {
+    #[serde(rename = "edge")]
+    Edge,
 }
 
 fn one() -> u64 {
@@ -293,6 +333,34 @@ mod tests {
         for line in lines {
             let record = Record::from_json(line).unwrap();
             assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn edge_lines_read_directly_equal_the_general_reading() {
+        let general = |line: &str| {
+            serde_json::from_str::<Record>(line)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.validate().map(|()| r))
+        };
+        for line in [
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5}"#,
+            r#"{"caller":"a","x":{"y":[1]},"type":"edge","artifact":"x","callee":"b","at":5,"hits":3,"source":"s","event_id":"e"}"#,
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5,"event_id":null}"#,
+            r#"{"type":"edge","type":"edge","artifact":"x","caller":"a","callee":"b","at":5}"#,
+            r#"{"type":"edge","artifact":"x","caller":"a","caller":"c","callee":"b","at":5}"#,
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5.0}"#,
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b","at":5,"hits":0}"#,
+            r#"{"type":"edge","artifact":"x","caller":"a","callee":"b"}"#,
+            r#"{"type":"Edge","artifact":"x","caller":"a","callee":"b","at":5}"#,
+            r#"{"type":"hit","artifact":"x","symbol":"a","at":5}"#,
+            r#"{"type":"watermark","at":7}"#,
+        ] {
+            let fast = Record::from_json(line);
+            assert_eq!(fast.is_ok(), general(line).is_ok(), "{line}");
+            if let (Ok(fast), Ok(general)) = (&fast, general(line)) {
+                assert_eq!(*fast, general, "{line}");
+            }
         }
     }
 
