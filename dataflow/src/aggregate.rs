@@ -24,9 +24,8 @@
 //! dataflow one statistics update and nothing else. Each worker owns the
 //! keys that hash to it ([`shard`]), so the work spreads over the workers.
 
-use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
@@ -111,28 +110,32 @@ impl EdgeWindow {
         })
     }
 
-    fn add(&mut self, at: Time, hits: u64, source: Source) {
-        match self.sightings.back_mut() {
-            Some((last, h)) if *last == at => *h = h.saturating_add(hits),
-            _ => self.sightings.push_back((at, hits)),
-        }
+    /// Adds a sighting no earlier than every one before; whether it is at
+    /// a new time (a new entry, which will expire on its own).
+    fn add(&mut self, at: Time, hits: u64, source: Source) -> bool {
+        let new_time = match self.sightings.back_mut() {
+            Some((last, h)) if *last == at => {
+                *h = h.saturating_add(hits);
+                false
+            }
+            _ => {
+                self.sightings.push_back((at, hits));
+                true
+            }
+        };
         self.hits = self.hits.saturating_add(hits);
         match self.sources.binary_search_by_key(&source, |(s, _)| *s) {
             Ok(i) => self.sources[i].1 = self.sources[i].1.max(at),
             Err(i) => self.sources.insert(i, (source, at)),
         }
+        new_time
     }
 
-    /// Drops the sightings that are no longer live at `now`.
-    fn expire(&mut self, now: Time, ttl: Time) {
-        while let Some(&(at, hits)) = self.sightings.front() {
-            if at.saturating_add(ttl) > now {
-                break;
-            }
+    /// Drops the oldest sighting time, which has expired.
+    fn expire_oldest(&mut self) {
+        if let Some((_, hits)) = self.sightings.pop_front() {
             self.hits -= hits;
-            self.sightings.pop_front();
         }
-        self.sources.retain(|(_, at)| at.saturating_add(ttl) > now);
     }
 }
 
@@ -183,8 +186,11 @@ pub struct Aggregator {
     /// they count from when `pending_sorted` (they mostly come in order).
     pending: Vec<Sighting>,
     pending_sorted: bool,
-    /// One check per live key, at the time its oldest sighting expires.
-    due: BinaryHeap<Reverse<(Time, Due)>>,
+    /// When each sighting expires, oldest first: one entry per distinct
+    /// sighting time of an edge, per newer last hit of a symbol (older
+    /// ones are found stale), per coverage interval. Sightings are taken
+    /// in time order and the ttl is one, so appending keeps it sorted.
+    due: VecDeque<(Time, Due)>,
     /// The last evaluation's time; nothing may arrive at or before it.
     evaluated: Option<Time>,
     epoch: u64,
@@ -204,7 +210,7 @@ impl Aggregator {
             coverage: FxHashMap::default(),
             pending: Vec::new(),
             pending_sorted: true,
-            due: BinaryHeap::new(),
+            due: VecDeque::new(),
             evaluated: None,
             epoch: 0,
         }
@@ -243,7 +249,7 @@ impl Aggregator {
     pub fn next_change(&mut self) -> Option<Time> {
         self.sort_pending();
         let pending = self.pending.first().map(Sighting::time);
-        let due = self.due.peek().map(|Reverse((t, _))| *t);
+        let due = self.due.front().map(|(t, _)| *t);
         match (pending, due) {
             (Some(p), Some(d)) => Some(p.min(d)),
             (p, d) => p.or(d),
@@ -265,6 +271,7 @@ impl Aggregator {
         self.sort_pending();
         let due_now = self.pending.partition_point(|s| s.time() <= now);
         let mut pending = std::mem::take(&mut self.pending);
+        let ttl = self.ttl;
         for sighting in pending.drain(..due_now) {
             match sighting {
                 Sighting::Edge {
@@ -277,43 +284,42 @@ impl Aggregator {
                     if window.epoch != epoch {
                         window.epoch = epoch;
                         edges.push((edge, window.stats(), window.quorum));
-                        if window.sightings.is_empty() {
-                            self.due
-                                .push(Reverse((at.saturating_add(self.ttl), Due::Edge(edge))));
+                    }
+                    if window.add(at, hits, source) {
+                        self.due
+                            .push_back((at.saturating_add(ttl), Due::Edge(edge)));
+                    }
+                }
+                Sighting::Hit { node, at } => {
+                    match self.hits.entry(node) {
+                        Entry::Occupied(last) if *last.get() == at => continue,
+                        Entry::Occupied(mut last) => *last.get_mut() = at,
+                        Entry::Vacant(slot) => {
+                            slot.insert(at);
+                            newly_hit.push(node);
                         }
                     }
-                    window.add(at, hits, source);
+                    self.due.push_back((at.saturating_add(ttl), Due::Hit(node)));
                 }
-                Sighting::Hit { node, at } => match self.hits.entry(node) {
-                    Entry::Occupied(mut last) => *last.get_mut() = at.max(*last.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(at);
-                        newly_hit.push(node);
-                        self.due
-                            .push(Reverse((at.saturating_add(self.ttl), Due::Hit(node))));
-                    }
-                },
                 Sighting::Coverage { node, from, to } => {
                     let window = self.coverage.entry(node).or_default();
                     if window.epoch != epoch {
                         window.epoch = epoch;
                         coverage.push((node, window.covered));
-                        if window.intervals.is_empty() {
-                            self.due
-                                .push(Reverse((to.saturating_add(self.ttl), Due::Coverage(node))));
-                        }
                     }
                     window.intervals.push_back((to, from));
+                    self.due
+                        .push_back((to.saturating_add(ttl), Due::Coverage(node)));
                 }
             }
         }
         self.pending = pending;
         // …then every key with a sighting expiring by now.
-        while let Some(&Reverse((time, due))) = self.due.peek() {
+        while let Some(&(time, due)) = self.due.front() {
             if time > now {
                 break;
             }
-            self.due.pop();
+            self.due.pop_front();
             match due {
                 Due::Edge(edge) => {
                     let window = self.edges.get_mut(&edge).expect("a due edge is kept");
@@ -321,17 +327,12 @@ impl Aggregator {
                         window.epoch = epoch;
                         edges.push((edge, window.stats(), window.quorum));
                     }
-                    window.expire(now, self.ttl);
-                    if let Some(&(first, _)) = window.sightings.front() {
-                        self.due
-                            .push(Reverse((first.saturating_add(self.ttl), due)));
-                    }
+                    window.expire_oldest();
                 }
                 Due::Hit(node) => {
-                    let last = self.hits[&node];
-                    if last.saturating_add(self.ttl) > now {
-                        self.due.push(Reverse((last.saturating_add(self.ttl), due)));
-                    } else {
+                    // Stale when a later hit came since (or its symbol
+                    // already expired in this evaluation).
+                    if (self.hits.get(&node)).is_some_and(|last| last.saturating_add(ttl) <= now) {
                         self.hits.remove(&node);
                         out.push(Update::HitLive(node).at(now, -1));
                     }
@@ -342,22 +343,16 @@ impl Aggregator {
                         window.epoch = epoch;
                         coverage.push((node, window.covered));
                     }
-                    while window
-                        .intervals
-                        .front()
-                        .is_some_and(|&(to, _)| to.saturating_add(self.ttl) <= now)
-                    {
-                        window.intervals.pop_front();
-                    }
-                    if let Some(&(to, _)) = window.intervals.front() {
-                        self.due.push(Reverse((to.saturating_add(self.ttl), due)));
-                    }
+                    window.intervals.pop_front();
                 }
             }
         }
 
         for (edge, before, quorum_before) in edges {
             let window = self.edges.get_mut(&edge).expect("touched edges are kept");
+            window
+                .sources
+                .retain(|(_, at)| at.saturating_add(ttl) > now);
             let after = window.stats();
             window.quorum = match (self.quorum, &after) {
                 (Some((h, s)), Some(stats)) => stats.hits >= h && stats.sources >= s,

@@ -140,6 +140,18 @@ fn statistics_equal_the_oracle_at_every_watermark() {
                 assert_eq!(g, e, "seed {seed}, {workers} workers, as of {}", e.as_of);
             }
         }
+        // Sparse rounds: many sightings of one key expire in one evaluation.
+        // (One worker: a failing worker then fails the run instead of
+        // leaving its peer waiting.)
+        for final_only in [false, true] {
+            let mut options = Options::threads(1);
+            options.round_every = 150;
+            options.final_only = final_only;
+            let (last, _) = collect_reports(&records, &config, options)
+                .pop()
+                .expect("a final report");
+            assert_eq!(&last, expected.last().expect("reports"), "seed {seed}");
+        }
     }
 }
 
