@@ -9,7 +9,8 @@
 //! a short function over collections:
 //! [`window`] (executed symbols, per-artifact counts),
 //! [`closure`] (reachability, BFS parents, witness paths),
-//! [`verdict`] (strategies, the lattice, conflicts), put together by
+//! [`verdict`] (strategies, the lattice, conflicts), [`sets`] (sets
+//! arranged once for every rule that consults them), put together by
 //! [`merge`]. [`ingest`] is the sequential front that turns the record
 //! stream into timestamped input updates, and [`engine`] runs it all on
 //! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
@@ -21,6 +22,7 @@ pub mod ingest;
 pub mod merge;
 pub mod model;
 pub mod profile;
+pub mod sets;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

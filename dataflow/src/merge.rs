@@ -4,10 +4,11 @@ use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Hop, Resolution, Time};
+use tracemerge_records::{Config, Hop, Resolution, Strategy, Time};
 
-use crate::closure::{bfs_parents, reachable, witness_paths};
+use crate::closure::{bfs_parents, reachable, witness_paths, Hops};
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
+use crate::sets::{key_set, semijoin, KeySet};
 use crate::symbols::Names;
 use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact, Quarantine};
 use crate::window::{count_per_artifact, executed, EdgeStats};
@@ -197,77 +198,76 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     // The edge set changes only when an edge appears or expires, not with
     // every sighting: closures and labels hang off this one.
     let observed_keys = evidence.live_edges.map(|(a, u, v)| (a, (u, v)));
-    let in_static = observed_keys
+    let static_set = key_set(graph.static_edges.clone());
+    let observed_set = key_set(observed_keys.clone());
+    // Observed edges the snapshot has, and those it lacks.
+    let both = observed_set
         .clone()
-        .map(|k| (k, ()))
-        .semijoin(graph.static_edges.clone())
-        .map(|(k, ())| (k, true));
-    let missing = observed_keys
-        .clone()
-        .map(|k| (k, ()))
-        .antijoin(graph.static_edges.clone())
-        .map(|(k, ())| k);
+        .join_core(static_set.clone(), |k, &(), &()| Some(*k));
+    let missing = observed_keys.clone().concat(both.clone().negate());
     // Under quorum a missing edge's resolution follows its quorum flag;
     // the other strategies decide from the edge alone.
-    let quorum_met = evidence.quorum.map(|(a, u, v)| (a, (u, v)));
     let strategy = config.strategy;
-    let met = missing
-        .clone()
-        .map(|k| (k, ()))
-        .semijoin(quorum_met.clone())
-        .map(|(k, ())| (k, true));
-    let unmet = missing
-        .clone()
-        .map(|k| (k, ()))
-        .antijoin(quorum_met)
-        .map(|(k, ())| (k, false));
-    let candidates = met.concat(unmet).map(move |((a, (u, v)), quorum)| {
+    let flagged = match strategy {
+        Strategy::Quorum { .. } => {
+            let quorum_met = key_set(evidence.quorum.map(|(a, u, v)| (a, (u, v))));
+            let missing = missing.clone().map(|k| (k, false));
+            let met = semijoin(missing.clone(), &quorum_met);
+            missing
+                .concat(met.clone().negate())
+                .concat(met.map(|(k, _)| (k, true)))
+        }
+        Strategy::Union | Strategy::Static => missing.clone().map(|k| (k, false)),
+    };
+    let candidates = flagged.map(move |((a, (u, v)), quorum)| {
         let resolution = resolve(&strategy, &quarantine, u, v, quorum);
         ((a, (u, v)), resolution)
     });
-    let not_in_static = missing.map(|k| (k, false));
     let accepted = candidates
         .clone()
         .filter(|(_, r)| *r == Resolution::Accepted)
         .map(|(k, _)| k);
 
-    // Effective edges labelled with where they come from.
-    let static_observed = graph
-        .static_edges
-        .clone()
-        .map(|k| (k, ()))
-        .semijoin(observed_keys.clone())
-        .map(|(k, ())| (k, Hop::Both));
-    let static_only = graph
-        .static_edges
-        .clone()
-        .map(|k| (k, ()))
-        .antijoin(observed_keys.clone())
-        .map(|(k, ())| (k, Hop::Static));
-    let effective = static_observed
-        .concat(static_only)
-        .concat(accepted.clone().map(|k| (k, Hop::Runtime)))
-        .map(|(k, hop)| (node_pair(k), hop));
+    // The effective graph: static edges and accepted runtime edges (which
+    // the snapshot lacks, so the two never overlap).
+    let effective = graph.static_edges.clone().concat(accepted);
+    // Where a hop of a witness path comes from: an effective edge that was
+    // not observed is static; an observed one is in both graphs or runtime only.
+    let label_hops = move |hops: Hops<'s, Time, Node>| {
+        let hops = hops.map(|(((a, u), (_, v)), rest)| ((a, (u, v)), rest));
+        let observed = semijoin(hops.clone(), &observed_set);
+        let in_both = semijoin(observed.clone(), &static_set);
+        let label = |hop: Hop| move |((a, (u, v)), rest)| ((((a, u), (a, v)), rest), hop);
+        (hops
+            .concat(observed.clone().negate())
+            .map(label(Hop::Static)))
+        .concat(
+            observed
+                .concat(in_both.clone().negate())
+                .map(label(Hop::Runtime)),
+        )
+        .concat(in_both.map(label(Hop::Both)))
+    };
 
     let roots = graph.entrypoints.clone();
     let reach_static = reachable(graph.static_edges.clone().map(node_pair), roots.clone());
     let reach_runtime = reachable(observed_keys.map(node_pair), roots.clone());
 
     // The witness rule orders parents by symbol name, not by id.
-    let (dist, parents) = bfs_parents(effective, roots, move |(_, u), (_, w)| {
+    let (dist, parents) = bfs_parents(effective.map(node_pair), roots, move |(_, u), (_, w)| {
         names.compare(*u, *w)
     });
     // BFS reaches exactly the effective closure; no second fixpoint needed.
-    let reach_effective = dist.clone().map(|(node, _)| node);
-    let paths = witness_paths(dist, parents, graph.targets.clone());
+    let reach_effective = dist.clone().as_collection(|node, _| *node);
+    let paths = witness_paths(dist, parents, graph.targets.clone(), label_hops);
 
     // Verdicts.
+    let reach_static_set = key_set(reach_static.clone());
+    let executed_set = key_set(executed.clone());
+    let covered_set = key_set(covered);
     let targets_keyed = graph.targets.clone().map(|n| (n, ()));
-    let fact = |nodes: Coll<'s, Node>, f: Fact| {
-        targets_keyed
-            .clone()
-            .semijoin(nodes)
-            .map(move |(n, ())| (n, f.clone()))
+    let fact = |set: &KeySet<'s, Node>, f: Fact| {
+        semijoin(targets_keyed.clone(), set).map(move |(n, ())| (n, f.clone()))
     };
     let facts = targets_keyed
         .clone()
@@ -279,9 +279,9 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 .semijoin(graph.snapshots.clone())
                 .map(|n| (n, Fact::HasSnapshot)),
         )
-        .concat(fact(reach_static.clone(), Fact::StaticReachable))
-        .concat(fact(executed.clone(), Fact::Executed))
-        .concat(fact(covered.clone(), Fact::Covered))
+        .concat(fact(&reach_static_set, Fact::StaticReachable))
+        .concat(fact(&executed_set, Fact::Executed))
+        .concat(fact(&covered_set, Fact::Covered))
         .concat(paths.map(|(target, (path, hops))| {
             let path = path.into_iter().map(|(_, s)| s).collect();
             (target, Fact::Path(path, hops))
@@ -290,11 +290,12 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
 
     let conflicts = conflicts(ConflictInputs {
         snapshots: graph.snapshots.clone(),
-        nodes: graph.nodes,
+        nodes: key_set(graph.nodes),
         executed: executed.clone(),
-        reach_static: reach_static.clone(),
+        executed_set,
+        reach_static: reach_static_set,
         targets: graph.targets.clone(),
-        covered,
+        covered: covered_set,
         candidates,
     });
 
@@ -307,8 +308,8 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         [reach_static, reach_runtime, reach_effective],
     );
 
-    let edges = in_static
-        .concat(not_in_static)
+    let edges = (both.map(|k| (k, true)))
+        .concat(missing.map(|k| (k, false)))
         .map(|((artifact, (caller, callee)), in_static)| Output::Edge {
             artifact,
             caller,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
 use crate::model::{Artifact, ArtifactEdge, ConflictAt, Node, Symbol};
+use crate::sets::{outside, semijoin, within, KeySet};
 use crate::symbols::Interner;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -103,20 +104,18 @@ pub fn verdicts<'s>(
 /// The inputs every conflict kind is computed from.
 pub struct ConflictInputs<'s> {
     pub snapshots: Coll<'s, Artifact>,
-    pub nodes: Coll<'s, Node>,
+    pub nodes: KeySet<'s, Node>,
     pub executed: Coll<'s, Node>,
-    pub reach_static: Coll<'s, Node>,
+    pub executed_set: KeySet<'s, Node>,
+    pub reach_static: KeySet<'s, Node>,
     pub targets: Coll<'s, Node>,
-    pub covered: Coll<'s, Node>,
+    pub covered: KeySet<'s, Node>,
     /// Observed edges missing from the snapshot, with their resolution.
     pub candidates: Coll<'s, (ArtifactEdge, Resolution)>,
 }
 
 /// Every place where live runtime evidence contradicts the static snapshot.
 pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> {
-    fn keyed<'s>(nodes: Coll<'s, Node>) -> Coll<'s, (Node, ())> {
-        nodes.map(|n| (n, ()))
-    }
     let snapshot_keys = c.snapshots.clone();
 
     let live_artifacts = c.executed.clone().map(|(a, _)| a).distinct_total();
@@ -127,11 +126,11 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> 
 
     let edge_conflicts = c
         .candidates
-        .map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)))
-        .semijoin(c.nodes.clone())
-        .map(|((a, u), (v, resolution))| ((a, v), (u, resolution)))
-        .semijoin(c.nodes.clone())
-        .map(|((artifact, callee), (caller, resolution))| {
+        .map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)));
+    let edge_conflicts = semijoin(edge_conflicts, &c.nodes)
+        .map(|((a, u), (v, resolution))| ((a, v), (u, resolution)));
+    let edge_conflicts =
+        semijoin(edge_conflicts, &c.nodes).map(|((artifact, callee), (caller, resolution))| {
             let conflict = ConflictAt::RuntimeEdgeNotInStatic {
                 caller,
                 callee,
@@ -140,24 +139,15 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> 
             (artifact, conflict)
         });
 
-    let unreachable = keyed(c.executed.clone())
-        .semijoin(c.nodes.clone())
-        .antijoin(c.reach_static.clone())
-        .map(|((a, symbol), ())| (a, ConflictAt::ExecutedButStaticallyUnreachable(symbol)));
+    let unreachable = outside(within(c.executed.clone(), &c.nodes), &c.reach_static)
+        .map(|(a, symbol)| (a, ConflictAt::ExecutedButStaticallyUnreachable(symbol)));
 
-    let unknown = c
-        .executed
-        .clone()
-        .semijoin(snapshot_keys)
-        .map(|n| (n, ()))
-        .antijoin(c.nodes)
-        .map(|((a, symbol), ())| (a, ConflictAt::UnknownSymbol(symbol)));
+    let unknown = outside(c.executed.semijoin(snapshot_keys), &c.nodes)
+        .map(|(a, symbol)| (a, ConflictAt::UnknownSymbol(symbol)));
 
-    let unobserved = keyed(c.targets)
-        .semijoin(c.reach_static)
-        .semijoin(c.covered)
-        .antijoin(c.executed)
-        .map(|((a, symbol), ())| (a, ConflictAt::ReachableButUnobserved(symbol)));
+    let unobserved = within(c.targets, &c.reach_static);
+    let unobserved = outside(within(unobserved, &c.covered), &c.executed_set)
+        .map(|(a, symbol)| (a, ConflictAt::ReachableButUnobserved(symbol)));
 
     no_snapshot
         .concat(edge_conflicts)
