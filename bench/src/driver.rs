@@ -86,8 +86,11 @@ impl Driver {
         }
     }
 
-    /// Sends `records` (ending with a watermark at `watermark`) and returns
-    /// the time until every output before `watermark` is final.
+    /// Sends `records`, a watermark at `watermark` and one a millisecond
+    /// later, and returns the time until every output at `watermark` is
+    /// final. The second watermark closes the round: records at exactly
+    /// `watermark` may still come after the first, so the aggregator
+    /// evaluates that round only once event time has passed it.
     pub fn change(
         &mut self,
         records: impl IntoIterator<Item = Record>,
@@ -98,7 +101,8 @@ impl Driver {
             self.send(r);
         }
         self.send(Record::Watermark { at: watermark });
-        self.wait(watermark)?;
+        self.send(Record::Watermark { at: watermark + 1 });
+        self.wait(watermark + 1)?;
         Ok(started.elapsed())
     }
 

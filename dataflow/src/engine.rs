@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -227,7 +228,9 @@ where
         profile: options.profile,
         final_only: options.final_only && !options.watermark_reports && !options.changes,
         events: on_event.clone(),
+        failed: Arc::new(AtomicBool::new(false)),
     };
+    let failed = shared.failed.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
             .lock()
@@ -278,6 +281,10 @@ where
     };
     let mut failure = None;
     for record in records {
+        // A worker died: its peers stop, so stop reading.
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
         let record = match record {
             Ok(record) => record,
             Err(e) if options.keep_going => {
@@ -353,9 +360,25 @@ struct Shared {
     profile: bool,
     final_only: bool,
     events: Events,
+    /// Set when a worker panics. Its peers would otherwise wait forever for
+    /// its progress; they stop instead, and the run fails.
+    failed: Arc<AtomicBool>,
+}
+
+/// Raises [`Shared::failed`] if its worker unwinds.
+struct FailOnPanic(Arc<AtomicBool>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Shared) {
+    let _guard = FailOnPanic(shared.failed.clone());
+    let failed = || shared.failed.load(Ordering::Relaxed);
     let profile = (shared.profile && worker.index() == 0).then(|| crate::profile::install(worker));
     let pending: Pending = Rc::new(RefCell::new(BTreeMap::new()));
     let (mut inputs, probe): (Inputs, ProbeHandle<Time>) = worker.dataflow(|scope| {
@@ -401,6 +424,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     let mut in_flight: VecDeque<Time> = VecDeque::new();
     let mut open = true;
     while open {
+        if failed() {
+            return abandon(worker);
+        }
         let mut received = 0;
         loop {
             match rx.try_recv() {
@@ -484,7 +510,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             while in_flight.front().is_some_and(|t| !probe.less_than(t)) {
                 in_flight.pop_front();
             }
-            if in_flight.len() <= shared.rounds_in_flight {
+            if in_flight.len() <= shared.rounds_in_flight || failed() {
                 break;
             }
             worker.step();
@@ -492,6 +518,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     }
     drop(inputs);
     while worker.step() {
+        if failed() {
+            return abandon(worker);
+        }
         if let Some(sink) = sink.as_mut() {
             sink.poll(probe.with_frontier(|f| f.first().copied()));
         }
@@ -505,6 +534,14 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
         let profile = std::mem::take(&mut *profile.borrow_mut());
         (shared.events.lock().expect("events"))(Event::Profile(profile));
+    }
+}
+
+/// Drops this worker's dataflows, which can no longer complete: timely
+/// would otherwise run them until they do once the worker returns.
+fn abandon(worker: &mut timely::worker::Worker) {
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
     }
 }
 

@@ -43,6 +43,8 @@ fn one_fraction(
     // Let the warm-up observations expire first.
     let mut at = loaded.watermark + TTL + 1;
     loaded.change(Vec::new(), at)?;
+    // `change` closes each round with a watermark a millisecond later.
+    at += 2;
     let artifact = loaded.workload.artifact.clone();
     let edge = |at| {
         Record::Edge(EdgeObservation {
@@ -73,7 +75,7 @@ fn one_fraction(
             recompute.record(took_recompute_off);
         }
         flipped = reach_on.saturating_sub(reach_off);
-        at = expired;
+        at = expired + 2;
     }
     log(&format!(
         "cascade: {:.0}% ({flipped} functions flip): engine on p50 {:.3} ms, off p50 {:.3} ms, recompute p50 {:.3} ms",

@@ -4,9 +4,12 @@
 //! paths and conflicts recomputed from scratch in plain Rust).
 //!
 //! A change is a set of edge observations at one event time `t` followed by
-//! a watermark at `t + 1`; its latency runs from handing the first record
-//! to the engine until [`Event::Progress`](tracemerge_dataflow::Event)
-//! reports a frontier at or past `t + 1`: every output at `t` is final.
+//! watermarks at `t + 1` and `t + 2`; its latency runs from handing the
+//! first record to the engine until [`Event::Progress`](tracemerge_dataflow::Event)
+//! reports a frontier at or past `t + 2`: every output of the round at
+//! `t + 1`, where the change lands, is final. (The round at a watermark is
+//! evaluated once event time has passed it, since records at exactly the
+//! watermark may still come; the second watermark is what passes it.)
 //! Half of the edges (alternating) are observations of static edges, half
 //! are new runtime edges, half of those into statically unreachable
 //! functions, so under the `union` strategy they change effective
@@ -80,8 +83,10 @@ impl Loaded {
         for r in &records {
             self.baseline.push(r);
         }
+        // The engine's driver closes the round with a watermark at `at + 1`.
         self.baseline.push(&Record::Watermark { at });
-        self.watermark = at;
+        self.baseline.push(&Record::Watermark { at: at + 1 });
+        self.watermark = at + 1;
         self.driver.change(records, at)
     }
 
@@ -220,7 +225,7 @@ fn one_size(
     for _ in 0..2 {
         let records = changes.make(1, at);
         loaded.change(records, at + 1)?;
-        at += 2;
+        at += 3;
     }
     let mut per_size = Vec::new();
     let mut engine_by: BTreeMap<usize, Latencies> = BTreeMap::new();
@@ -238,7 +243,7 @@ fn one_size(
                 recompute.record(took);
                 all_recompute.record(took);
             }
-            at += 2;
+            at += 3;
         }
         log(&format!(
             "update: {functions} functions, {edges}-edge changes: engine p50 {:.3} ms, recompute p50 {:.3} ms",
