@@ -513,3 +513,62 @@ fn malformed_call_graphs_name_file_and_line() {
     );
 }
 
+#[test]
+fn research_bench_pipeline_small() {
+    if !runs("gcc", &["--version"]) || !runs("cargo", &["--version"]) {
+        return skip("research_bench", "gcc or cargo is not installed");
+    }
+    let dir = scratch("research-bench");
+    let results = dir.join("results.json");
+    ok(&tracemerge(&[
+        "bench",
+        "research",
+        "--quick",
+        "-o",
+        s(&results),
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let r = &v["research"];
+    assert!(r.get("skipped").is_none(), "{r}");
+    for program in ["lua", "zlib"] {
+        let p = &r[program];
+        assert!(p["functions"].as_u64().unwrap() > 50, "{program}: {p}");
+        let truth = p["truth_edges"].as_u64().unwrap();
+        assert!(truth > 20, "{program}: {p}");
+        // Against the exact ground truth, every known edge is matched or classified.
+        let t = &p["against_truth"];
+        let missed: u64 = t["misses_by_class"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            t["runtime_edges"].as_u64().unwrap(),
+            t["matched"].as_u64().unwrap() + missed,
+            "{program}: {t}"
+        );
+        let recall = p["recall"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&recall), "{program}: {recall}");
+        match p["probe"].get("skipped") {
+            Some(why) => skip("research_bench probe", why.as_str().unwrap()),
+            None => {
+                let probe = &p["probe"];
+                let matching = probe["matching_truth"].as_u64().unwrap();
+                assert!(
+                    matching as f64 >= 0.9 * truth as f64,
+                    "{program}: probe {probe}"
+                );
+            }
+        }
+    }
+    if let Some(why) = r["lua"]["llvm"].get("skipped") {
+        skip("research_bench llvm", why.as_str().unwrap());
+    } else {
+        assert!(
+            r["lua"]["llvm"]["common_edges"].as_u64().unwrap() > 100,
+            "{}",
+            r["lua"]["llvm"]
+        );
+    }
+}
