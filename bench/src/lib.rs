@@ -37,10 +37,11 @@ pub enum Suite {
     Scale,
     Probe,
     Etl,
+    Research,
 }
 
 impl Suite {
-    pub const ALL: [Suite; 8] = [
+    pub const ALL: [Suite; 9] = [
         Suite::Ingest,
         Suite::Update,
         Suite::Cascade,
@@ -49,6 +50,7 @@ impl Suite {
         Suite::Scale,
         Suite::Probe,
         Suite::Etl,
+        Suite::Research,
     ];
 
     /// The suite's key in the results JSON and on the command line.
@@ -62,6 +64,7 @@ impl Suite {
             Suite::Scale => "scale",
             Suite::Probe => "probe",
             Suite::Etl => "etl",
+            Suite::Research => "research",
         }
     }
 }
@@ -185,6 +188,7 @@ pub struct Plan {
     pub scale: ScalePlan,
     pub probe: ProbePlan,
     pub etl: EtlPlan,
+    pub research: suites::research::ResearchPlan,
 }
 
 impl Plan {
@@ -238,6 +242,12 @@ impl Plan {
                 dir: suites::external::default_etl_dir(),
                 runs: 3,
             },
+            research: suites::research::ResearchPlan {
+                tracemerge: None,
+                lua_size: 20_000,
+                zlib_files: None,
+                llvm: true,
+            },
         }
     }
 
@@ -285,6 +295,11 @@ impl Plan {
             etl: EtlPlan {
                 runs: 1,
                 ..full.etl
+            },
+            research: suites::research::ResearchPlan {
+                lua_size: 300,
+                zlib_files: Some(4),
+                ..full.research
             },
             ..full
         }
@@ -360,6 +375,7 @@ pub fn run(plan: &Plan, log: &mut dyn FnMut(&str)) -> Value {
             Suite::Scale => suites::scale::run(&plan.scale, &plan.ingest, plan.seed, log),
             Suite::Probe => suites::external::probe(&plan.probe, &plan.work_dir),
             Suite::Etl => suites::external::etl(&plan.etl),
+            Suite::Research => suites::research::run(&plan.research, &plan.work_dir, log),
         };
         let mut value = match result {
             Ok(v) => v,

@@ -10,7 +10,7 @@ use tracemerge_bench::{Launcher, Plan, Suite};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Suites to run (default: all): ingest, update, cascade, memory,
-    /// replay, scale, probe, etl.
+    /// replay, scale, probe, etl, research.
     pub suites: Vec<Suite>,
     /// Every suite at small sizes (under a minute in a release build).
     #[arg(long)]
@@ -82,6 +82,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, String> {
         plan.suites = args.suites.clone();
     }
     plan.memory.launcher = Some(Launcher::current_exe(&["bench-child"])?);
+    plan.research.tracemerge = std::env::current_exe().ok();
     if let Some(v) = &args.sizes {
         plan.update.sizes = v.clone();
     }

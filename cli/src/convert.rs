@@ -1,5 +1,6 @@
 //! `tracemerge convert`: rewrite record streams (any input the sources crate
-//! reads, detected by content) as NDJSON or as a binary replay log (.tmlog).
+//! reads, detected by content, static call graphs of other analysers
+//! included) as NDJSON or as a binary replay log (.tmlog).
 
 use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Write};
@@ -122,13 +123,14 @@ pub fn run(
     inputs: Vec<String>,
     output: String,
     to: Option<OutputFormat>,
+    static_graph: crate::run::StaticGraphArgs,
 ) -> Result<ExitCode, String> {
     let (format, gzip) = output_format(&output, to)?;
     if output != "-" {
         check_not_an_input(&output, &inputs)?;
     }
     // Inputs first: a missing or unreadable input leaves no output behind.
-    let stream = tracemerge_sources::open_all(&inputs, &tracemerge_sources::Options::default())
+    let stream = tracemerge_sources::open_all(&inputs, &static_graph.source_options())
         .map_err(|e| e.to_string())?;
     let out_name = if output == "-" {
         "<stdout>".to_string()

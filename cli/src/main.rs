@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod demo;
 mod etl;
+mod eval;
 mod probe;
 mod run;
 
@@ -91,7 +92,9 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Rewrite record streams (any supported input, detected by content) as
-    /// NDJSON or as a binary replay log (.tmlog).
+    /// NDJSON or as a binary replay log (.tmlog). Static call graphs of other
+    /// analysers (gcc .ci, LLVM dot/text, Go callgraph, PyCG) become one
+    /// `graph` record per run of consecutive call-graph files.
     Convert {
         /// Inputs (`-` is stdin), read as one stream in the order given.
         #[arg(required = true)]
@@ -103,7 +106,12 @@ enum Command {
         /// either followed by .gz].
         #[arg(long, value_enum)]
         to: Option<convert::OutputFormat>,
+        #[command(flatten)]
+        static_graph: run::StaticGraphArgs,
     },
+    /// Research mode: how much of what ran did the static call graph
+    /// contain (recall, missed edges by class, verdicts they change).
+    Eval(eval::EvalArgs),
     /// Decode Windows ETW trace files (.etl).
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -172,7 +180,13 @@ fn main() -> ExitCode {
                 run::generate(workload.stream(), output)
             }
         }
-        Command::Convert { inputs, output, to } => convert::run(inputs, output, to),
+        Command::Convert {
+            inputs,
+            output,
+            to,
+            static_graph,
+        } => convert::run(inputs, output, to, static_graph),
+        Command::Eval(args) => eval::run(args),
         Command::Etl(cmd) => etl::run(cmd),
         Command::Probe(cmd) => probe::run(cmd),
         Command::Watch {

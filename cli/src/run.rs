@@ -17,6 +17,8 @@ pub struct EngineArgs {
     /// the format is detected from the content.
     #[arg(required = true)]
     pub files: Vec<String>,
+    #[command(flatten)]
+    pub static_graph: StaticGraphArgs,
     /// How long an observation stays live.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub ttl: Time,
@@ -44,6 +46,30 @@ pub struct EngineArgs {
     pub profile: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// How static call graphs of other analysers (gcc `.ci`, LLVM dot or
+/// text, Go `callgraph`, PyCG) become `graph` records.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct StaticGraphArgs {
+    /// Artifact of static call graphs of other analysers (and of Stella
+    /// inputs): the artifact the runtime records name.
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Entrypoints of those call graphs, comma-separated [default: main
+    /// or main.main if present, else the functions nothing calls].
+    #[arg(long, value_delimiter = ',')]
+    pub entrypoints: Option<Vec<String>>,
+}
+
+impl StaticGraphArgs {
+    pub fn source_options(&self) -> tracemerge_sources::Options {
+        tracemerge_sources::Options {
+            artifact: self.artifact.clone(),
+            entrypoints: self.entrypoints.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Timely's execution options, passed through.
@@ -182,9 +208,11 @@ impl std::str::FromStr for Speed {
 }
 
 /// The record stream of all files, in order, with errors that name file and line.
-fn records(files: &[String]) -> Result<impl Iterator<Item = Result<Record, String>>, String> {
-    let stream = tracemerge_sources::open_all(files, &tracemerge_sources::Options::default())
-        .map_err(|e| e.to_string())?;
+fn records(
+    files: &[String],
+    options: &tracemerge_sources::Options,
+) -> Result<impl Iterator<Item = Result<Record, String>>, String> {
+    let stream = tracemerge_sources::open_all(files, options).map_err(|e| e.to_string())?;
     Ok(stream.map(|item| item.map(|(_, record)| record).map_err(|e| e.to_string())))
 }
 
@@ -247,7 +275,10 @@ fn execute(
     options.changes = speed.is_some();
     let report = Arc::new(Mutex::new(None));
     let slot = report.clone();
-    let stream = with_progress(paced(records(&args.files)?, speed.unwrap_or(Speed::Max)));
+    let stream = with_progress(paced(
+        records(&args.files, &args.static_graph.source_options())?,
+        speed.unwrap_or(Speed::Max),
+    ));
     let result = run(stream, &config, options, move |event| match event {
         Event::Change(change) => on_change(&change),
         Event::Report { report, last: true } => *slot.lock().expect("report") = Some(report),
@@ -385,7 +416,7 @@ pub fn watch(
 ) -> Result<ExitCode, String> {
     let mut static_records = Vec::new();
     if !graphs.is_empty() {
-        for item in records(&graphs)? {
+        for item in records(&graphs, &tracemerge_sources::Options::default())? {
             static_records.push(item?);
         }
     }

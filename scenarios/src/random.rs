@@ -266,6 +266,8 @@ impl Gen<'_> {
             nodes,
             edges,
             entrypoints,
+            indirect_calls: Default::default(),
+            modules: Default::default(),
         }
     }
 

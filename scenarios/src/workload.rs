@@ -118,6 +118,8 @@ impl Workload {
             nodes: (0..n).map(name).collect(),
             edges,
             entrypoints: vec![name(0)],
+            indirect_calls: Default::default(),
+            modules: Default::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 
 use std::io::{ErrorKind, Read};
 
+use crate::callgraph::Analyser;
+
 /// What an input turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -25,6 +27,9 @@ pub enum Format {
     Etl,
     /// The binary replay log (.tmlog), read by [`crate::tmlog::Reader`].
     ReplayLog,
+    /// A static call graph written by another analyser, read by
+    /// [`crate::callgraph`].
+    CallGraph(crate::callgraph::Analyser),
 }
 
 impl Format {
@@ -37,6 +42,7 @@ impl Format {
             Format::StellaRuntimeFactsDocument => "Stella runtime-facts JSON",
             Format::Etl => "ETW trace (.etl)",
             Format::ReplayLog => "replay log (.tmlog)",
+            Format::CallGraph(analyser) => analyser.name(),
         }
     }
 }
@@ -137,6 +143,9 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
         if !p.eof {
             p.eof = fill(reader, &mut p.prefix, BINARY_PEEK)?;
         }
+        if let Some(analyser) = crate::callgraph::detect_text(&p.prefix) {
+            return Ok((p, Detected::Format(Format::CallGraph(analyser))));
+        }
         if is_etl(&p.prefix) {
             return Ok((p, Detected::Format(Format::Etl)));
         }
@@ -185,6 +194,12 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
             ))
         }
         _ => {
+            if !p.eof {
+                p.eof = fill(reader, &mut p.prefix, BINARY_PEEK)?;
+            }
+            if let Some(analyser) = crate::callgraph::detect_text(&p.prefix) {
+                return Ok((p, Detected::Format(Format::CallGraph(analyser))));
+            }
             let d = Detected::Unknown(describe_unknown(&p.prefix));
             return Ok((p, d));
         }
@@ -197,6 +212,7 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
                 multiline,
                 end,
                 graph_keys: true,
+                ..
             } => {
                 // `nodes` and `edges` without `schema`: a legacy callgraph
                 // document if nothing follows the object; a (bad) NDJSON
@@ -214,6 +230,13 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
                     return Ok((p, Detected::Format(Format::StellaCallgraph)));
                 }
             }
+            Scan::Complete {
+                end,
+                string_lists: true,
+                ..
+            } if p.prefix[end..].iter().all(u8::is_ascii_whitespace) => {
+                return Ok((p, Detected::Format(Format::CallGraph(Analyser::Pycg))));
+            }
             Scan::Complete { multiline, .. } => {
                 // An object without a deciding key. On one line it is taken
                 // as a (bad) NDJSON record, so the error names the line and
@@ -223,20 +246,27 @@ pub(crate) fn detect(reader: &mut dyn Read) -> std::io::Result<(Peeked, Detected
                         p,
                         Detected::Unknown(
                             "a JSON document that is neither stella.callgraph.v1 (no `schema`, \
-                             `nodes`/`edges`) nor Stella runtime facts (no `events`)"
+                             `nodes`/`edges`), Stella runtime facts (no `events`) nor a PyCG \
+                             call graph (not every value is an array of names)"
                                 .into(),
                         ),
                     ));
                 }
                 return Ok((p, Detected::Format(Format::Ndjson)));
             }
-            Scan::Incomplete { pretty_nodes } => {
+            Scan::Incomplete {
+                pretty_nodes,
+                string_lists,
+            } => {
                 // Undecided within the peek limit, or a truncated object:
                 // a pretty-printed document with `nodes` is a callgraph,
-                // anything else is read as NDJSON (errors per line).
+                // one whose values so far are all arrays of strings is
+                // PyCG's, anything else is read as NDJSON (errors per line).
                 if p.eof || p.prefix.len() >= TEXT_PEEK {
                     let f = if pretty_nodes {
                         Format::StellaCallgraph
+                    } else if string_lists {
+                        Format::CallGraph(Analyser::Pycg)
                     } else {
                         Format::Ndjson
                     };
@@ -275,11 +305,16 @@ enum Scan {
         end: usize,
         /// It has `nodes` and `edges` at the top.
         graph_keys: bool,
+        /// It has keys and every value is an array of strings (PyCG's
+        /// call graph).
+        string_lists: bool,
     },
     /// The prefix ended inside the first object.
     Incomplete {
         /// A pretty-printed object (`{` alone on its line) with `nodes`.
         pretty_nodes: bool,
+        /// Keys so far, each value an array of strings.
+        string_lists: bool,
     },
 }
 
@@ -295,6 +330,8 @@ fn scan(b: &[u8]) -> Scan {
     let mut pending: Option<String> = None;
     let mut keys: Vec<String> = Vec::new();
     let mut multiline = false;
+    // Every depth-1 value so far is an array holding only strings.
+    let mut string_lists = true;
     let mut i = 0;
     let decide_keys = |keys: &[String]| -> Option<Format> {
         let has = |k: &str| keys.iter().any(|x| x == k);
@@ -312,6 +349,9 @@ fn scan(b: &[u8]) -> Scan {
                 i += 1;
             }
             b'{' | b'[' => {
+                if !(stack.is_empty() || (stack.len() == 1 && c == b'[')) {
+                    string_lists = false;
+                }
                 stack.push(c == b'{');
                 expect_key = c == b'{';
                 pending = None;
@@ -325,10 +365,12 @@ fn scan(b: &[u8]) -> Scan {
                 i += 1;
                 if stack.is_empty() {
                     let has = |k: &str| keys.iter().any(|x| x == k);
+                    let graph_keys = has("nodes") && has("edges");
                     return Scan::Complete {
                         multiline,
                         end: i,
-                        graph_keys: has("nodes") && has("edges"),
+                        graph_keys,
+                        string_lists: string_lists && !keys.is_empty() && !graph_keys,
                     };
                 }
             }
@@ -346,7 +388,7 @@ fn scan(b: &[u8]) -> Scan {
                 let mut escaped = false;
                 loop {
                     match b.get(j) {
-                        None => return incomplete(b, &keys),
+                        None => return incomplete(b, &keys, string_lists),
                         Some(b'\\') if !escaped => escaped = true,
                         Some(b'"') if !escaped => break,
                         Some(_) => escaped = false,
@@ -377,8 +419,13 @@ fn scan(b: &[u8]) -> Scan {
                     } else if depth == 3 && (text == "sourceId" || text == "targetId") {
                         return Scan::Decided(Format::StellaCallgraph);
                     }
-                } else if pending.take().is_some() && text.starts_with("stella.callgraph") {
-                    return Scan::Decided(Format::StellaCallgraph);
+                } else {
+                    if stack.len() != 2 {
+                        string_lists = false;
+                    }
+                    if pending.take().is_some() && text.starts_with("stella.callgraph") {
+                        return Scan::Decided(Format::StellaCallgraph);
+                    }
                 }
             }
             _ => {
@@ -387,6 +434,7 @@ fn scan(b: &[u8]) -> Scan {
                 }
                 // A number or literal: skip to the next delimiter.
                 pending = None;
+                string_lists = false;
                 while i < b.len() && !b",]} \t\r\n".contains(&b[i]) {
                     if !(b[i].is_ascii_alphanumeric() || b"+-.".contains(&b[i])) {
                         return Scan::Invalid;
@@ -396,14 +444,15 @@ fn scan(b: &[u8]) -> Scan {
             }
         }
     }
-    incomplete(b, &keys)
+    incomplete(b, &keys, string_lists)
 }
 
-fn incomplete(b: &[u8], keys: &[String]) -> Scan {
+fn incomplete(b: &[u8], keys: &[String], string_lists: bool) -> Scan {
     let first_line = b.split(|&c| c == b'\n').next().unwrap_or(b);
     let pretty = first_line.len() < b.len() && first_line[1..].iter().all(u8::is_ascii_whitespace);
     Scan::Incomplete {
         pretty_nodes: pretty && keys.iter().any(|k| k == "nodes"),
+        string_lists: string_lists && !keys.is_empty(),
     }
 }
 

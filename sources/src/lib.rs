@@ -72,6 +72,7 @@
 //!   end of the input (or when 65,536 distinct keys are pending), located at
 //!   their first event; a sum that would pass 2⁶³−1 is split.
 
+pub mod callgraph;
 mod detect;
 mod lines;
 mod ndjson;
@@ -213,6 +214,10 @@ pub struct Options {
     pub at: Option<u64>,
     /// Longest accepted NDJSON line in bytes (default [`MAX_LINE`]).
     pub max_line: usize,
+    /// Entrypoints of a static call graph read from another analyser's
+    /// output (default: `main` or `main.main` if present, else the
+    /// functions nothing calls).
+    pub entrypoints: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -221,6 +226,7 @@ impl Default for Options {
             artifact: None,
             at: None,
             max_line: MAX_LINE,
+            entrypoints: None,
         }
     }
 }
@@ -350,7 +356,103 @@ fn open_detected(
         )),
         detect::Format::Etl => read_etl(name, rest),
         detect::Format::ReplayLog => Ok(Box::new(ReplayLogItems(tmlog::Reader::new(name, rest)?))),
+        detect::Format::CallGraph(analyser) => {
+            let imported = import_program(vec![(name.to_string(), analyser, rest)], options)?;
+            Ok(Box::new(std::iter::once(Ok((
+                Location::file(name),
+                Record::Graph(imported.graph),
+            )))))
+        }
     }
+}
+
+/// The analyser whose call graph `path` holds, if it is one (stdin is
+/// never peeked: it cannot be read twice).
+fn call_graph_analyser(path: &str) -> Option<callgraph::Analyser> {
+    if path == "-" {
+        return None;
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    match detect::detect(&mut file).ok()?.1 {
+        detect::Detected::Format(detect::Format::CallGraph(analyser)) => Some(analyser),
+        _ => None,
+    }
+}
+
+/// Reads the call-graph files of one program into its `graph` record
+/// (artifact and time from `options`, which must name the artifact).
+pub fn import_program(
+    files: Vec<(String, callgraph::Analyser, Box<dyn Read + Send>)>,
+    options: &Options,
+) -> Result<callgraph::Imported, SourceError> {
+    let first = files.first().map_or("<none>", |f| f.0.as_str()).to_string();
+    let Some(artifact) = &options.artifact else {
+        return Err(SourceError::fatal(
+            Location::file(&first),
+            format!(
+                "a static call graph ({}) names no artifact: give --artifact NAME \
+                 (the artifact of the runtime records, e.g. build-id:… from `probe`)",
+                files[0].1.name()
+            ),
+        ));
+    };
+    let mut program = callgraph::ProgramGraph::default();
+    for (name, analyser, reader) in files {
+        program.read(analyser, &name, reader).map_err(|e| {
+            let location = Location::file(&e.file);
+            if e.line > 0 {
+                SourceError::fatal(location, format!("line {}: {}", e.line, e.what))
+            } else {
+                SourceError::fatal(location, e.what)
+            }
+        })?;
+    }
+    program
+        .finish(
+            artifact,
+            options.at.unwrap_or(0),
+            options.entrypoints.as_deref(),
+        )
+        .map_err(|e| SourceError::fatal(Location::file(&first), e))
+}
+
+/// Opens the next input of `paths`; a run of consecutive static call-graph
+/// files is one program, read into one `graph` record.
+fn open_next(
+    paths: &mut std::collections::VecDeque<String>,
+    options: &Options,
+) -> Option<Result<RecordStream, SourceError>> {
+    let path = paths.pop_front()?;
+    let Some(analyser) = call_graph_analyser(&path) else {
+        return Some(open_with(&path, options));
+    };
+    let mut group = vec![(path, analyser)];
+    while let Some(next) = paths.front() {
+        match call_graph_analyser(next) {
+            Some(analyser) => group.push((paths.pop_front()?, analyser)),
+            None => break,
+        }
+    }
+    let first = group[0].0.clone();
+    let mut files = Vec::with_capacity(group.len());
+    for (path, analyser) in group {
+        let name = display_name(&path);
+        match std::fs::File::open(&path) {
+            Ok(file) => files.push((name, analyser, Box::new(file) as Box<dyn Read + Send>)),
+            Err(e) => {
+                return Some(Err(SourceError::fatal(
+                    Location::file(&name),
+                    format!("cannot open: {e}"),
+                )))
+            }
+        }
+    }
+    Some(import_program(files, options).map(|imported| {
+        Box::new(std::iter::once(Ok((
+            Location::file(&first),
+            Record::Graph(imported.graph),
+        )))) as RecordStream
+    }))
 }
 
 /// A replay log's records, each located at its block.
@@ -416,10 +518,11 @@ pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, Sou
             ));
         }
     }
-    let first = open_with(&paths[0], options)?;
+    let mut rest: std::collections::VecDeque<String> = paths.iter().cloned().collect();
+    let first = open_next(&mut rest, options).expect("paths is not empty")?;
     Ok(Box::new(Chain {
         current: Some(first),
-        rest: paths[1..].iter().cloned().collect(),
+        rest,
         options: options.clone(),
     }))
 }
@@ -441,8 +544,7 @@ impl Iterator for Chain {
                 }
                 self.current = None;
             }
-            let path = self.rest.pop_front()?;
-            match open_with(&path, &self.options) {
+            match open_next(&mut self.rest, &self.options)? {
                 Ok(stream) => self.current = Some(stream),
                 Err(e) => return Some(Err(e)),
             }

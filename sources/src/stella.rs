@@ -342,6 +342,8 @@ fn map_callgraph(
             nodes,
             edges,
             entrypoints,
+            indirect_calls: Default::default(),
+            modules: Default::default(),
         },
         runtime,
     ))

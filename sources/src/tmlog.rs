@@ -832,6 +832,8 @@ impl Decoder<'_> {
             nodes,
             edges,
             entrypoints,
+            indirect_calls: Default::default(),
+            modules: Default::default(),
         })
     }
 }
@@ -1364,6 +1366,8 @@ mod tests {
                     ..StaticEdge::new("m", "m")
                 }],
                 entrypoints: vec![],
+                indirect_calls: Default::default(),
+                modules: Default::default(),
             }),
         ];
         for record in &bad {
@@ -1400,6 +1404,8 @@ mod tests {
                     },
                 ],
                 entrypoints: vec!["main".into()],
+                indirect_calls: Default::default(),
+                modules: Default::default(),
             }),
             edge("main", "a", 4),
         ];

@@ -45,6 +45,8 @@ fn stream(seed: u64, windows: u64, hot: usize, lateness: Time) -> Vec<Record> {
                 StaticEdge::new("b", "c"),
             ],
             entrypoints: vec!["main".into()],
+            indirect_calls: Default::default(),
+            modules: Default::default(),
         }),
         Record::Targets(Targets {
             artifact: "app".into(),

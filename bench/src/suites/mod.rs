@@ -5,5 +5,6 @@ pub mod external;
 pub mod ingest;
 pub mod memory;
 pub mod replay;
+pub mod research;
 pub mod scale;
 pub mod update;

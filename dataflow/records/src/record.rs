@@ -1,5 +1,7 @@
 //! Records of the input stream (`tracemerge.stream.v1`, DESIGN.md §3).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Event time: milliseconds since the Unix epoch.
@@ -35,6 +37,16 @@ pub struct GraphSnapshot {
     pub edges: Vec<StaticEdge>,
     #[serde(default)]
     pub entrypoints: Vec<String>,
+    /// Callers with indirect call sites (calls through function pointers,
+    /// virtual or interface calls) and how many, where the analyser marks
+    /// them (gcc's `__indirect_call`, LLVM's external node, Go's dynamic
+    /// calls). Metadata for `tracemerge eval`; the engine ignores it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indirect_calls: BTreeMap<String, u64>,
+    /// The source file, module or package of a node, where the analyser
+    /// says. Metadata for `tracemerge eval`; the engine ignores it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, String>,
 }
 
 /// A static edge. Written as `["caller","callee"]` when it carries nothing

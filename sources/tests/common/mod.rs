@@ -109,6 +109,8 @@ pub fn graph(weights: Weights) -> impl Strategy<Value = Record> {
                 artifact,
                 at,
                 nodes,
+                indirect_calls: Default::default(),
+                modules: Default::default(),
             })
         })
 }
