@@ -12,15 +12,7 @@ use tracemerge_bench::{lookup, Launcher, Plan, Suite};
 use tracemerge_dataflow::Options;
 use tracemerge_records::{Config, EdgeObservation, Record, Strategy};
 use tracemerge_scenarios::workload::Workload;
-
-/// Skips (prints why) or, with TRACEMERGE_REQUIRE_ALL=1, fails.
-fn skip(test: &str, why: &str) {
-    if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+use tracemerge_skip::skip;
 
 fn plan(suite: Suite) -> Plan {
     let mut plan = Plan::tiny();
