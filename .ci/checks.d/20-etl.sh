@@ -18,7 +18,8 @@ echo "== etl: fuzz the decoder for ${ETL_FUZZ_SECONDS:-30}s"
 # with SanitizerCoverage (nightly flags through RUSTC_BOOTSTRAP) for the host
 # target, in a target dir of its own so the main build is not invalidated.
 host="$(rustc -vV | sed -n 's/^host: //p')"
-fuzz_target_dir="${CARGO_TARGET_DIR:-$PWD/target}/etl-fuzz"
+# Shared with 25-fuzz-parsers.sh (same flags).
+fuzz_target_dir="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
 (
   cd sources/etl/fuzz
   RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$fuzz_target_dir" \

@@ -8,19 +8,11 @@ use tracemerge_bench::baseline::{HashDedup, Recompute};
 use tracemerge_bench::driver::run_to_end;
 use tracemerge_bench::suites::ingest::summary_of;
 use tracemerge_bench::suites::update::agreement;
-use tracemerge_bench::{lookup, Launcher, Plan, Suite, CHILD_ENV};
+use tracemerge_bench::{lookup, Launcher, Plan, Suite};
 use tracemerge_dataflow::Options;
 use tracemerge_records::{Config, EdgeObservation, Record, Strategy};
 use tracemerge_scenarios::workload::Workload;
-
-/// Skips (prints why) or, with TRACEMERGE_REQUIRE_ALL=1, fails.
-fn skip(test: &str, why: &str) {
-    if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+use tracemerge_skip::skip;
 
 fn plan(suite: Suite) -> Plan {
     let mut plan = Plan::tiny();
@@ -246,26 +238,14 @@ fn cascade() {
     positive(&results, "cascade.engine_over_recompute.10%");
 }
 
-/// The child side of the memory suite: does nothing unless started by it.
-#[test]
-fn memory_child_entry() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        tracemerge_bench::child_main().unwrap();
-    }
-}
-
 #[test]
 fn memory() {
     let mut plan = plan(Suite::Memory);
-    plan.memory.launcher = Some(
-        Launcher::current_exe(&[
-            "--exact",
-            "memory_child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .unwrap(),
-    );
+    // The crate's `bench-child` binary is the child.
+    plan.memory.launcher = Some(Launcher {
+        program: env!("CARGO_BIN_EXE_bench-child").into(),
+        args: Vec::new(),
+    });
     let results = run(&plan);
     assert_eq!(
         results["memory"]["live_edges"], 2_000,

@@ -23,9 +23,10 @@ pub enum EtlCommand {
         /// Edge endpoints: functions (`module!function` / `module!+0xRVA`) or modules.
         #[arg(long, value_enum, default_value_t = GranularityArg::Function)]
         granularity: GranularityArg,
-        /// Aggregation window for one edge (ms, s, m, h).
-        #[arg(long, default_value = "1s")]
-        window: String,
+        /// Aggregation window for one edge: a duration, a whole number and ms,
+        /// s, m or h (250ms, 10s, 10m, 2h), more than zero.
+        #[arg(long, default_value = "1s", value_parser = tracemerge_records::parse_nonzero_duration)]
+        window: u64,
         /// `source` of the records (default `etw:FILE-NAME`).
         #[arg(long)]
         source: Option<String>,
@@ -48,25 +49,6 @@ pub enum EtlCommand {
 pub enum GranularityArg {
     Function,
     Module,
-}
-
-fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 500ms, 1s, 5m)"))?;
-    let k = match unit {
-        "ms" => 1,
-        "s" | "" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
-    };
-    n.checked_mul(k)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("invalid duration {s:?}"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -111,7 +93,7 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
                     GranularityArg::Function => Granularity::Function,
                     GranularityArg::Module => Granularity::Module,
                 },
-                window_ms: parse_duration_ms(&window).map_err(|e| format!("--window: {e}"))?,
+                window_ms: window,
                 source,
                 lenient,
                 decode: DecodeOptions::default(),
@@ -182,15 +164,34 @@ fn report_damage(file: &Path, damage: &[tracemerge_etl::EtlError]) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_ms;
+    use super::EtlCommand;
+    use clap::Parser;
 
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        etl: EtlCommand,
+    }
+
+    fn window(value: &str) -> Result<u64, clap::Error> {
+        let cli = Cli::try_parse_from(["etl", "import", "x.etl", "--window", value])?;
+        match cli.etl {
+            EtlCommand::Import { window, .. } => Ok(window),
+            _ => unreachable!(),
+        }
+    }
+
+    /// `--window` takes the one duration syntax (the unit is required), and
+    /// more than zero.
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("250ms"), Ok(250));
-        assert_eq!(parse_duration_ms("2s"), Ok(2000));
-        assert_eq!(parse_duration_ms("1m"), Ok(60_000));
-        assert!(parse_duration_ms("0s").is_err());
-        assert!(parse_duration_ms("x").is_err());
-        assert!(parse_duration_ms("5d").is_err());
+    fn window_durations() {
+        assert_eq!(window("250ms").unwrap(), 250);
+        assert_eq!(window("2s").unwrap(), 2000);
+        assert_eq!(window("1m").unwrap(), 60_000);
+        for bad in ["0s", "0ms", "10", "x", "5d", "1.5s"] {
+            assert!(window(bad).is_err(), "{bad}");
+        }
+        let message = window("10").unwrap_err().to_string();
+        assert!(message.contains("needs a unit"), "{message}");
     }
 }

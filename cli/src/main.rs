@@ -124,10 +124,12 @@ enum Command {
         /// Static graphs and targets to merge with (any supported format).
         #[arg(long = "graph")]
         graphs: Vec<String>,
+        /// How long an observation stays live. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
         #[arg(long, default_value = "10m", value_parser = tracemerge_records::parse_duration)]
         ttl: u64,
         #[arg(long, default_value = "union")]
         strategy: tracemerge_records::Strategy,
+        /// How long a target must be covered before it counts as unobserved. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
         #[arg(long, default_value = "1m", value_parser = tracemerge_records::parse_duration)]
         min_coverage: u64,
         #[command(subcommand)]

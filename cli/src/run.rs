@@ -19,10 +19,10 @@ pub struct EngineArgs {
     pub files: Vec<String>,
     #[command(flatten)]
     pub static_graph: StaticGraphArgs,
-    /// How long an observation stays live.
+    /// How long an observation stays live. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub ttl: Time,
-    /// How far behind the watermark a record may arrive.
+    /// How far behind the watermark a record may arrive. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub lateness: Time,
     /// union, static or quorum:HITS:SOURCES.
@@ -31,7 +31,7 @@ pub struct EngineArgs {
     /// Symbols (one per line) or edges (`caller -> callee`) never accepted.
     #[arg(long)]
     pub quarantine: Option<PathBuf>,
-    /// How long a target must be covered before it counts as unobserved.
+    /// How long a target must be covered before it counts as unobserved. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub min_coverage: Time,
     /// Count malformed records in stats.invalid and go on, instead of stopping.
@@ -455,4 +455,52 @@ pub fn watch(
     let engine = engine.join().map_err(|_| "the engine failed".to_string())?;
     engine?;
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineArgs;
+    use clap::Parser;
+
+    /// `-h` is `--hostfile`, as in `tracemerge merge`.
+    #[derive(Parser)]
+    #[command(disable_help_flag = true)]
+    struct Cli {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<EngineArgs, clap::Error> {
+        let words = ["merge", "x.ndjson"].iter().chain(args);
+        Cli::try_parse_from(words).map(|cli| cli.engine)
+    }
+
+    /// The duration options take the one duration syntax: a whole number
+    /// and a unit, which is required; zero is a duration.
+    #[test]
+    fn durations() {
+        let args = parse(&[
+            "--ttl",
+            "10s",
+            "--lateness",
+            "0s",
+            "--min-coverage",
+            "250ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.ttl, args.lateness, args.min_coverage),
+            (10_000, 0, 250)
+        );
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (defaults.ttl, defaults.lateness, defaults.min_coverage),
+            (600_000, 0, 60_000)
+        );
+        for option in ["--ttl", "--lateness", "--min-coverage"] {
+            for bad in ["10", "1.5s", "5d", "-1s"] {
+                assert!(parse(&[option, bad]).is_err(), "{option} {bad}");
+            }
+        }
+    }
 }

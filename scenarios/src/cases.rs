@@ -78,9 +78,15 @@ impl Case {
                 .get(i + 1)
                 .ok_or_else(|| format!("{}: {opt} needs a value", self.name))?;
             match opt {
-                "--ttl" => config.ttl = parse_duration(value)?,
-                "--lateness" => config.lateness = parse_duration(value)?,
-                "--min-coverage" => config.min_coverage = parse_duration(value)?,
+                "--ttl" | "--lateness" | "--min-coverage" => {
+                    let ms =
+                        parse_duration(value).map_err(|e| format!("{}: {opt}: {e}", self.name))?;
+                    match opt {
+                        "--ttl" => config.ttl = ms,
+                        "--lateness" => config.lateness = ms,
+                        _ => config.min_coverage = ms,
+                    }
+                }
                 "--strategy" => config.strategy = value.parse()?,
                 "--quarantine" => {
                     let text = self

@@ -305,9 +305,33 @@ fn open_detected(
         detect::Detected::Unknown(message) => return Err(SourceError::fatal(first, message)),
         detect::Detected::Format(f) => f,
     };
-    let start_line = peeked.skipped_lines + 1;
-    let start_offset = peeked.skipped_bytes;
+    let start = (peeked.skipped_lines + 1, peeked.skipped_bytes);
     let rest: Box<dyn Read + Send> = Box::new(Cursor::new(peeked.prefix).chain(reader));
+    open_format(name, rest, format, options, chunk_lines, gzip_depth, start)
+}
+
+/// Reads a record stream from any reader as the given format, without
+/// detecting it (for a caller that knows what the input is). Gzip is
+/// decompressed, then detected.
+pub fn from_reader_as(
+    name: &str,
+    reader: impl Read + Send + 'static,
+    format: Format,
+    options: &Options,
+) -> Result<RecordStream, SourceError> {
+    open_format(name, Box::new(reader), format, options, 1, 0, (1, 0))
+}
+
+/// Opens `rest` as `format`; its first byte is at `start` (line, offset).
+fn open_format(
+    name: &str,
+    rest: Box<dyn Read + Send>,
+    format: Format,
+    options: &Options,
+    chunk_lines: usize,
+    gzip_depth: u32,
+    (start_line, start_offset): (u64, u64),
+) -> Result<RecordStream, SourceError> {
     match format {
         detect::Format::Gzip => {
             if gzip_depth >= 3 {

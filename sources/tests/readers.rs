@@ -4,7 +4,8 @@ use std::io::Write;
 
 use tracemerge_records::{EdgeKind, Record};
 use tracemerge_sources::{
-    from_reader, open, open_all, open_with, Location, Options, SourceError, MAX_LINE,
+    from_reader, from_reader_as, open, open_all, open_with, Format, Location, Options, SourceError,
+    MAX_LINE,
 };
 
 fn data(name: &str) -> String {
@@ -608,4 +609,38 @@ fn lines_parsed_in_parallel_chunks_come_out_in_input_order() {
         expected,
         "a live reader, line by line"
     );
+}
+
+#[test]
+fn a_given_format_is_read_as_that_format() {
+    let read = |name: &str, format: Option<Format>| {
+        let bytes = std::fs::read(data(name)).unwrap();
+        let input = std::io::Cursor::new(bytes);
+        let options = Options::default();
+        let stream = match format {
+            Some(format) => from_reader_as(name, input, format, &options),
+            None => from_reader(name, input, &options),
+        };
+        stream.map(|s| s.collect::<Vec<_>>())
+    };
+    // The same records as detection finds, for each format.
+    for (name, format) in [
+        ("stream.ndjson", Format::Ndjson),
+        ("callgraph.json", Format::StellaCallgraph),
+        ("runtime_facts.ndjson", Format::StellaRuntimeFacts),
+        (
+            "runtime_facts_document.json",
+            Format::StellaRuntimeFactsDocument,
+        ),
+    ] {
+        let given = read(name, Some(format)).unwrap();
+        assert!(given.iter().any(Result::is_ok), "{name}: {given:?}");
+        assert_eq!(given, read(name, None).unwrap(), "{name}");
+    }
+    // No detection: runtime facts read as tracemerge NDJSON are bad lines,
+    // and a callgraph read as runtime facts gives no hit.
+    let items = read("runtime_facts.ndjson", Some(Format::Ndjson)).unwrap();
+    assert!(!items.is_empty() && items.iter().all(Result::is_err));
+    let items = read("callgraph.json", Some(Format::StellaRuntimeFacts));
+    assert!(items.map_or(true, |items| items.iter().all(Result::is_err)));
 }

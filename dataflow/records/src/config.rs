@@ -119,30 +119,55 @@ impl Config {
     }
 }
 
-/// Parses a duration with unit `ms`, `s`, `m` or `h` into milliseconds.
-pub fn parse_duration(s: &str) -> Result<Time, String> {
+/// How every duration option is written, for help texts.
+pub const DURATION_HELP: &str = "a whole number and a unit: ms, s, m or h (250ms, 10s, 10m, 2h)";
+
+/// A duration option that is not written as [`DURATION_HELP`] says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("duration {0:?} needs a unit: ms, s, m or h (250ms, 10s, 10m, 2h)")]
+    NoUnit(String),
+    #[error("bad duration {0:?}: expected a whole number and ms, s, m or h (250ms, 10s, 10m, 2h)")]
+    NotANumber(String),
+    #[error("bad duration unit in {0:?}: expected ms, s, m or h")]
+    BadUnit(String),
+    #[error("duration {0:?} is too large")]
+    TooLarge(String),
+    #[error("duration {0:?} must be more than zero")]
+    Zero(String),
+}
+
+/// Parses a duration into milliseconds: a whole number and a unit, `ms`,
+/// `s`, `m` or `h` (the unit is required). The one duration syntax of every
+/// option of the command and of the scenarios' options.
+pub fn parse_duration(s: &str) -> Result<Time, DurationError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {s:?} needs a unit: ms, s, m or h"))?;
+        .ok_or_else(|| DurationError::NoUnit(s.to_string()))?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected a number and ms, s, m or h"))?;
+        .map_err(|_| DurationError::NotANumber(s.to_string()))?;
     let scale = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "bad duration unit in {s:?}: expected ms, s, m or h"
-            ))
-        }
+        _ => return Err(DurationError::BadUnit(s.to_string())),
     };
     n.checked_mul(scale)
         .filter(|ms| *ms <= crate::MAX_TIME)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+        .ok_or_else(|| DurationError::TooLarge(s.to_string()))
+}
+
+/// [`parse_duration`] for options where zero means nothing (a window, an
+/// interval): zero is an error.
+pub fn parse_nonzero_duration(s: &str) -> Result<Time, DurationError> {
+    match parse_duration(s)? {
+        0 => Err(DurationError::Zero(s.trim().to_string())),
+        ms => Ok(ms),
+    }
 }
 
 #[cfg(test)]
@@ -155,9 +180,31 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), 0);
         assert_eq!(parse_duration("250ms").unwrap(), 250);
         assert_eq!(parse_duration("2h").unwrap(), 7_200_000);
-        for bad in ["", "10", "m", "10x", "-1s", "99999999999999999999h"] {
+        assert_eq!(parse_duration(" 3s ").unwrap(), 3000);
+        for bad in ["", "10", "m", "10x", "-1s", "1.5s", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_duration("10"),
+            Err(DurationError::NoUnit("10".into()))
+        );
+        assert_eq!(
+            parse_duration("10d"),
+            Err(DurationError::BadUnit("10d".into()))
+        );
+        assert_eq!(
+            parse_duration(&format!("{}ms", crate::MAX_TIME + 1)),
+            Err(DurationError::TooLarge(format!(
+                "{}ms",
+                crate::MAX_TIME + 1
+            )))
+        );
+        assert_eq!(parse_nonzero_duration("1ms").unwrap(), 1);
+        assert_eq!(
+            parse_nonzero_duration("0s"),
+            Err(DurationError::Zero("0s".into()))
+        );
+        assert!(parse_nonzero_duration("10").is_err());
     }
 
     #[test]

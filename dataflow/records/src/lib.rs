@@ -4,13 +4,15 @@
 //!
 //! Sources, probes, the dataflow and the CLI all speak these types, so this
 //! crate stays small: serde, serde_json for the canonical form, blake3 for the
-//! digest, nothing else.
+//! digest, thiserror for its error types, nothing else.
 
 pub mod config;
 pub mod record;
 pub mod report;
 
-pub use config::{parse_duration, Config, Strategy};
+pub use config::{
+    parse_duration, parse_nonzero_duration, Config, DurationError, Strategy, DURATION_HELP,
+};
 pub use record::{
     Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
     Targets, Time, MAX_TIME,

@@ -411,11 +411,7 @@ pub fn shared_file(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    let reason = format!("test data {} is absent", path.display());
-    if std::env::var("TRACEMERGE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{reason} and TRACEMERGE_REQUIRE_ALL=1");
-    }
-    eprintln!("SKIPPED: {reason}");
+    tracemerge_skip::skip(name, &format!("test data {} is absent", path.display()));
     None
 }
 

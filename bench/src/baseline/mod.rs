@@ -1,0 +1,35 @@
+//! The plain-Rust baselines the engine is measured against, written to be
+//! fast (interned integer ids, `Vec` adjacency, an Fx hash) so that the
+//! comparisons are honest:
+//!
+//! - [`HashDedup`]: the ingest ceiling. Deduplicates edge observations per
+//!   (artifact, caller, callee) into hits, first/last seen and distinct
+//!   sources, with ttl expiry: what the engine's live-edge window computes,
+//!   and nothing else.
+//! - [`Recompute`]: keeps the live window the same way, and on demand
+//!   recomputes from scratch, from the static graph and the live
+//!   observations, the three closures, the verdicts (with witness paths) and
+//!   the conflicts of `dataflow/SEMANTICS.md`.
+//!
+//! Both are exact for streams whose records arrive in event-time order
+//! (every workload of the harness): expiry is first in, first out. They
+//! follow one artifact each where the semantics are per artifact
+//! ([`Recompute`] ignores the records of other artifacts).
+//!
+//! One file per job: [`fx`] the hasher, [`interner`] the string ids,
+//! [`window`] the live window both keep, [`dedup`] and [`recompute`] the two
+//! baselines, [`graph`] the integer graphs and traversals of `recompute`.
+
+pub mod dedup;
+pub mod fx;
+pub mod graph;
+pub mod interner;
+pub mod recompute;
+pub mod window;
+
+pub use dedup::{DedupSummary, HashDedup};
+pub use fx::{FxHasher, FxMap, FxSet};
+pub use graph::{bfs, reach, Bits, Csr};
+pub use interner::Interner;
+pub use recompute::{IdConflict, IdVerdict, Outcome, Recompute};
+pub use window::{EdgeAgg, EdgeKey, SymbolKey, Window};
