@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tracemerge_records::{Coverage, EdgeObservation, Record};
 
 use crate::elf::ElfInfo;
-use crate::kernel::{Kernel, Losses};
+use crate::kernel::{ExactCounts, Kernel, Losses};
 use crate::symbolize::{file_id, Symbolizer};
 use crate::target::now_ms;
 
@@ -90,6 +90,7 @@ impl Summary {
 /// A running exact-mode probe. Dropping it detaches everything.
 pub struct Session {
     kernel: Kernel,
+    counts: ExactCounts,
     // Field order matters for drop: the link before the program and maps.
     link: Option<OwnedFd>,
     _prog: OwnedFd,
@@ -198,6 +199,7 @@ impl Session {
         }
         Ok(Session {
             kernel,
+            counts: ExactCounts::default(),
             link: Some(link),
             _prog: prog,
             sorted_names: {
@@ -249,9 +251,16 @@ impl Session {
     /// call must not pass for a function that did not run).
     pub fn drain(&mut self) -> Result<Vec<Record>, String> {
         let now = now_ms();
-        let idle = self.kernel.flip()?;
-        let entries = self.kernel.take_exact(idle)?;
+        let entries = self.read_counts()?;
         self.window(entries, now)
+    }
+
+    /// Calls counted since the last read. Keys of reaped processes are
+    /// dropped after their last read (`/proc/TGID` gone: no thread left).
+    fn read_counts(&mut self) -> Result<Vec<(crate::kernel::ExactKey, u64)>, String> {
+        self.kernel.exact_deltas(&mut self.counts, |tgid| {
+            !std::path::Path::new(&format!("/proc/{tgid}")).exists()
+        })
     }
 
     /// Detaches every probe (one link: a single close) and returns the
@@ -259,11 +268,8 @@ impl Session {
     pub fn finish(&mut self) -> Result<Vec<Record>, String> {
         self.detach();
         let now = self.detached_at.unwrap_or_else(now_ms);
-        let mut entries = Vec::new();
-        for _ in 0..2 {
-            let idle = self.kernel.flip()?;
-            entries.extend(self.kernel.take_exact(idle)?);
-        }
+        // Closing the link waited for programs in flight: this read is final.
+        let entries = self.read_counts()?;
         self.window(entries, now)
     }
 
