@@ -405,6 +405,7 @@ impl Gen<'_> {
                 hits: self.hits(),
                 source: self.source(),
                 event_id: self.event_id(),
+                estimated: false,
             });
         }
         // An edge: often a static edge of the current snapshot.
@@ -428,6 +429,7 @@ impl Gen<'_> {
             hits: self.hits(),
             source: self.source(),
             event_id: self.event_id(),
+            estimated: false,
         })
     }
 }
@@ -564,6 +566,7 @@ pub fn stream(seed: u64, params: &StreamParams) -> Vec<Record> {
                                 hits: e.hits,
                                 source: e.source.clone(),
                                 event_id: e.event_id.clone(),
+                                estimated: false,
                             });
                         }
                     }

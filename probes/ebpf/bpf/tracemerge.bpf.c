@@ -85,8 +85,9 @@ struct sample_key {
     u32 stack_id;
 };
 
-// ctl[0]: active buffer (0 or 1); ctl[1]: tgid to sample (0 = every process).
-SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 2, 0};
+// ctl[0]: active sampling buffer (0 or 1); ctl[1]: tgid to sample (0 = every
+// process); ctl[2]: the exact-mode link generation that counts.
+SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 4, 0};
 
 SEC("maps") struct map_def exact = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
 
@@ -139,14 +140,22 @@ INLINE long bump(void *map, const void *key)
     return err;
 }
 
-// Entry uprobe: the callee is the attach cookie, the caller the return
-// address at the stack pointer (nothing has been pushed yet at entry).
+// Entry uprobe: the callee is the attach cookie's low half, the caller the
+// return address at the stack pointer (nothing has been pushed yet at
+// entry). The cookie's high half is the generation of its link: when a
+// budget rebuilds the link, old and new overlap for a moment, and only the
+// generation in ctl[2] counts, so a call is counted once.
 SEC("uprobe/tm_exact")
 int tm_exact(struct pt_regs *ctx)
 {
+    u64 cookie = bpf_get_attach_cookie(ctx);
+    u32 generation_slot = 2;
+    u64 *generation = bpf_map_lookup_elem(&ctl, &generation_slot);
+    if (generation && (cookie >> 32) != *generation)
+        return 0;
     struct exact_key key = {};
     key.tgid = bpf_get_current_pid_tgid() >> 32;
-    key.cookie = bpf_get_attach_cookie(ctx);
+    key.cookie = cookie & 0xffffffff;
     if (bpf_probe_read_user(&key.ret, sizeof(key.ret), (const void *)ctx->sp) != 0) {
         count_loss(LOSS_EXACT_NO_RETURN_ADDRESS);
         key.ret = 0;

@@ -184,6 +184,14 @@ impl Kernel {
             .map_err(|e| e.to_string())
     }
 
+    /// Makes the exact-mode links of `generation` (the high half of their
+    /// cookies) the ones that count.
+    pub fn set_exact_generation(&mut self, generation: u32) -> Result<(), String> {
+        self.ctl()?
+            .set(2, generation as u64, 0)
+            .map_err(|e| e.to_string())
+    }
+
     /// Makes the other buffer active and returns the now idle one, once
     /// programs that saw the old index have finished.
     pub fn flip(&mut self) -> Result<u32, String> {

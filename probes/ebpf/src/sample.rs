@@ -12,6 +12,7 @@ use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, S
 use aya::programs::PerfEvent;
 use tracemerge_records::{EdgeObservation, HitObservation, Record};
 
+use crate::demangle::NameStyle;
 use crate::elf::ElfInfo;
 use crate::kernel::{Kernel, Losses};
 use crate::symbolize::{file_id, FileId, Symbolizer};
@@ -31,6 +32,8 @@ pub struct Config {
     pub source: Option<String>,
     /// Capacity of the kernel count map (distinct (process, stack) per window).
     pub map_entries: u32,
+    /// Which name of a function the records carry (mangled by default).
+    pub names: NameStyle,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             artifact: None,
             source: None,
             map_entries: 16384,
+            names: NameStyle::Mangled,
         }
     }
 }
@@ -142,7 +146,11 @@ impl Session {
                 .source
                 .clone()
                 .unwrap_or_else(crate::exact::default_source),
-            symbolizer: Symbolizer::new(None),
+            symbolizer: {
+                let mut s = Symbolizer::new(None);
+                s.set_name_style(config.names);
+                s
+            },
             processes: HashMap::new(),
             builds: HashMap::new(),
             missing_stacks: 0,
@@ -302,6 +310,8 @@ impl Session {
                 hits: n,
                 source: self.source.clone(),
                 event_id: None,
+                // Sample counts are estimates (DESIGN.md §3).
+                estimated: true,
             }));
         }
         for ((artifact, symbol), n) in hits {
@@ -313,6 +323,8 @@ impl Session {
                 hits: n,
                 source: self.source.clone(),
                 event_id: None,
+                // Sample counts are estimates (DESIGN.md §3).
+                estimated: true,
             }));
         }
         let mut losses = self.kernel.losses()?;

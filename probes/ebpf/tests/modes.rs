@@ -55,11 +55,15 @@ fn sampling_finds_hot_edges() {
     for r in &records {
         match r {
             Record::Edge(e) => {
+                assert!(e.estimated, "sampled counts are estimates");
                 *edges
                     .entry((e.caller.clone(), e.callee.clone()))
                     .or_default() += e.hits
             }
-            Record::Hit(h) => *hits.entry(h.symbol.clone()).or_default() += h.hits,
+            Record::Hit(h) => {
+                assert!(h.estimated, "sampled counts are estimates");
+                *hits.entry(h.symbol.clone()).or_default() += h.hits
+            }
             Record::Coverage(_) => panic!("sampling must not claim coverage"),
             _ => {}
         }

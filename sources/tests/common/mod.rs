@@ -140,6 +140,7 @@ pub fn record(weights: Weights) -> impl Strategy<Value = Record> {
                     hits,
                     source,
                     event_id,
+                    estimated: false,
                 })
             }),
         (
@@ -158,6 +159,7 @@ pub fn record(weights: Weights) -> impl Strategy<Value = Record> {
                     hits,
                     source,
                     event_id,
+                    estimated: false,
                 })
             }),
         (
