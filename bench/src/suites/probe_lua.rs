@@ -113,7 +113,13 @@ pub fn probed_run(
         Options {
             duration: Some(Duration::from_secs(600)),
             command_stdout_to_stderr: true,
-            ..Options::new(Duration::from_millis(250))
+            // The budget acts at window ends: its windows are short, so
+            // that the first, fully probed one costs little.
+            ..Options::new(Duration::from_millis(if budget.is_some() {
+                50
+            } else {
+                250
+            }))
         },
         |pid| {
             let mut config = Config::new(exe);
