@@ -162,6 +162,8 @@ pub struct ProbePlan {
     pub calls: u64,
     pub repeats: usize,
     pub attach_sizes: Vec<usize>,
+    /// Size argument of the Lua script (bench/lua/calls.lua).
+    pub lua_scale: u32,
 }
 
 /// `etl`: the ETL decoder's speed on the shared traces.
@@ -237,6 +239,7 @@ impl Plan {
                 calls: 2_000_000,
                 repeats: 3,
                 attach_sizes: vec![100, 1_000, 10_000],
+                lua_scale: 1000,
             },
             etl: EtlPlan {
                 dir: suites::external::default_etl_dir(),
@@ -291,6 +294,7 @@ impl Plan {
                 calls: 200_000,
                 repeats: 1,
                 attach_sizes: vec![100],
+                lua_scale: 100,
             },
             etl: EtlPlan {
                 runs: 1,
@@ -346,6 +350,7 @@ impl Plan {
                 calls: 20_000,
                 repeats: 1,
                 attach_sizes: vec![10],
+                lua_scale: 5,
             },
             ..quick
         }

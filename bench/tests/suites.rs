@@ -94,6 +94,7 @@ fn mixed_stream(seed: u64) -> (Workload, Vec<Record>) {
             hits: 2,
             source: "ebpf:host-9".into(),
             event_id: None,
+            estimated: false,
         }));
     }
     records.extend(end);

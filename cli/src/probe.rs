@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,8 +28,28 @@ pub enum ProbeCommand {
         /// default: every function with a symbol.
         #[arg(long)]
         functions: Option<PathBuf>,
+        /// Keep the traced program's slowdown near PCT (`10%`): hot functions
+        /// whose callers are known leave the probes for a while, come back
+        /// briefly every few windows, and their counts are marked
+        /// `"estimated"`; coverage claims only functions probed all window.
+        #[arg(long, value_name = "PCT", value_parser = parse_budget)]
+        budget: Option<tracemerge_ebpf::budget::Budget>,
         #[command(flatten)]
         common: Common,
+    },
+    /// Before attaching: per function, where its entry probe goes and how
+    /// the kernel will run it (nop-optimized, emulated or single-stepped),
+    /// with the expected cost class per call, and a summary. Needs no root.
+    Plan {
+        /// The ELF executable or library whose functions would be probed.
+        #[arg(long)]
+        binary: PathBuf,
+        /// Only these functions (one name per line, `#` comments).
+        #[arg(long)]
+        functions: Option<PathBuf>,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Sampling mode: perf-event CPU samples with user stacks (frame
     /// pointers); edges from adjacent frames, hits for leaf frames.
@@ -99,6 +119,10 @@ pub struct Common {
     /// Capacity of the kernel count map per window (more is counted as loss).
     #[arg(long)]
     map_size: Option<u32>,
+    /// Which name of a C++ or Rust function the records carry: the symbol
+    /// (`mangled`, as most static call graphs name it) or `demangled`.
+    #[arg(long, default_value = "mangled")]
+    names: tracemerge_ebpf::demangle::NameStyle,
     /// Write the records here instead of stdout.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
@@ -108,6 +132,10 @@ pub struct Common {
     /// Start this command and trace it until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+fn parse_budget(s: &str) -> Result<tracemerge_ebpf::budget::Budget, String> {
+    tracemerge_ebpf::budget::Budget::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -167,11 +195,20 @@ fn read_functions(path: &PathBuf) -> Result<Vec<String>, String> {
 }
 
 pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
+    if let ProbeCommand::Plan {
+        binary,
+        functions,
+        json,
+    } = &cmd
+    {
+        return plan(binary, functions.as_ref(), *json);
+    }
     let path = match &cmd {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => {
             common.output.clone()
         }
         ProbeCommand::Etw(args) => args.output.clone(),
+        ProbeCommand::Plan { .. } => None,
     };
     let mut output = Output::open(&path)?;
     collect(cmd, &mut |records| output.write(records))
@@ -185,6 +222,9 @@ pub fn collect(
     let common = match &cmd {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
         ProbeCommand::Etw(args) => return etw(args, sink),
+        ProbeCommand::Plan { .. } => {
+            return Err("probe plan attaches nothing: use probe exact or probe sample".into())
+        }
     };
     if let Some(why) = tracemerge_ebpf::unsupported() {
         return Err(format!("probe: {why}"));
@@ -209,17 +249,20 @@ pub fn collect(
     };
     let attach = |pid: Option<u32>| -> Result<Collector, String> {
         match &cmd {
-            ProbeCommand::Exact { binary, .. } => {
+            ProbeCommand::Exact { binary, budget, .. } => {
                 let mut config = tracemerge_ebpf::exact::Config::new(binary);
+                config.budget = *budget;
                 config.functions = functions.clone();
                 config.artifact = common.artifact.clone();
                 config.source = common.source.clone();
                 config.pid = pid;
+                config.names = common.names;
                 if let Some(n) = common.map_size {
                     config.map_entries = n;
                 }
                 let session = tracemerge_ebpf::exact::Session::attach(&config)?;
                 let s = session.summary();
+                eprintln!("tracemerge probe: entries: {}", s.plan);
                 eprintln!(
                     "tracemerge probe: attached {} functions of {} in {:.1} ms (artifact {})",
                     s.functions,
@@ -236,7 +279,9 @@ pub fn collect(
                 }
                 Ok(Collector::Exact(session))
             }
-            ProbeCommand::Etw(_) => Err("probe: not an eBPF probe".into()),
+            ProbeCommand::Etw(_) | ProbeCommand::Plan { .. } => {
+                Err("probe: not an eBPF collector".into())
+            }
             ProbeCommand::Sample { frequency, .. } => {
                 let config = tracemerge_ebpf::sample::Config {
                     frequency: *frequency,
@@ -244,6 +289,7 @@ pub fn collect(
                     artifact: common.artifact.clone(),
                     source: common.source.clone(),
                     map_entries: common.map_size.unwrap_or(16384),
+                    names: common.names,
                 };
                 let session = tracemerge_ebpf::sample::Session::attach(&config)?;
                 let s = session.summary();
@@ -258,6 +304,73 @@ pub fn collect(
     let outcome = run::run(&target, options, attach, sink)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+}
+
+/// `probe plan`: the entry plan of a binary's functions.
+fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCode, String> {
+    let wanted = functions.map(read_functions).transpose()?;
+    let (plans, skipped) = tracemerge_ebpf::exact::plan(binary, wanted.as_deref())?;
+    if plans.is_empty() {
+        return Err(format!("{}: no function to probe", binary.display()));
+    }
+    let summary = tracemerge_ebpf::plan::PlanSummary::of(&plans);
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let write_err = |e: std::io::Error| format!("writing the plan: {e}");
+    if json {
+        let functions: Vec<serde_json::Value> = plans
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "function": p.name,
+                    "addr": format!("0x{:x}", p.addr),
+                    "probe_offset": p.probe_addr - p.addr,
+                    "entry": p.kind.name(),
+                    "cost": p.kind.cost_class(),
+                    "first_bytes": hex(&p.first_bytes),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "binary": binary.display().to_string(),
+            "summary": summary.to_json(),
+            "functions": functions,
+            "not_found": skipped,
+        });
+        writeln!(out, "{doc}").map_err(write_err)?;
+    } else {
+        let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(8).max(8);
+        writeln!(
+            out,
+            "{:width$}  {:14}  {:8}  {:>6}  first bytes",
+            "function", "entry", "per call", "offset"
+        )
+        .map_err(write_err)?;
+        for p in &plans {
+            writeln!(
+                out,
+                "{:width$}  {:14}  {:8}  {:>6}  {}",
+                p.name,
+                p.kind.name(),
+                p.kind.cost_class(),
+                format!("+{}", p.probe_addr - p.addr),
+                hex(&p.first_bytes)
+            )
+            .map_err(write_err)?;
+        }
+        writeln!(out, "summary: {summary}").map_err(write_err)?;
+        if !skipped.is_empty() {
+            writeln!(out, "not found: {}", skipped.join(", ")).map_err(write_err)?;
+        }
+    }
+    out.flush().map_err(write_err)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `probe etw`: the live ETW collector (Windows only).

@@ -67,6 +67,19 @@ fn summary(stderr: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// The first line of `reader` that contains `text` (the probe prints its
+/// entry plan before it says it has attached).
+fn line_with(reader: &mut impl BufRead, text: &str) -> String {
+    let mut line = String::new();
+    while !line.contains(text) {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("no line with {text:?}");
+        }
+    }
+    line
+}
+
 fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -340,8 +353,7 @@ fn exact_attaches_to_a_running_pid() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(probe.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    let line = line_with(&mut stderr, "attached");
     assert!(line.contains("attached 5 functions"), "{line}");
     writeln!(target.stdin.as_mut().unwrap(), "go").unwrap();
     assert!(wait_timeout(&mut target, Duration::from_secs(10)).success());
@@ -404,8 +416,7 @@ fn sigint_detaches_and_cleans_up() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(probe.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    let line = line_with(&mut stderr, "attached");
     assert!(line.contains("attached"), "{line}");
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: signalling our own child.
@@ -504,4 +515,107 @@ fn probe_etw_needs_windows() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("invalid GUID"), "{stderr}");
+}
+
+/// `probe plan` reads the binary only: no root, no BPF.
+#[test]
+fn plan_names_each_entry_kind_and_summarizes() {
+    let dir = scratch("probe-plan");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/ebpf/tests/programs/entries.c");
+    let exe = dir.join("entries");
+    let status = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("running cc");
+    assert!(status.success());
+    let functions = dir.join("functions.txt");
+    std::fs::write(
+        &functions,
+        "entry_push\nentry_rip\nentry_nop5\nentry_endbr_push\nentry_nops\nno_such_fn\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["probe", "plan", "--json", "--binary"])
+        .arg(&exe)
+        .arg("--functions")
+        .arg(&functions)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = |name: &str| -> (String, u64) {
+        let f = doc["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["function"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {doc}"));
+        (
+            f["entry"].as_str().unwrap().to_string(),
+            f["probe_offset"].as_u64().unwrap(),
+        )
+    };
+    let nop = if tracemerge_ebpf::plan::KernelFeatures::running().nop_probes {
+        "nop_optimized"
+    } else {
+        "single_stepped"
+    };
+    assert_eq!(entry("entry_push"), ("emulated".into(), 0));
+    assert_eq!(entry("entry_rip"), ("single_stepped".into(), 0));
+    assert_eq!(entry("entry_nop5"), (nop.into(), 0));
+    assert_eq!(entry("entry_endbr_push"), ("emulated".into(), 4));
+    assert_eq!(entry("entry_nops"), ("emulated".into(), 0));
+    assert_eq!(doc["summary"]["functions"], 5);
+    assert_eq!(doc["summary"]["emulated"], 3);
+    assert_eq!(doc["not_found"], serde_json::json!(["no_such_fn"]));
+
+    // The table: a row per function and the summary line.
+    let out = Command::new(BIN)
+        .args(["probe", "plan", "--binary"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("entry_rip ") && l.contains("single_stepped")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("summary: ")), "{text}");
+
+    // Not an ELF file: the path and the reason, a non-zero exit.
+    let out = Command::new(BIN)
+        .args(["probe", "plan", "--binary"])
+        .arg(&functions)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&functions.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A budget that is not a percentage is refused before anything runs.
+#[test]
+fn bad_budget_is_refused_with_its_reason() {
+    for bad in ["ten", "0", "-5%"] {
+        let out = Command::new(BIN)
+            .args(["probe", "exact", "--binary", "/bin/true"])
+            .arg(format!("--budget={bad}"))
+            .arg("--")
+            .arg("/bin/true")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad budget"), "{bad}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

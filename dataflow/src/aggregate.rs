@@ -44,6 +44,8 @@ pub enum Sighting {
         at: Time,
         hits: u64,
         source: Source,
+        /// `hits` is an estimate.
+        estimated: bool,
     },
     Hit {
         node: Node,
@@ -87,8 +89,11 @@ pub fn shard(key: &impl Hash, peers: usize) -> usize {
 /// The live sightings of one observed edge.
 #[derive(Default)]
 struct EdgeWindow {
-    /// Hits per distinct sighting time, oldest first.
-    sightings: VecDeque<(Time, u64)>,
+    /// Hits per distinct sighting time, oldest first, and whether a
+    /// sighting at that time was an estimate.
+    sightings: VecDeque<(Time, u64, bool)>,
+    /// How many of `sightings` are estimates.
+    estimated: u64,
     /// The last sighting time of each source, by source.
     sources: Vec<(Source, Time)>,
     /// The sum of `sightings`' hits.
@@ -101,25 +106,32 @@ struct EdgeWindow {
 
 impl EdgeWindow {
     fn stats(&self) -> Option<EdgeStats> {
-        let (&(first_seen, _), &(last_seen, _)) = (self.sightings.front()?, self.sightings.back()?);
+        let (&(first_seen, _, _), &(last_seen, _, _)) =
+            (self.sightings.front()?, self.sightings.back()?);
         Some(EdgeStats {
             hits: self.hits,
             first_seen,
             last_seen,
             sources: self.sources.len() as u64,
+            estimated: self.estimated > 0,
         })
     }
 
     /// Adds a sighting no earlier than every one before; whether it is at
     /// a new time (a new entry, which will expire on its own).
-    fn add(&mut self, at: Time, hits: u64, source: Source) -> bool {
+    fn add(&mut self, at: Time, hits: u64, source: Source, estimated: bool) -> bool {
         let new_time = match self.sightings.back_mut() {
-            Some((last, h)) if *last == at => {
+            Some((last, h, e)) if *last == at => {
                 *h = h.saturating_add(hits);
+                if estimated && !*e {
+                    *e = true;
+                    self.estimated += 1;
+                }
                 false
             }
             _ => {
-                self.sightings.push_back((at, hits));
+                self.sightings.push_back((at, hits, estimated));
+                self.estimated += u64::from(estimated);
                 true
             }
         };
@@ -133,8 +145,9 @@ impl EdgeWindow {
 
     /// Drops the oldest sighting time, which has expired.
     fn expire_oldest(&mut self) {
-        if let Some((_, hits)) = self.sightings.pop_front() {
+        if let Some((_, hits, estimated)) = self.sightings.pop_front() {
             self.hits -= hits;
+            self.estimated -= u64::from(estimated);
         }
     }
 }
@@ -279,13 +292,14 @@ impl Aggregator {
                     at,
                     hits,
                     source,
+                    estimated,
                 } => {
                     let window = self.edges.entry(edge).or_default();
                     if window.epoch != epoch {
                         window.epoch = epoch;
                         edges.push((edge, window.stats(), window.quorum));
                     }
-                    if window.add(at, hits, source) {
+                    if window.add(at, hits, source, estimated) {
                         self.due
                             .push_back((at.saturating_add(ttl), Due::Edge(edge)));
                     }
@@ -441,6 +455,7 @@ mod tests {
             at,
             hits,
             source,
+            estimated: false,
         }
     }
 
@@ -464,6 +479,7 @@ mod tests {
             first_seen,
             last_seen,
             sources,
+            estimated: false,
         }
     }
 

@@ -299,6 +299,7 @@ impl Ingest {
                     at: e.at,
                     hits: e.hits,
                     source: i.intern(&e.source),
+                    estimated: e.estimated,
                 });
             }
             Record::Hit(h) => {
@@ -420,6 +421,7 @@ mod tests {
             hits: 1,
             source: "s".into(),
             event_id: None,
+            estimated: false,
         })
     }
 

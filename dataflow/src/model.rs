@@ -247,6 +247,7 @@ impl EdgeParts {
                     last_seen: stats.last_seen,
                     sources: stats.sources,
                     in_static,
+                    estimated: stats.estimated,
                 },
             });
         }

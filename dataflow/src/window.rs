@@ -19,6 +19,8 @@ pub struct EdgeStats {
     pub first_seen: Time,
     pub last_seen: Time,
     pub sources: u64,
+    /// A live sighting carries an estimated count.
+    pub estimated: bool,
 }
 
 /// Symbols that ran within the window: both ends of live edges and the

@@ -407,6 +407,7 @@ impl Gen<'_> {
                 hits: self.hits(),
                 source: self.source(),
                 event_id: self.event_id(),
+                estimated: false,
             });
         }
         // An edge: often a static edge of the current snapshot.
@@ -430,6 +431,7 @@ impl Gen<'_> {
             hits: self.hits(),
             source: self.source(),
             event_id: self.event_id(),
+            estimated: false,
         })
     }
 }
@@ -566,6 +568,7 @@ pub fn stream(seed: u64, params: &StreamParams) -> Vec<Record> {
                                 hits: e.hits,
                                 source: e.source.clone(),
                                 event_id: e.event_id.clone(),
+                                estimated: false,
                             });
                         }
                     }

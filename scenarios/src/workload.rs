@@ -199,6 +199,7 @@ impl Workload {
                 hits: 1,
                 source: format!("ebpf:host-{}", emitted % w.sources.max(1)),
                 event_id: None,
+                estimated: false,
             }))
         });
         let end = 2 + (edges.saturating_mul(2) / 1000) as Time;
@@ -303,6 +304,7 @@ impl Workload {
                         hits: run.len() as u64,
                         source: format!("ebpf:host-{source}"),
                         event_id: None,
+                        estimated: false,
                     }));
                 }
             }
@@ -356,6 +358,7 @@ impl Workload {
                     hits: 1,
                     source,
                     event_id: None,
+                    estimated: false,
                 })
             } else {
                 let (caller, callee) = if rng.gen_bool(w.conflict_rate) {
@@ -371,6 +374,7 @@ impl Workload {
                     hits: rng.gen_range(1..4),
                     source,
                     event_id: None,
+                    estimated: false,
                 })
             })
         });

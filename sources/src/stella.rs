@@ -292,6 +292,7 @@ fn map_callgraph(
                     hits: 1,
                     source: CALLGRAPH_SOURCE.to_string(),
                     event_id: None,
+                    estimated: false,
                 },
             ));
         } else {
@@ -522,6 +523,7 @@ impl Aggregator {
                 hits: fact.hits,
                 source: fact.source,
                 event_id: None,
+                estimated: false,
             },
         ));
     }

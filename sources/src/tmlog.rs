@@ -109,6 +109,8 @@ const TAG_COVERAGE: u8 = 5;
 const TAG_WATERMARK: u8 = 6;
 const TAG_KIND: u8 = 0x0f;
 const TAG_OPTIONAL: u8 = 0x10;
+/// Edges and hits: `hits` is an estimate (`"estimated": true`).
+const TAG_ESTIMATED: u8 = 0x20;
 
 const EDGE_STATIC: u8 = 1;
 const EDGE_HEURISTIC: u8 = 2;
@@ -338,7 +340,8 @@ impl Encoder<'_> {
                 } else {
                     0
                 };
-                self.out.push(TAG_EDGE | optional);
+                let estimated = if e.estimated { TAG_ESTIMATED } else { 0 };
+                self.out.push(TAG_EDGE | optional | estimated);
                 self.str(&e.artifact);
                 self.str(&e.caller);
                 self.str(&e.callee);
@@ -355,7 +358,8 @@ impl Encoder<'_> {
                 } else {
                     0
                 };
-                self.out.push(TAG_HIT | optional);
+                let estimated = if h.estimated { TAG_ESTIMATED } else { 0 };
+                self.out.push(TAG_HIT | optional | estimated);
                 self.str(&h.artifact);
                 self.str(&h.symbol);
                 self.time(h.at);
@@ -717,7 +721,10 @@ impl Decoder<'_> {
     fn record(&mut self, b: &mut Bytes) -> Result<Record, Bad> {
         let tag = b.byte()?;
         let optional = tag & TAG_OPTIONAL != 0;
-        if tag & !(TAG_KIND | TAG_OPTIONAL) != 0 {
+        let estimated = tag & TAG_ESTIMATED != 0;
+        if tag & !(TAG_KIND | TAG_OPTIONAL | TAG_ESTIMATED) != 0
+            || (estimated && !matches!(tag & TAG_KIND, TAG_EDGE | TAG_HIT))
+        {
             return Err(Bad::Tag(tag));
         }
         self.charge(RECORD_SIZE)?;
@@ -740,6 +747,7 @@ impl Decoder<'_> {
                 } else {
                     None
                 },
+                estimated,
             }),
             (TAG_HIT, _) => Record::Hit(HitObservation {
                 artifact: self.str(b)?,
@@ -752,6 +760,7 @@ impl Decoder<'_> {
                 } else {
                     None
                 },
+                estimated,
             }),
             (TAG_COVERAGE, _) => {
                 let artifact = self.str(b)?;
@@ -1143,6 +1152,7 @@ mod tests {
             hits: 1,
             source: "ebpf:h1".into(),
             event_id: None,
+            estimated: false,
         })
     }
 
@@ -1191,6 +1201,28 @@ mod tests {
         write_frame(&mut out, &[&payload]).unwrap();
         write_frame(&mut out, &[]).unwrap();
         out
+    }
+
+    #[test]
+    fn estimated_counts_round_trip() {
+        let Record::Edge(mut e) = edge("a", "b", 5) else {
+            unreachable!()
+        };
+        e.estimated = true;
+        e.hits = 40;
+        let hit = Record::Hit(HitObservation {
+            artifact: "app@1".into(),
+            symbol: "b".into(),
+            at: 7,
+            hits: 3,
+            source: "ebpf:h1".into(),
+            event_id: Some("x".into()),
+            estimated: true,
+        });
+        let records = vec![Record::Edge(e), edge("a", "c", 6), hit];
+        let (back, err) = read(&log(&records, 1 << 16));
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(back, records);
     }
 
     #[test]

@@ -190,6 +190,8 @@ struct Agg {
     first: Time,
     last: Time,
     sources: BTreeSet<String>,
+    /// A live sighting carried an estimated count.
+    estimated: bool,
 }
 
 fn live(at: Time, t: Time, ttl: Time) -> bool {
@@ -320,11 +322,13 @@ fn artifact_report(
                 first: e.at,
                 last: e.at,
                 sources: BTreeSet::new(),
+                estimated: false,
             });
         agg.hits = agg.hits.saturating_add(e.hits);
         agg.first = agg.first.min(e.at);
         agg.last = agg.last.max(e.at);
         agg.sources.insert(e.source.clone());
+        agg.estimated |= e.estimated;
     }
     let in_static = |pair: &(String, String)| snapshot.is_some() && static_edges.contains(pair);
 
@@ -496,6 +500,7 @@ fn artifact_report(
             last_seen: agg.last,
             sources: agg.sources.len() as u64,
             in_static: in_static(pair),
+            estimated: agg.estimated,
         })
         .collect();
 

@@ -248,6 +248,7 @@ fn duplicate_event_ids() {
             last_seen: 12,
             sources: 3,
             in_static: false,
+            estimated: false,
         }]
     );
     assert!(r.artifacts.iter().all(|a| a.artifact != "y"));

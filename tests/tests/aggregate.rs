@@ -24,6 +24,7 @@ fn edge(caller: &str, callee: &str, at: Time, hits: u64, source: &str) -> EdgeOb
         hits,
         source: source.into(),
         event_id: None,
+        estimated: false,
     }
 }
 
@@ -86,6 +87,7 @@ fn stream(seed: u64, windows: u64, hot: usize, lateness: Time) -> Vec<Record> {
             hits: 1,
             source: "s1".into(),
             event_id: None,
+            estimated: false,
         }));
         if rng.gen_bool(0.5) {
             let to = start + rng.gen_range(0..50);
@@ -181,4 +183,50 @@ fn a_key_with_a_million_sightings() {
         .pop()
         .expect("a final report");
     assert_eq!(&last, expected.last().expect("reports"));
+}
+
+#[test]
+fn an_edge_is_estimated_while_an_estimated_sighting_of_it_is_live() {
+    let config = config(Strategy::Union, 0);
+    let estimated = |at: Time, hits: u64| {
+        let mut e = edge("main", "a", at, hits, "ebpf:h1");
+        e.estimated = true;
+        Record::Edge(e)
+    };
+    let mut records = vec![
+        estimated(10, 500),
+        Record::Edge(edge("main", "a", 20, 3, "ebpf:h1")),
+        Record::Edge(edge("main", "b", 20, 1, "ebpf:h1")),
+        Record::Watermark { at: 50 },
+        // The estimated sighting (10) expires at 110; the exact one (20) at 120.
+        Record::Watermark { at: 109 },
+        Record::Watermark { at: 110 },
+        Record::Watermark { at: 115 },
+    ];
+    records.push(estimated(130, 7));
+    records.push(Record::Watermark { at: 140 });
+    let marked = |r: &tracemerge_records::Report| -> Vec<(String, bool)> {
+        r.artifacts
+            .iter()
+            .flat_map(|a| a.observed_edges.iter())
+            .map(|e| (e.callee.clone(), e.estimated))
+            .collect()
+    };
+    let expected = oracle::reports_at_watermarks(&records, &config);
+    let got = reports_at_watermarks(&records, &config, 2);
+    assert_eq!(got, expected);
+    let states: Vec<_> = got.iter().map(marked).collect();
+    let a = |i: usize| states[i].iter().find(|(c, _)| c == "a").map(|(_, e)| *e);
+    let b = |i: usize| states[i].iter().find(|(c, _)| c == "b").map(|(_, e)| *e);
+    assert_eq!((a(0), b(0)), (Some(true), Some(false)));
+    assert_eq!(a(1), Some(true));
+    // At 110 only the exact sighting is live.
+    assert_eq!(a(2), Some(false));
+    assert_eq!(a(3), Some(false));
+    // Estimated again from 130 on.
+    assert_eq!(a(4), Some(true));
+    // Written only when true.
+    let json = String::from_utf8(got[0].canonical_bytes()).unwrap();
+    assert_eq!(json.matches("\"estimated\":true").count(), 1, "{json}");
+    assert!(!json.contains("\"estimated\":false"), "{json}");
 }

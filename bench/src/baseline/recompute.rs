@@ -386,6 +386,8 @@ impl Recompute {
                         .snapshot
                         .as_ref()
                         .is_some_and(|s| s.edges.contains(&pack(u, v))),
+                    // The bench workloads carry no estimated counts.
+                    estimated: false,
                 }
             })
             .collect();

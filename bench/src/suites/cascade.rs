@@ -55,6 +55,7 @@ fn one_fraction(
             hits: 1,
             source: "ebpf:host-0".into(),
             event_id: None,
+            estimated: false,
         })
     };
     let mut on = Latencies::default();

@@ -23,7 +23,14 @@ pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, String> {
         repeats: plan.repeats,
         attach_sizes: plan.attach_sizes.clone(),
     };
-    tracemerge_ebpf::bench::run(&options)
+    let mut result = tracemerge_ebpf::bench::run(&options)?;
+    result["lua"] = crate::suites::probe_lua::run(
+        &work_dir.join("probe-lua"),
+        plan.lua_scale,
+        plan.repeats,
+        10.0,
+    )?;
+    Ok(result)
 }
 
 /// `../shared/data/etw` beside the workspace this crate was built in, if

@@ -188,6 +188,7 @@ impl Changes {
                     hits: 1,
                     source: format!("ebpf:host-{}", self.rng.gen_range(0..16)),
                     event_id: None,
+                    estimated: false,
                 })
             })
             .collect()

@@ -90,6 +90,10 @@ pub struct EdgeObservation {
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    /// `hits` is not an exact count (sampling, or a probe that stopped
+    /// counting a hot function for a while).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// A function ran; its caller is unknown.
@@ -105,6 +109,10 @@ pub struct HitObservation {
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    /// `hits` is not an exact count (sampling, or a probe that stopped
+    /// counting a hot function for a while).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// An exact probe watched `symbols` during `[from, to)`.
@@ -166,6 +174,7 @@ impl Record {
                 hits: e.hits,
                 source: e.source,
                 event_id: e.event_id,
+                estimated: e.estimated,
             }),
             Err(_) => serde_json::from_str(line).map_err(|e| e.to_string())?,
         };
@@ -220,6 +229,8 @@ struct EdgeLine {
     source: String,
     #[serde(default)]
     event_id: Option<String>,
+    #[serde(default)]
+    estimated: bool,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +349,8 @@ mod tests {
             r#"{"type":"graph","artifact":"shop@1.4","at":0,"nodes":["main","a","b"],"edges":[["main","a"],["a","b"]],"entrypoints":["main"]}"#,
             r#"{"type":"targets","artifact":"shop@1.4","at":0,"symbols":["b","vuln_fn"]}"#,
             r#"{"type":"edge","artifact":"shop@1.4","caller":"main","callee":"a","at":1000,"hits":3,"source":"ebpf:host-1"}"#,
+            r#"{"type":"edge","artifact":"shop@1.4","caller":"main","callee":"a","at":1000,"hits":300,"source":"ebpf:host-1","estimated":true}"#,
+            r#"{"type":"hit","artifact":"shop@1.4","symbol":"a","at":1000,"hits":9,"estimated":true}"#,
             r#"{"type":"hit","artifact":"shop@1.4","symbol":"a","at":1000,"hits":1,"source":"etw:host-2"}"#,
             r#"{"type":"coverage","artifact":"shop@1.4","symbols":["a","b"],"from":0,"to":5000,"source":"ebpf:host-1"}"#,
             r#"{"type":"watermark","at":10000}"#,
@@ -345,6 +358,12 @@ mod tests {
         for line in lines {
             let record = Record::from_json(line).unwrap();
             assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+            // `estimated` is read, and written only when true.
+            let estimated = line.contains(r#""estimated":true"#);
+            assert_eq!(record.to_json().contains("estimated"), estimated, "{line}");
+            if let Record::Edge(e) = &record {
+                assert_eq!(e.estimated, estimated);
+            }
         }
     }
 

@@ -51,6 +51,9 @@ pub struct ObservedEdge {
     pub last_seen: Time,
     pub sources: u64,
     pub in_static: bool,
+    /// Some live sighting of it carried an estimated count (DESIGN.md §3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// Sizes of the three closures (reachable symbols, entrypoints included).

@@ -7,9 +7,15 @@
 //              (tgid, callee cookie, return address) in a kernel hash map.
 //   tm_sample  perf-event CPU sampler: counts (tgid, user stack id).
 //
-// Every counting map exists twice; `ctl[0]` selects the active copy. User
-// space flips it, waits for in-flight programs and then drains the idle copy,
-// so no increment is lost between reading and deleting an entry.
+// Exact counts are lossless by construction: a counter only ever grows
+// (atomic add) and user space never deletes a key that a program may still
+// increment; it reads the counters and reports the growth since its last
+// read. A preempted program that increments after a read is seen by the next
+// one. Keys go only once their process is gone.
+//
+// The sampling maps exist twice; `ctl[0]` selects the active copy. User
+// space flips it, waits briefly for in-flight programs and then drains the
+// idle copy (samples are estimates; a late one may be lost).
 //
 // Deliberately self-contained (no kernel or libbpf headers) so that the
 // committed object regenerates byte for byte from this file with clang alone.
@@ -65,7 +71,7 @@ struct map_def {
     u32 flags;
 };
 
-// Must match `ExactKey` in src/maps.rs.
+// Must match `ExactKey` in src/kernel.rs.
 struct exact_key {
     u32 tgid;
     u32 pad;
@@ -73,24 +79,24 @@ struct exact_key {
     u64 ret;     // return address: the call site in the caller
 };
 
-// Must match `SampleKey` in src/maps.rs.
+// Must match `SampleKey` in src/kernel.rs.
 struct sample_key {
     u32 tgid;
     u32 stack_id;
 };
 
-// ctl[0]: active buffer (0 or 1); ctl[1]: tgid to sample (0 = every process).
-SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 2, 0};
+// ctl[0]: active sampling buffer (0 or 1); ctl[1]: tgid to sample (0 = every
+// process); ctl[2]: the exact-mode link generation that counts.
+SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 4, 0};
 
-SEC("maps") struct map_def exact0 = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
-SEC("maps") struct map_def exact1 = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
+SEC("maps") struct map_def exact = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
 
 SEC("maps") struct map_def sample0 = {BPF_MAP_TYPE_HASH, sizeof(struct sample_key), 8, 16384, 0};
 SEC("maps") struct map_def sample1 = {BPF_MAP_TYPE_HASH, sizeof(struct sample_key), 8, 16384, 0};
 SEC("maps") struct map_def stacks0 = {BPF_MAP_TYPE_STACK_TRACE, 4, MAX_STACK_DEPTH * 8, 16384, 0};
 SEC("maps") struct map_def stacks1 = {BPF_MAP_TYPE_STACK_TRACE, 4, MAX_STACK_DEPTH * 8, 16384, 0};
 
-// Loss counters, one slot per cause (must match `Loss` in src/maps.rs).
+// Loss counters, one slot per cause (must match `Kernel::losses` in src/kernel.rs).
 #define LOSS_EXACT_MAP_FULL 0
 #define LOSS_EXACT_NO_RETURN_ADDRESS 1
 #define LOSS_SAMPLE_MAP_FULL 2
@@ -134,19 +140,27 @@ INLINE long bump(void *map, const void *key)
     return err;
 }
 
-// Entry uprobe: the callee is the attach cookie, the caller the return
-// address at the stack pointer (nothing has been pushed yet at entry).
+// Entry uprobe: the callee is the attach cookie's low half, the caller the
+// return address at the stack pointer (nothing has been pushed yet at
+// entry). The cookie's high half is the generation of its link: when a
+// budget rebuilds the link, old and new overlap for a moment, and only the
+// generation in ctl[2] counts, so a call is counted once.
 SEC("uprobe/tm_exact")
 int tm_exact(struct pt_regs *ctx)
 {
+    u64 cookie = bpf_get_attach_cookie(ctx);
+    u32 generation_slot = 2;
+    u64 *generation = bpf_map_lookup_elem(&ctl, &generation_slot);
+    if (generation && (cookie >> 32) != *generation)
+        return 0;
     struct exact_key key = {};
     key.tgid = bpf_get_current_pid_tgid() >> 32;
-    key.cookie = bpf_get_attach_cookie(ctx);
+    key.cookie = cookie & 0xffffffff;
     if (bpf_probe_read_user(&key.ret, sizeof(key.ret), (const void *)ctx->sp) != 0) {
         count_loss(LOSS_EXACT_NO_RETURN_ADDRESS);
         key.ret = 0;
     }
-    long err = active_buffer() ? bump(&exact1, &key) : bump(&exact0, &key);
+    long err = bump(&exact, &key);
     if (err)
         count_loss(LOSS_EXACT_MAP_FULL);
     return 0;

@@ -34,18 +34,13 @@ impl Default for Options {
     }
 }
 
-/// Writes and compiles a program with `n` trivial functions `f0…f{n-1}`
-/// plus `target`:
+/// Writes and compiles a program with `n` trivial functions `f0…f{n-1}`:
 /// * `prog all`: calls every `fI` once from `main` (n distinct edges);
-/// * `prog loop K`: calls `target` K times, prints ns per call (its first
-///   instruction is RIP-relative: the kernel single-steps it out of line);
-/// * `prog loopf K`: the same with `target_framed`, which starts with
-///   `push %rbp` like most frame-pointer code (emulated by the kernel);
 /// * `prog wait`: prints `ready`, waits for a line on stdin, then `all`.
 pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Bump the suffix when the generated source changes (the build is cached).
-    let exe = dir.join(format!("many{n}-v2"));
+    let exe = dir.join(format!("many{n}-v3"));
     if exe.is_file() {
         return Ok(exe);
     }
@@ -63,21 +58,7 @@ pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, String> {
     }
     c.push_str(
         r#"};
-__attribute__((noinline)) void target(void) { sink++; }
-__attribute__((noinline)) void target_framed(void) { volatile long one = 1; sink += one; }
-static double now(void) {
-    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 int main(int argc, char **argv) {
-    if (argc > 2 && strncmp(argv[1], "loop", 4) == 0) {
-        long k = atol(argv[2]);
-        void (*f)(void) = strcmp(argv[1], "loopf") == 0 ? target_framed : target;
-        double t0 = now();
-        for (long i = 0; i < k; i++) f();
-        printf("%.3f\n", (now() - t0) / k);
-        return 0;
-    }
     if (argc > 1 && strcmp(argv[1], "wait") == 0) {
         char line[16];
         printf("ready\n"); fflush(stdout);
@@ -104,9 +85,9 @@ int main(int argc, char **argv) {
     Ok(exe)
 }
 
-fn ns_per_call(exe: &Path, mode: &str, calls: u64) -> Result<f64, String> {
+fn ns_per_call(exe: &Path, first: &str, second: &str) -> Result<f64, String> {
     let out = Command::new(exe)
-        .args([mode, &calls.to_string()])
+        .args([first, second])
         .output()
         .map_err(|e| format!("{}: {e}", exe.display()))?;
     String::from_utf8_lossy(&out.stdout)
@@ -122,6 +103,75 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Builds tests/programs/entries.c (one function per kind of entry).
+pub fn build_entries_program(dir: &Path) -> Result<PathBuf, String> {
+    const SOURCE: &str = include_str!("../tests/programs/entries.c");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let src = dir.join("entries.c");
+    std::fs::write(&src, SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
+    let exe = dir.join("entries");
+    let status = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("running cc: {e}"))?;
+    if !status.success() {
+        return Err(format!("cc failed on {}", src.display()));
+    }
+    Ok(exe)
+}
+
+/// Per-call cost of probing `function` of the entries program: median ns
+/// per call unprobed and probed, and whether every call was counted.
+fn call_cost(
+    exe: &Path,
+    function: &str,
+    calls: u64,
+    repeats: usize,
+    kind: &str,
+) -> Result<serde_json::Value, String> {
+    let time = || -> Result<f64, String> {
+        Ok(median(
+            (0..repeats)
+                .map(|_| ns_per_call(exe, &calls.to_string(), function))
+                .collect::<Result<_, _>>()?,
+        ))
+    };
+    let plain = time()?;
+    let mut config = Config::new(exe);
+    config.functions = Some(vec![function.into()]);
+    let mut session = Session::attach(&config)?;
+    // The program's own run time, as the kernel measures it.
+    let stats_sysctl = "/proc/sys/kernel/bpf_stats_enabled";
+    let stats_before = std::fs::read_to_string(stats_sysctl).unwrap_or_default();
+    let _ = std::fs::write(stats_sysctl, "1");
+    let probed = time()?;
+    let prog_stats = session.program_stats();
+    let _ = std::fs::write(stats_sysctl, stats_before.trim());
+    let records = session.finish()?;
+    let counted: u64 = records
+        .iter()
+        .filter_map(|r| match r {
+            tracemerge_records::Record::Edge(e) if e.callee == function => Some(e.hits),
+            _ => None,
+        })
+        .sum();
+    Ok(json!({
+        "function": function,
+        "entry": kind,
+        "unprobed_ns": (plain * 1e3).round() / 1e3,
+        "probed_ns": (probed * 1e3).round() / 1e3,
+        "cost_ns": ((probed - plain) * 1e3).round() / 1e3,
+        "ratio": ((probed / plain) * 1e3).round() / 1e3,
+        "calls_made": calls * repeats as u64,
+        "calls_counted": counted,
+        "bpf_program_ns": prog_stats
+            .filter(|&(_, runs)| runs > 0)
+            .map(|(ns, runs)| ((ns as f64 / runs as f64) * 1e3).round() / 1e3),
+    }))
 }
 
 /// Attach and detach times for the first `n` functions of `exe`.
@@ -157,57 +207,38 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     let exe = generate_program(&options.work_dir, max)?;
 
     // Cost per probed call: a trivial function in a tight loop, probed vs
-    // not; once with a `push %rbp` prologue, once with a first instruction
-    // that the kernel must single-step.
+    // not, once per kind of entry (tests/programs/entries.c): the trap with
+    // an emulated `push %rbp`, the trap with a single-stepped first
+    // instruction, the 5-byte nop the kernel turns into a trampoline call,
+    // and five one-byte nops (gcc -fpatchable-function-entry=5).
+    let entries = build_entries_program(&options.work_dir)?;
     let repeats = options.repeats.max(1);
     let mut call = serde_json::Map::new();
-    for (key, mode, function) in [
-        ("framed", "loopf", "target_framed"),
-        ("single_step", "loop", "target"),
+    let kernel = crate::plan::KernelFeatures::running();
+    for (key, function) in [
+        ("emulated_push", "entry_push"),
+        ("single_step", "entry_rip"),
+        ("nop5", "entry_nop5"),
+        ("nops_x5", "entry_nops"),
+        ("endbr_push", "entry_endbr_push"),
     ] {
-        let time = |exe: &Path| -> Result<f64, String> {
-            Ok(median(
-                (0..repeats)
-                    .map(|_| ns_per_call(exe, mode, options.calls))
-                    .collect::<Result<_, _>>()?,
-            ))
-        };
-        let plain = time(&exe)?;
-        let mut config = Config::new(&exe);
-        config.functions = Some(vec![function.into()]);
-        let mut session = Session::attach(&config)?;
-        // The program's own run time, as the kernel measures it.
-        let stats_sysctl = "/proc/sys/kernel/bpf_stats_enabled";
-        let stats_before = std::fs::read_to_string(stats_sysctl).unwrap_or_default();
-        let _ = std::fs::write(stats_sysctl, "1");
-        let probed = time(&exe)?;
-        let prog_stats = session.program_stats();
-        let _ = std::fs::write(stats_sysctl, stats_before.trim());
-        let records = session.finish()?;
-        let counted: u64 = records
-            .iter()
-            .filter_map(|r| match r {
-                tracemerge_records::Record::Edge(e) if e.callee == function => Some(e.hits),
-                _ => None,
-            })
-            .sum();
-        drop(session);
+        let (plans, _) = crate::exact::plan(&entries, Some(&[function.to_string()]))?;
+        let kind = plans.first().map(|p| p.kind.name()).unwrap_or("?");
         call.insert(
             key.into(),
-            json!({
-                "function": function,
-                "unprobed_ns": (plain * 1e3).round() / 1e3,
-                "probed_ns": (probed * 1e3).round() / 1e3,
-                "cost_ns": ((probed - plain) * 1e3).round() / 1e3,
-                "ratio": ((probed / plain) * 1e3).round() / 1e3,
-                "calls_made": options.calls * repeats as u64,
-                "calls_counted": counted,
-                "bpf_program_ns": prog_stats
-                    .filter(|&(_, runs)| runs > 0)
-                    .map(|(ns, runs)| ((ns as f64 / runs as f64) * 1e3).round() / 1e3),
-            }),
+            call_cost(&entries, function, options.calls, repeats, kind)?,
         );
     }
+    call.insert("kernel_optimizes_nop5".into(), json!(kernel.nop_probes));
+    let cost = |k: &str| call.get(k)?.get("cost_ns")?.as_f64();
+    let ratio =
+        |a: &str, b: &str| -> Option<f64> { Some((cost(a)? / cost(b)? * 1e3).round() / 1e3) };
+    let nop_vs_trap = json!({
+        "nop5_over_single_step": ratio("nop5", "single_step"),
+        "nop5_over_emulated": ratio("nop5", "emulated_push"),
+        "emulated_over_single_step": ratio("emulated_push", "single_step"),
+    });
+    call.insert("ratios".into(), nop_vs_trap);
 
     // Drain throughput: every function called once from main → `max`
     // distinct edges in the kernel map, drained and named in one window.

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use tracemerge_records::{Coverage, EdgeObservation, Record};
 
+use crate::budget::{choose_pauses, estimate, Budget, Load};
+use crate::demangle::{demangle, NameStyle, Namer};
 use crate::elf::ElfInfo;
-use crate::kernel::{Kernel, Losses};
+use crate::elf::Symbol;
+use crate::kernel::{ExactCounts, Kernel, Losses};
+use crate::plan::{plan_entry, EntryKind, EntryPlan, KernelFeatures, PlanSummary};
 use crate::symbolize::{file_id, Symbolizer};
 use crate::target::now_ms;
 
@@ -30,6 +34,11 @@ pub struct Config {
     pub source: Option<String>,
     /// Only this process (`None`: every process that runs the binary).
     pub pid: Option<u32>,
+    /// Which name of a function the records carry (mangled by default).
+    pub names: NameStyle,
+    /// Keep the slowdown near this budget by pausing hot functions
+    /// (`None`: count every call of every function exactly).
+    pub budget: Option<Budget>,
     /// Capacity of the kernel count map (distinct (process, callee, call
     /// site) per window); more is counted as loss.
     pub map_entries: u32,
@@ -43,6 +52,8 @@ impl Config {
             artifact: None,
             source: None,
             pid: None,
+            names: NameStyle::Mangled,
+            budget: None,
             map_entries: 65536,
         }
     }
@@ -60,8 +71,13 @@ pub struct Summary {
     /// Windows whose coverage was withheld because events were lost.
     pub windows_without_coverage: u64,
     pub losses: Losses,
+    /// Budget mode: functions paused, visits made, link rebuilds, edge
+    /// records with estimated counts.
+    pub budget: Option<Box<BudgetSummary>>,
     /// Functions probed.
     pub functions: usize,
+    /// How their entries are probed (nop-optimized, emulated, single-stepped).
+    pub plan: PlanSummary,
     /// Creating the maps and loading the program.
     pub load: Duration,
     /// Creating the uprobe_multi link (all probes).
@@ -74,6 +90,7 @@ impl Summary {
         serde_json::json!({
             "mode": "exact",
             "functions": self.functions,
+            "entries": self.plan.to_json(),
             "edges": self.edges,
             "hits": self.hits,
             "windows": self.windows,
@@ -83,18 +100,94 @@ impl Summary {
             "load_ms": self.load.as_secs_f64() * 1e3,
             "attach_ms": self.attach.as_secs_f64() * 1e3,
             "detach_ms": self.detach.as_secs_f64() * 1e3,
+            "budget": self.budget.as_deref().map(BudgetSummary::to_json),
         })
     }
+}
+
+/// What a budget did over a session.
+#[derive(Clone, Debug, Default)]
+pub struct BudgetSummary {
+    pub percent: f64,
+    /// Functions out of the link at the end.
+    pub paused: usize,
+    /// Their names (sorted).
+    pub paused_functions: Vec<String>,
+    /// Visits of paused functions (one function, one visit).
+    pub visits: u64,
+    /// Times the link was rebuilt without newly paused functions.
+    pub link_rebuilds: u64,
+    /// Edge records whose counts are estimates.
+    pub estimated_edges: u64,
+}
+
+impl BudgetSummary {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "percent": self.percent,
+            "paused": self.paused,
+            "paused_functions": self.paused_functions,
+            "visits": self.visits,
+            "link_rebuilds": self.link_rebuilds,
+            "estimated_edges": self.estimated_edges,
+        })
+    }
+}
+
+/// The calls of one function per caller, measured over `ms`.
+#[derive(Clone, Debug, Default)]
+struct Rate {
+    ms: f64,
+    callers: BTreeMap<String, u64>,
+}
+
+/// How long `callers`' calls would have taken without the probe: `ms` less
+/// the probes' own cost (at least 5% of `ms`). A rate measured while probed
+/// is slower than the program's own, since the probe took most of the time.
+fn unprobed_ms(ms: f64, callers: &BTreeMap<String, u64>, kind: EntryKind) -> f64 {
+    let calls: u64 = callers.values().sum();
+    (ms - calls as f64 * kind.cost_ns() / 1e6).max(ms * 0.05)
+}
+
+/// Paused functions back in a link of their own for a short while.
+struct Visit {
+    link: Option<OwnedFd>,
+    functions: Vec<usize>,
+    started: Instant,
+    ms: f64,
+}
+
+/// The state of `--budget`.
+struct BudgetState {
+    budget: Budget,
+    /// Generation of the current links (the high half of their cookies).
+    generation: u32,
+    paused: Vec<bool>,
+    /// Window number of each paused function's next visit.
+    next_visit: Vec<u64>,
+    window: u64,
+    visit: Option<Visit>,
+    rates: std::collections::HashMap<usize, Rate>,
+    /// Entry kind of each function (its cost per call).
+    kinds: Vec<EntryKind>,
+    /// Calls per callee and caller in the last window.
+    last_window: BTreeMap<usize, BTreeMap<String, u64>>,
 }
 
 /// A running exact-mode probe. Dropping it detaches everything.
 pub struct Session {
     kernel: Kernel,
+    counts: ExactCounts,
+    binary: PathBuf,
+    /// File offset of each function's probe.
+    offsets: Vec<u64>,
+    pid: u32,
+    budget: Option<Box<BudgetState>>,
     // Field order matters for drop: the link before the program and maps.
     link: Option<OwnedFd>,
     _prog: OwnedFd,
     names: Vec<String>,
-    /// The names again, sorted (coverage records).
+    /// The names of the functions in the link, sorted (coverage records).
     sorted_names: Vec<String>,
     skipped: Vec<String>,
     artifact: String,
@@ -102,8 +195,71 @@ pub struct Session {
     symbolizer: Symbolizer,
     window_start: u64,
     detached_at: Option<u64>,
+    /// Whether the probes are (or were, until `detached_at`) in place.
+    attached: bool,
     losses_reported: Losses,
     summary: Summary,
+}
+
+/// The functions of `info` to probe: every probeable one, or those named in
+/// `wanted` (first symbol of a name; one probe per address). Also returns the
+/// wanted names that the binary does not have.
+pub fn choose_functions<'a>(
+    info: &'a ElfInfo,
+    wanted: Option<&[String]>,
+) -> (Vec<&'a Symbol>, Vec<String>) {
+    let Some(list) = wanted else {
+        return (info.probeable_functions().collect(), Vec::new());
+    };
+    let mut by_name: std::collections::HashMap<&str, &Symbol> = std::collections::HashMap::new();
+    for s in info.probeable_functions() {
+        by_name.entry(s.name.as_str()).or_insert(s);
+    }
+    // Demangled names are accepted too (indexed only when needed).
+    let mut demangled: Option<std::collections::HashMap<String, &Symbol>> = None;
+    let mut chosen = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for name in list {
+        let found = by_name.get(name.as_str()).copied().or_else(|| {
+            demangled
+                .get_or_insert_with(|| {
+                    let mut index = std::collections::HashMap::new();
+                    for s in info.probeable_functions() {
+                        if let Some(d) = demangle(&s.name) {
+                            index.entry(d).or_insert(s);
+                        }
+                    }
+                    index
+                })
+                .get(name.as_str())
+                .copied()
+        });
+        match found {
+            Some(s) if seen.insert(s.addr) => chosen.push(s),
+            Some(_) => {}
+            None => skipped.push(name.clone()),
+        }
+    }
+    (chosen, skipped)
+}
+
+/// The probe plan of `binary` (every function, or those named): where each
+/// entry probe goes and how the kernel will handle it. Attaches nothing.
+pub fn plan(
+    binary: &std::path::Path,
+    functions: Option<&[String]>,
+) -> Result<(Vec<EntryPlan>, Vec<String>), String> {
+    let info = ElfInfo::read(binary)?;
+    let (chosen, skipped) = choose_functions(&info, functions);
+    let kernel = KernelFeatures::running();
+    Ok((
+        chosen
+            .iter()
+            .map(|s| plan_entry(&info, s, kernel))
+            .collect(),
+        skipped,
+    ))
 }
 
 /// The default `source`: `ebpf:<hostname>`.
@@ -118,26 +274,7 @@ impl Session {
         let binary = std::fs::canonicalize(&config.binary)
             .map_err(|e| format!("{}: {e}", config.binary.display()))?;
         let info = ElfInfo::read(&binary)?;
-        let mut by_name: std::collections::HashMap<&str, &crate::elf::Symbol> =
-            std::collections::HashMap::new();
-        for s in info.probeable_functions() {
-            by_name.entry(s.name.as_str()).or_insert(s);
-        }
-        let mut chosen: Vec<&crate::elf::Symbol> = Vec::new();
-        let mut skipped = Vec::new();
-        match &config.functions {
-            None => chosen.extend(info.probeable_functions()),
-            Some(list) => {
-                let mut seen = std::collections::HashSet::new();
-                for name in list {
-                    match by_name.get(name.as_str()) {
-                        Some(s) if seen.insert(s.addr) => chosen.push(s),
-                        Some(_) => {}
-                        None => skipped.push(name.clone()),
-                    }
-                }
-            }
-        }
+        let (chosen, skipped) = choose_functions(&info, config.functions.as_deref());
         if chosen.is_empty() {
             return Err(format!(
                 "{}: no function to probe (none with a symbol{})",
@@ -149,12 +286,18 @@ impl Session {
                 }
             ));
         }
-        let offsets: Vec<u64> = chosen
+        let kernel_features = KernelFeatures::running();
+        let plans: Vec<EntryPlan> = chosen
             .iter()
-            .map(|s| info.file_offset(s.addr).unwrap())
+            .map(|s| plan_entry(&info, s, kernel_features))
+            .collect();
+        let offsets: Vec<u64> = plans
+            .iter()
+            .map(|p| info.file_offset(p.probe_addr).unwrap())
             .collect();
         let cookies: Vec<u64> = (0..chosen.len() as u64).collect();
-        let names: Vec<String> = chosen.iter().map(|s| s.name.clone()).collect();
+        let mut namer = Namer::new(config.names);
+        let names: Vec<String> = chosen.iter().map(|s| namer.name(&s.name)).collect();
 
         let started = Instant::now();
         let kernel = Kernel::load(config.map_entries, 1)?;
@@ -187,17 +330,44 @@ impl Session {
         let main = file_id(&binary).ok();
         let summary = Summary {
             functions: names.len(),
+            plan: PlanSummary::of(&plans),
             load,
             attach,
             ..Default::default()
         };
         let mut symbolizer = Symbolizer::new(main);
+        symbolizer.set_name_style(config.names);
         if let Some(pid) = config.pid {
             // Read its maps now, in case it exits before the first drain.
             symbolizer.refresh(pid);
         }
+        let budget = config.budget.map(|budget| {
+            Box::new(BudgetState {
+                budget,
+                generation: 0,
+                paused: vec![false; names.len()],
+                next_visit: vec![0; names.len()],
+                window: 0,
+                visit: None,
+                rates: Default::default(),
+                kinds: plans.iter().map(|p| p.kind).collect(),
+                last_window: BTreeMap::new(),
+            })
+        });
+        let mut summary = summary;
+        summary.budget = config.budget.map(|b| {
+            Box::new(BudgetSummary {
+                percent: b.fraction * 100.0,
+                ..Default::default()
+            })
+        });
         Ok(Session {
             kernel,
+            counts: ExactCounts::default(),
+            binary,
+            offsets: offsets.clone(),
+            pid: config.pid.unwrap_or(0),
+            budget,
             link: Some(link),
             _prog: prog,
             sorted_names: {
@@ -212,6 +382,7 @@ impl Session {
             symbolizer,
             window_start: now_ms(),
             detached_at: None,
+            attached: true,
             losses_reported: Losses::default(),
             summary,
         })
@@ -249,31 +420,188 @@ impl Session {
     /// call must not pass for a function that did not run).
     pub fn drain(&mut self) -> Result<Vec<Record>, String> {
         let now = now_ms();
-        let idle = self.kernel.flip()?;
-        let entries = self.kernel.take_exact(idle)?;
-        self.window(entries, now)
+        self.end_visit();
+        let window_ms = now.saturating_sub(self.window_start).max(1) as f64;
+        let entries = self.read_counts()?;
+        let records = self.window(entries, now)?;
+        if self.budget.is_some() {
+            self.rebalance(window_ms)?;
+            self.start_visits()?;
+        }
+        Ok(records)
+    }
+
+    /// Called often (every few ms) by the collection loop: ends a visit of
+    /// paused functions once it has lasted long enough.
+    pub fn tick(&mut self) {
+        let due = self.budget.as_ref().is_some_and(|b| {
+            b.visit
+                .as_ref()
+                .is_some_and(|v| v.link.is_some() && v.started.elapsed() >= b.budget.revisit_for)
+        });
+        if due {
+            self.end_visit();
+        }
+    }
+
+    /// Closes the visit link (if open) and notes how long it was in place.
+    fn end_visit(&mut self) {
+        if let Some(visit) = self.budget.as_mut().and_then(|b| b.visit.as_mut()) {
+            if let Some(link) = visit.link.take() {
+                drop(link);
+                visit.ms = visit.started.elapsed().as_secs_f64() * 1e3;
+            }
+        }
+    }
+
+    /// Budget mode, after a window: pauses the functions whose probes cost
+    /// too much (they leave the link, rebuilt without them).
+    fn rebalance(&mut self, window_ms: f64) -> Result<(), String> {
+        let Some(state) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        state.window += 1;
+        let loads: Vec<Load> = state
+            .last_window
+            .iter()
+            .filter(|(f, _)| !state.paused[**f])
+            .map(|(&f, callers)| Load {
+                function: f,
+                calls: callers.values().sum(),
+                kind: state.kinds[f],
+            })
+            .collect();
+        let newly = choose_pauses(&loads, window_ms * 1e6, state.budget.fraction);
+        if newly.is_empty() {
+            return Ok(());
+        }
+        let every = state.budget.revisit_every.max(1);
+        for (i, &f) in newly.iter().enumerate() {
+            state.paused[f] = true;
+            // Spread the visits over the period.
+            state.next_visit[f] = state.window + every + (i as u64 % every);
+            let callers = state.last_window.get(&f).cloned().unwrap_or_default();
+            let ms = unprobed_ms(window_ms, &callers, state.kinds[f]);
+            state.rates.insert(f, Rate { ms, callers });
+        }
+        self.rebuild_link()
+    }
+
+    /// Replaces the link by one without the paused functions. The new link
+    /// goes in before the old one leaves, so a function in both is never
+    /// unprobed; the generation switch makes exactly one of them count.
+    fn rebuild_link(&mut self) -> Result<(), String> {
+        let Some(state) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        let generation = state.generation + 1;
+        let kept: Vec<usize> = (0..self.names.len())
+            .filter(|&f| !state.paused[f])
+            .collect();
+        let new_link = if kept.is_empty() {
+            None
+        } else {
+            let offsets: Vec<u64> = kept.iter().map(|&f| self.offsets[f]).collect();
+            let cookies: Vec<u64> = kept
+                .iter()
+                .map(|&f| ((generation as u64) << 32) | f as u64)
+                .collect();
+            Some(
+                crate::sys::uprobe_multi_link(
+                    &self._prog,
+                    &self.binary,
+                    &offsets,
+                    &cookies,
+                    self.pid,
+                )
+                .map_err(|e| format!("rebuilding the uprobe_multi link: {e}"))?,
+            )
+        };
+        self.kernel.set_exact_generation(generation)?;
+        state.generation = generation;
+        let old = std::mem::replace(&mut self.link, new_link);
+        drop(old);
+        let mut names: Vec<String> = kept.iter().map(|&f| self.names[f].clone()).collect();
+        names.sort();
+        self.sorted_names = names;
+        if let Some(summary) = self.summary.budget.as_mut() {
+            summary.link_rebuilds += 1;
+            summary.paused = state.paused.iter().filter(|&&p| p).count();
+            let mut paused: Vec<String> = (0..self.names.len())
+                .filter(|&f| state.paused[f])
+                .map(|f| self.names[f].clone())
+                .collect();
+            paused.sort();
+            summary.paused_functions = paused;
+        }
+        Ok(())
+    }
+
+    /// Puts the paused functions whose turn it is back in a link of their
+    /// own until [`Session::tick`] ends the visit.
+    fn start_visits(&mut self) -> Result<(), String> {
+        let Some(state) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        let due: Vec<usize> = (0..self.names.len())
+            .filter(|&f| state.paused[f] && state.next_visit[f] <= state.window)
+            .take(state.budget.revisits_at_once)
+            .collect();
+        if due.is_empty() {
+            state.visit = None;
+            return Ok(());
+        }
+        let offsets: Vec<u64> = due.iter().map(|&f| self.offsets[f]).collect();
+        let cookies: Vec<u64> = due
+            .iter()
+            .map(|&f| ((state.generation as u64) << 32) | f as u64)
+            .collect();
+        let link =
+            crate::sys::uprobe_multi_link(&self._prog, &self.binary, &offsets, &cookies, self.pid)
+                .map_err(|e| format!("attaching a visit of paused functions: {e}"))?;
+        for &f in &due {
+            state.next_visit[f] = state.window + state.budget.revisit_every.max(1);
+        }
+        if let Some(summary) = self.summary.budget.as_mut() {
+            summary.visits += due.len() as u64;
+        }
+        state.visit = Some(Visit {
+            link: Some(link),
+            functions: due,
+            started: Instant::now(),
+            ms: 0.0,
+        });
+        Ok(())
+    }
+
+    /// Calls counted since the last read. Keys of reaped processes are
+    /// dropped after their last read (`/proc/TGID` gone: no thread left).
+    fn read_counts(&mut self) -> Result<Vec<(crate::kernel::ExactKey, u64)>, String> {
+        self.kernel.exact_deltas(&mut self.counts, |tgid| {
+            !std::path::Path::new(&format!("/proc/{tgid}")).exists()
+        })
     }
 
     /// Detaches every probe (one link: a single close) and returns the
     /// records of the last window.
     pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+        self.end_visit();
         self.detach();
         let now = self.detached_at.unwrap_or_else(now_ms);
-        let mut entries = Vec::new();
-        for _ in 0..2 {
-            let idle = self.kernel.flip()?;
-            entries.extend(self.kernel.take_exact(idle)?);
-        }
+        // Closing the link waited for programs in flight: this read is final.
+        let entries = self.read_counts()?;
         self.window(entries, now)
     }
 
     /// Removes all probes now (the maps stay readable).
     pub fn detach(&mut self) {
-        if let Some(link) = self.link.take() {
+        if self.attached {
+            self.end_visit();
             let started = Instant::now();
-            drop(link);
+            drop(self.link.take());
             self.summary.detach = started.elapsed();
             self.detached_at = Some(now_ms());
+            self.attached = false;
         }
     }
 
@@ -287,11 +615,13 @@ impl Session {
         now: u64,
     ) -> Result<Vec<Record>, String> {
         self.symbolizer.new_round();
-        let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
+        // Calls per callee (function index) and caller.
+        let mut measured: BTreeMap<usize, BTreeMap<String, u64>> = BTreeMap::new();
         for (key, hits) in entries {
-            let Some(callee) = self.names.get(key.cookie as usize) else {
+            let callee = key.cookie as usize;
+            if callee >= self.names.len() {
                 continue;
-            };
+            }
             let caller = if key.ret == 0 {
                 "[unknown]".to_string()
             } else {
@@ -299,12 +629,69 @@ impl Session {
                 // the call is the caller's last instruction.
                 self.symbolizer.resolve(key.tgid, key.ret - 1)
             };
-            *edges.entry((caller, callee.clone())).or_default() += hits;
+            *measured
+                .entry(callee)
+                .or_default()
+                .entry(caller)
+                .or_default() += hits;
+        }
+        let window_ms = now.saturating_sub(self.window_start).max(1) as f64;
+        // (caller, callee) → (hits, estimated)
+        let mut edges: BTreeMap<(String, String), (u64, bool)> = BTreeMap::new();
+        if let Some(state) = self.budget.as_mut() {
+            // A paused function's counts are estimates: its last measured
+            // rate per caller over the window, or what a visit measured,
+            // scaled to the window.
+            let visited = state
+                .visit
+                .as_ref()
+                .filter(|v| v.link.is_none() && v.ms > 0.0);
+            for (f, rate) in state.rates.iter_mut() {
+                if let Some(v) = visited.filter(|v| v.functions.contains(f)) {
+                    let callers = measured.get(f).cloned().unwrap_or_default();
+                    let ms = unprobed_ms(v.ms, &callers, state.kinds[*f]);
+                    *rate = Rate { ms, callers };
+                }
+            }
+            for f in (0..self.names.len()).filter(|&f| state.paused[f]) {
+                let mut callers: BTreeMap<String, u64> = BTreeMap::new();
+                if let Some(rate) = state.rates.get(&f) {
+                    for (caller, &n) in &rate.callers {
+                        callers.insert(caller.clone(), estimate(n, rate.ms, window_ms));
+                    }
+                }
+                for (caller, &n) in measured.get(&f).into_iter().flatten() {
+                    let e = callers.entry(caller.clone()).or_default();
+                    *e = (*e).max(n);
+                }
+                for (caller, n) in callers.into_iter().filter(|(_, n)| *n > 0) {
+                    edges.insert((caller, self.names[f].clone()), (n, true));
+                }
+            }
+            if visited.is_some() {
+                state.visit = None;
+            }
+        }
+        for (&f, callers) in &measured {
+            if self.budget.as_ref().is_some_and(|b| b.paused[f]) {
+                continue;
+            }
+            for (caller, &n) in callers {
+                edges.insert((caller.clone(), self.names[f].clone()), (n, false));
+            }
+        }
+        if let Some(state) = self.budget.as_mut() {
+            state.last_window = measured;
         }
         let mut out = Vec::with_capacity(edges.len() + 1);
-        for ((caller, callee), hits) in edges {
+        for ((caller, callee), (hits, estimated)) in edges {
             self.summary.edges += 1;
             self.summary.hits += hits;
+            if estimated {
+                if let Some(b) = self.summary.budget.as_mut() {
+                    b.estimated_edges += 1;
+                }
+            }
             out.push(Record::Edge(EdgeObservation {
                 artifact: self.artifact.clone(),
                 caller,
@@ -313,6 +700,7 @@ impl Session {
                 hits,
                 source: self.source.clone(),
                 event_id: None,
+                estimated,
             }));
         }
         let losses = self.kernel.losses()?;
@@ -321,7 +709,7 @@ impl Session {
         self.summary.losses = losses;
         self.summary.windows += 1;
         let probed_in_window =
-            self.link.is_some() || self.detached_at.is_some_and(|t| t > self.window_start);
+            self.attached || self.detached_at.is_some_and(|t| t > self.window_start);
         if new_losses.exact_map_full > 0 {
             // The loss goes into the stream; the coverage it spoils does not.
             self.summary.windows_without_coverage += 1;

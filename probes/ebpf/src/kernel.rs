@@ -1,5 +1,6 @@
 //! User-space handle on the kernel side: the compiled object, its maps
-//! (created and owned by aya) and the double-buffered drain protocol.
+//! (created and owned by aya), the lossless exact-count reader and the
+//! double-buffered sampling drain.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -109,8 +110,7 @@ impl Kernel {
     pub fn load(exact_entries: u32, sample_entries: u32) -> Result<Kernel, String> {
         let ebpf = aya::EbpfLoader::new()
             .btf(None)
-            .map_max_entries("exact0", exact_entries)
-            .map_max_entries("exact1", exact_entries)
+            .map_max_entries("exact", exact_entries)
             .map_max_entries("sample0", sample_entries)
             .map_max_entries("sample1", sample_entries)
             .load(object_bytes())
@@ -184,6 +184,14 @@ impl Kernel {
             .map_err(|e| e.to_string())
     }
 
+    /// Makes the exact-mode links of `generation` (the high half of their
+    /// cookies) the ones that count.
+    pub fn set_exact_generation(&mut self, generation: u32) -> Result<(), String> {
+        self.ctl()?
+            .set(2, generation as u64, 0)
+            .map_err(|e| e.to_string())
+    }
+
     /// Makes the other buffer active and returns the now idle one, once
     /// programs that saw the old index have finished.
     pub fn flip(&mut self) -> Result<u32, String> {
@@ -195,12 +203,31 @@ impl Kernel {
         Ok(idle)
     }
 
-    /// Reads and empties an idle exact-mode buffer.
-    pub fn take_exact(&mut self, buffer: u32) -> Result<Vec<(ExactKey, u64)>, String> {
-        take_hash::<ExactKey>(
-            &mut self.ebpf,
-            if buffer == 0 { "exact0" } else { "exact1" },
-        )
+    /// The exact-mode calls counted since the last call (see
+    /// [`ExactCounts`]). `gone` says whether a process has been reaped.
+    pub fn exact_deltas(
+        &mut self,
+        counts: &mut ExactCounts,
+        gone: impl Fn(u32) -> bool,
+    ) -> Result<Vec<(ExactKey, u64)>, String> {
+        let map = self.ebpf.map_mut("exact").ok_or("no map exact")?;
+        let mut hash =
+            HashMap::<&mut MapData, ExactKey, u64>::try_from(map).map_err(|e| e.to_string())?;
+        // Decide which processes are gone *before* reading: their counters
+        // are final only if no thread of theirs could run after the read.
+        let gone = counts.processes_gone(gone);
+        let keys: Vec<ExactKey> = hash.keys().filter_map(Result::ok).collect();
+        let mut now = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(n) = hash.get(&key, 0) {
+                now.push((key, n));
+            }
+        }
+        let deltas = counts.advance(now);
+        for key in counts.forget(&gone) {
+            let _ = hash.remove(&key);
+        }
+        Ok(deltas)
     }
 
     /// Reads and empties an idle sampling buffer: (key, count, frames).
@@ -248,6 +275,70 @@ impl Kernel {
     }
 }
 
+/// Exact counts without loss, by construction: the kernel's counters only
+/// grow (atomic adds), and a key is never deleted while its process can
+/// still run, so every increment — also one by a program that was preempted
+/// across a read — shows up in this read or a later one. Each read reports
+/// the growth since the previous one. A process's keys are dropped (here and
+/// in the kernel) once it has been reaped, after a last read that follows
+/// the reaping; this bounds the map by the call sites of live processes.
+#[derive(Debug, Default)]
+pub struct ExactCounts {
+    last: std::collections::HashMap<ExactKey, u64>,
+}
+
+impl ExactCounts {
+    /// The processes with counters that `gone` says have been reaped.
+    fn processes_gone(&self, gone: impl Fn(u32) -> bool) -> std::collections::HashSet<u32> {
+        let tgids: std::collections::HashSet<u32> = self.last.keys().map(|k| k.tgid).collect();
+        tgids.into_iter().filter(|&t| gone(t)).collect()
+    }
+
+    /// Takes the counters as read now; returns the keys that grew and by how
+    /// much. A key missing from `now` keeps its last value (it is only
+    /// deleted through [`ExactCounts::forget`]).
+    pub fn advance(&mut self, now: Vec<(ExactKey, u64)>) -> Vec<(ExactKey, u64)> {
+        let mut grew = Vec::new();
+        for (key, value) in now {
+            let last = self.last.entry(key).or_insert(0);
+            // A counter never shrinks while its key lives; a smaller value
+            // means the key was deleted and inserted again: all of it is new.
+            let delta = if value >= *last { value - *last } else { value };
+            *last = value;
+            if delta > 0 {
+                grew.push((key, delta));
+            }
+        }
+        grew
+    }
+
+    /// Drops the keys of the given processes; returns them.
+    pub fn forget(&mut self, tgids: &std::collections::HashSet<u32>) -> Vec<ExactKey> {
+        if tgids.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<ExactKey> = self
+            .last
+            .keys()
+            .filter(|k| tgids.contains(&k.tgid))
+            .copied()
+            .collect();
+        for k in &keys {
+            self.last.remove(k);
+        }
+        keys
+    }
+
+    /// Keys held (live in the kernel map).
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+}
+
 fn take_hash<K: aya::Pod>(ebpf: &mut aya::Ebpf, name: &str) -> Result<Vec<(K, u64)>, String> {
     let map = ebpf.map_mut(name).ok_or_else(|| format!("no map {name}"))?;
     let mut hash = HashMap::<&mut MapData, K, u64>::try_from(map).map_err(|e| e.to_string())?;
@@ -272,7 +363,7 @@ mod tests {
     fn object_has_both_programs_and_only_map_relocations() {
         let file = object::File::parse(object_bytes()).unwrap();
         let maps = [
-            "ctl", "exact0", "exact1", "sample0", "sample1", "stacks0", "stacks1", "losses",
+            "ctl", "exact", "sample0", "sample1", "stacks0", "stacks1", "losses",
         ];
         for section in ["uprobe/tm_exact", "perf_event"] {
             let sec = file.section_by_name(section).unwrap();
@@ -293,6 +384,40 @@ mod tests {
         // Key layouts shared with the C side.
         assert_eq!(std::mem::size_of::<ExactKey>(), 24);
         assert_eq!(std::mem::size_of::<SampleKey>(), 8);
+    }
+
+    fn key(tgid: u32, cookie: u64) -> ExactKey {
+        ExactKey {
+            tgid,
+            pad: 0,
+            cookie,
+            ret: 0x1000 + cookie,
+        }
+    }
+
+    #[test]
+    fn exact_counts_report_growth_and_never_lose_a_late_increment() {
+        let mut counts = ExactCounts::default();
+        assert_eq!(
+            counts.advance(vec![(key(1, 0), 5), (key(1, 1), 2)]).len(),
+            2
+        );
+        // An increment that lands after a read (a preempted program) is
+        // part of the next read's growth; unchanged keys report nothing.
+        let grew = counts.advance(vec![(key(1, 0), 8), (key(1, 1), 2)]);
+        assert_eq!(grew, vec![(key(1, 0), 3)]);
+        // A key read late (inserted during the walk) counts from zero.
+        let grew = counts.advance(vec![(key(1, 0), 8), (key(2, 0), 4)]);
+        assert_eq!(grew, vec![(key(2, 0), 4)]);
+        // Only the keys of reaped processes go, and only they.
+        let gone = counts.processes_gone(|t| t == 1);
+        assert_eq!(gone, [1].into_iter().collect());
+        let mut dropped = counts.forget(&gone);
+        dropped.sort_by_key(|k| k.cookie);
+        assert_eq!(dropped, vec![key(1, 0), key(1, 1)]);
+        assert_eq!(counts.len(), 1);
+        // A key deleted and re-created (pid reuse) starts again from zero.
+        assert_eq!(counts.advance(vec![(key(2, 0), 1)]), vec![(key(2, 0), 1)]);
     }
 
     #[test]

@@ -17,9 +17,12 @@
 //! Names come from ELF symbol tables and /proc/PID/maps ([`symbolize`]).
 
 pub mod bench;
+pub mod budget;
+pub mod demangle;
 pub mod elf;
 pub mod exact;
 pub mod kernel;
+pub mod plan;
 pub mod run;
 pub mod sample;
 pub mod symbolize;

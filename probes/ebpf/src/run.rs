@@ -29,6 +29,12 @@ impl Collector {
             Collector::Sample(s) => s.finish(),
         }
     }
+    /// Lets the collector act between windows (budget visits).
+    pub fn tick(&mut self) {
+        if let Collector::Exact(s) = self {
+            s.tick();
+        }
+    }
     pub fn remember_process(&mut self, pid: u32) {
         match self {
             Collector::Exact(s) => s.remember_process(pid),
@@ -131,6 +137,7 @@ pub fn run(
     let tick = Duration::from_millis(5).min(options.window);
     loop {
         std::thread::sleep(tick);
+        collector.tick();
         if let Some(c) = command.as_mut() {
             match c.poll() {
                 Event::Running => {}

@@ -12,6 +12,7 @@ use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, S
 use aya::programs::PerfEvent;
 use tracemerge_records::{EdgeObservation, HitObservation, Record};
 
+use crate::demangle::NameStyle;
 use crate::elf::ElfInfo;
 use crate::kernel::{Kernel, Losses};
 use crate::symbolize::{file_id, FileId, Symbolizer};
@@ -31,6 +32,8 @@ pub struct Config {
     pub source: Option<String>,
     /// Capacity of the kernel count map (distinct (process, stack) per window).
     pub map_entries: u32,
+    /// Which name of a function the records carry (mangled by default).
+    pub names: NameStyle,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             artifact: None,
             source: None,
             map_entries: 16384,
+            names: NameStyle::Mangled,
         }
     }
 }
@@ -49,6 +53,10 @@ impl Default for Config {
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub samples: u64,
+    /// Samples whose frame-pointer walk ran past the program's first frame
+    /// into an address outside user space (the walk is cut there: such a
+    /// "frame" is garbage read from the stack, never a caller).
+    pub walks_left_user_space: u64,
     /// Samples whose leaf → caller edge was not emitted because the leaf
     /// had no frame of its own at that moment.
     pub leaf_edges_dropped: u64,
@@ -67,6 +75,7 @@ impl Summary {
             "mode": "sample",
             "cpus": self.cpus,
             "samples": self.samples,
+            "walks_left_user_space": self.walks_left_user_space,
             "leaf_edges_dropped": self.leaf_edges_dropped,
             "edges": self.edges,
             "hits": self.hits,
@@ -137,7 +146,11 @@ impl Session {
                 .source
                 .clone()
                 .unwrap_or_else(crate::exact::default_source),
-            symbolizer: Symbolizer::new(None),
+            symbolizer: {
+                let mut s = Symbolizer::new(None);
+                s.set_name_style(config.names);
+                s
+            },
             processes: HashMap::new(),
             builds: HashMap::new(),
             missing_stacks: 0,
@@ -258,10 +271,13 @@ impl Session {
                 (p.artifact.clone(), p.main)
             };
             self.symbolizer.set_main(main);
+            let (frames, left_user_space) = user_space_frames(frames);
+            if left_user_space {
+                self.summary.walks_left_user_space += n;
+            }
             let names: Vec<String> = frames
                 .iter()
                 .enumerate()
-                .filter(|(_, &ip)| ip != 0)
                 .map(|(i, &ip)| {
                     self.symbolizer
                         .resolve(key.tgid, if i == 0 { ip } else { ip - 1 })
@@ -294,6 +310,8 @@ impl Session {
                 hits: n,
                 source: self.source.clone(),
                 event_id: None,
+                // Sample counts are estimates (DESIGN.md §3).
+                estimated: true,
             }));
         }
         for ((artifact, symbol), n) in hits {
@@ -305,6 +323,8 @@ impl Session {
                 hits: n,
                 source: self.source.clone(),
                 event_id: None,
+                // Sample counts are estimates (DESIGN.md §3).
+                estimated: true,
             }));
         }
         let mut losses = self.kernel.losses()?;
@@ -312,5 +332,81 @@ impl Session {
         self.summary.losses = losses;
         self.summary.windows += 1;
         Ok(out)
+    }
+}
+
+/// One past the highest user-space address: 47-bit virtual addresses, or
+/// 56-bit where the CPU has five-level paging (`la57`).
+fn user_space_end() -> u64 {
+    static END: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *END.get_or_init(|| {
+        let la57 = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|t| t.split_ascii_whitespace().any(|w| w == "la57"))
+            .unwrap_or(false);
+        if la57 {
+            1 << 56
+        } else {
+            1 << 47
+        }
+    })
+}
+
+/// The frames of a user stack up to (not including) the first address that
+/// cannot be user code: below the first page or above user space. The
+/// kernel's frame-pointer walk goes on until it reads something unmapped;
+/// past the program's first frame (`_start` has no caller, its saved frame
+/// pointer is whatever was on the stack) it yields garbage such as
+/// `0xd80000555685774c`. Returns whether the walk was cut.
+fn user_space_frames(frames: &[u64]) -> (&[u64], bool) {
+    cut_at_non_user(frames, user_space_end())
+}
+
+fn cut_at_non_user(frames: &[u64], end: u64) -> (&[u64], bool) {
+    const FIRST_PAGE: u64 = 4096;
+    // Zero is how the kernel pads a short stack: the end, not a bad frame.
+    let frames = match frames.iter().position(|&ip| ip == 0) {
+        Some(i) => &frames[..i],
+        None => frames,
+    };
+    match frames
+        .iter()
+        .position(|&ip| !(FIRST_PAGE..end).contains(&ip))
+    {
+        Some(i) => (&frames[..i], true),
+        None => (frames, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_stop_at_addresses_outside_user_space() {
+        let end = 1u64 << 47;
+        let good = [0x5555_5555_1234, 0x5555_5555_2000, 0x7f00_0000_1000];
+        assert_eq!(cut_at_non_user(&good, end), (&good[..], false));
+        // The frame seen past `_start` in the wild, then more garbage.
+        let bad = [
+            0x5555_5555_1234,
+            0x5555_5555_2000,
+            0xd800_0055_5685_774c,
+            0x5555_5555_3000,
+        ];
+        assert_eq!(cut_at_non_user(&bad, end), (&bad[..2], true));
+        let kernel_half = [0x5555_5555_1234, 0xffff_ffff_8100_0000];
+        assert_eq!(
+            cut_at_non_user(&kernel_half, end),
+            (&kernel_half[..1], true)
+        );
+        let null_page = [0x5555_5555_1234, 0x10];
+        assert_eq!(cut_at_non_user(&null_page, end), (&null_page[..1], true));
+        // Zero padding ends the stack without counting as a bad walk.
+        let padded = [0x5555_5555_1234, 0, 0];
+        assert_eq!(cut_at_non_user(&padded, end), (&padded[..1], false));
+        // Five-level paging widens user space.
+        let high = [0x5555_5555_1234, 0x00f0_0000_0000_0000];
+        assert_eq!(cut_at_non_user(&high, 1 << 56), (&high[..], false));
+        assert_eq!(cut_at_non_user(&high, end), (&high[..1], true));
     }
 }

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::demangle::{NameStyle, Namer};
 use crate::elf::ElfInfo;
 
 /// Identity of a file: (device major, device minor, inode).
@@ -50,6 +51,8 @@ pub struct Symbolizer {
     procs: HashMap<u32, Vec<Mapping>>,
     /// Processes whose maps were re-read since the last `new_round`.
     fresh: std::collections::HashSet<u32>,
+    /// Mangled or demangled function names.
+    namer: Namer,
 }
 
 impl Symbolizer {
@@ -59,6 +62,11 @@ impl Symbolizer {
             main,
             ..Default::default()
         }
+    }
+
+    /// Which name of a function the results carry (default: mangled).
+    pub fn set_name_style(&mut self, style: NameStyle) {
+        self.namer = Namer::new(style);
     }
 
     /// Sets the main module (sampling mode: the process's executable).
@@ -149,8 +157,8 @@ impl Symbolizer {
             return format!("{}+0x{file_offset:x}", module.name);
         };
         match module.info.lookup(vaddr) {
-            Some(sym) if Some(m.file) == self.main => sym.name.clone(),
-            Some(sym) => format!("{}!{}", module.name, sym.name),
+            Some(sym) if Some(m.file) == self.main => self.namer.name(&sym.name),
+            Some(sym) => format!("{}!{}", module.name, self.namer.name(&sym.name)),
             None => format!("{}+0x{vaddr:x}", module.name),
         }
     }

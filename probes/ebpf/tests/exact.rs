@@ -11,12 +11,20 @@ use tracemerge_ebpf::run::{self, Collector, Options, Target};
 use tracemerge_records::Record;
 
 fn trace(config: Config, argv: Vec<OsString>) -> (Vec<Record>, run::Outcome) {
+    trace_with_window(config, argv, Duration::from_millis(200))
+}
+
+fn trace_with_window(
+    config: Config,
+    argv: Vec<OsString>,
+    window: Duration,
+) -> (Vec<Record>, run::Outcome) {
     let mut records = Vec::new();
     let outcome = run::run(
         &Target::Command(argv),
         Options {
-            duration: Some(Duration::from_secs(30)),
-            ..Options::new(Duration::from_millis(200))
+            duration: Some(Duration::from_secs(60)),
+            ..Options::new(window)
         },
         |pid| {
             let mut c = config.clone();
@@ -188,5 +196,59 @@ fn map_full_is_counted_and_withholds_coverage() {
             .count()
             <= 2
     );
+    common::assert_clean();
+}
+
+#[test]
+fn drain_loses_nothing_under_contention() {
+    let Some(_guard) = common::bpf_or_skip("drain_loses_nothing_under_contention") else {
+        return;
+    };
+    let dir = common::scratch("contention");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/threads.c");
+    let prog = dir.join("threads");
+    common::cc(&src, &prog, &["-pthread"]);
+    // Twice as many threads as CPUs: programs are preempted mid-increment
+    // while the collector reads, every 2 ms.
+    let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    let calls_per_thread = 60_000u64;
+    let mut config = Config::new(&prog);
+    config.functions = Some(vec!["work".into(), "leaf".into()]);
+    let (records, outcome) = trace_with_window(
+        config,
+        vec![
+            prog.clone().into(),
+            threads.to_string().into(),
+            calls_per_thread.to_string().into(),
+        ],
+        Duration::from_millis(2),
+    );
+    assert_eq!(outcome.exit_code, 0);
+    let got = edges(&records);
+    let want = threads as u64 * calls_per_thread;
+    assert_eq!(
+        got.get(&("work".to_string(), "leaf".to_string())),
+        Some(&want)
+    );
+    let into_work: u64 = got
+        .iter()
+        .filter(|((_, callee), _)| callee == "work")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(into_work, want, "{got:?}");
+    // The counts really were read while the threads ran.
+    let windows_with_edges = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Edge(e) => Some(e.at),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(
+        windows_with_edges >= 10,
+        "only {windows_with_edges} windows had edges"
+    );
+    assert_eq!(outcome.summary["losses"], 0);
     common::assert_clean();
 }

@@ -55,11 +55,15 @@ fn sampling_finds_hot_edges() {
     for r in &records {
         match r {
             Record::Edge(e) => {
+                assert!(e.estimated, "sampled counts are estimates");
                 *edges
                     .entry((e.caller.clone(), e.callee.clone()))
                     .or_default() += e.hits
             }
-            Record::Hit(h) => *hits.entry(h.symbol.clone()).or_default() += h.hits,
+            Record::Hit(h) => {
+                assert!(h.estimated, "sampled counts are estimates");
+                *hits.entry(h.symbol.clone()).or_default() += h.hits
+            }
             Record::Coverage(_) => panic!("sampling must not claim coverage"),
             _ => {}
         }
@@ -79,6 +83,17 @@ fn sampling_finds_hot_edges() {
         hits.get("hot_inner").copied().unwrap_or(0) >= 50,
         "hits of hot_inner"
     );
+    // A walk past the first frame is cut, never an edge to a kernel-half
+    // or non-canonical "caller".
+    for (caller, callee) in edges.keys() {
+        for name in [caller, callee] {
+            if let Some(hex) = name.strip_prefix("[unknown]+0x") {
+                let addr = u64::from_str_radix(hex, 16).unwrap();
+                assert!(addr < 1 << 56, "edge through {name}");
+            }
+        }
+    }
+    assert!(outcome.summary["walks_left_user_space"].is_u64());
     common::assert_clean();
 }
 

@@ -394,6 +394,7 @@ impl EdgeAggregator {
                     hits,
                     source: self.source.clone(),
                     event_id: Some(format!("{}:{n}", self.id_prefix)),
+                    estimated: false,
                 })
             })
             .collect();

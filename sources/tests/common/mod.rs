@@ -142,6 +142,7 @@ pub fn record(weights: Weights) -> impl Strategy<Value = Record> {
                     hits,
                     source,
                     event_id,
+                    estimated: false,
                 })
             }),
         (
@@ -160,6 +161,7 @@ pub fn record(weights: Weights) -> impl Strategy<Value = Record> {
                     hits,
                     source,
                     event_id,
+                    estimated: false,
                 })
             }),
         (

@@ -44,3 +44,21 @@ pub fn calls_program(dir: &Path) -> PathBuf {
     cc(&src, &out, &[]);
     out
 }
+
+/// The program with one function per kind of probed entry
+/// (tests/programs/entries.c).
+pub fn entries_program(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/entries.c");
+    let out = dir.join("entries");
+    cc(&src, &out, &[]);
+    out
+}
+
+pub const ENTRY_FUNCTIONS: [&str; 6] = [
+    "entry_push",
+    "entry_rip",
+    "entry_nop5",
+    "entry_endbr_push",
+    "entry_nops",
+    "entry_endbr",
+];

@@ -1,0 +1,136 @@
+//! `--budget`: a hot function leaves the probes, its counts become
+//! estimates, a visit catches its new caller, cold functions stay exact and
+//! covered, and no coverage record claims the paused function.
+
+mod common;
+
+use std::time::Duration;
+
+use tracemerge_ebpf::budget::Budget;
+use tracemerge_ebpf::exact::{Config, Session};
+use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_records::Record;
+
+#[test]
+fn budget_pauses_hot_functions_and_keeps_cold_ones_exact() {
+    let Some(_guard) = common::bpf_or_skip("budget_pauses_hot_functions_and_keeps_cold_ones_exact")
+    else {
+        return;
+    };
+    let dir = common::scratch("budget");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/hot.c");
+    let prog = dir.join("hot");
+    common::cc(&src, &prog, &[]);
+    let truth = dir.join("hot_calls.txt");
+    let mut config = Config::new(&prog);
+    config.functions = Some(
+        [
+            "main",
+            "phase_a",
+            "phase_b",
+            "hot",
+            "cold_once",
+            "never_called",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let mut budget = Budget::new(0.10);
+    budget.revisit_every = 2;
+    budget.revisit_for = Duration::from_millis(20);
+    config.budget = Some(budget);
+    let mut records = Vec::new();
+    let outcome = run::run(
+        &Target::Command(vec![
+            prog.clone().into(),
+            "1.0".into(),
+            truth.clone().into(),
+        ]),
+        Options {
+            duration: Some(Duration::from_secs(60)),
+            ..Options::new(Duration::from_millis(100))
+        },
+        |pid| {
+            let mut c = config.clone();
+            c.pid = pid;
+            Session::attach(&c).map(Collector::Exact)
+        },
+        &mut |r| {
+            records.extend_from_slice(r);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome.exit_code, 0);
+    let budget = &outcome.summary["budget"];
+    eprintln!("{}", outcome.summary);
+    assert_eq!(budget["paused_functions"], serde_json::json!(["hot"]));
+    assert!(budget["visits"].as_u64().unwrap() >= 2, "{budget}");
+
+    let edges: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Edge(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let total = |caller: &str, callee: &str, estimated: bool| -> u64 {
+        edges
+            .iter()
+            .filter(|e| e.caller == caller && e.callee == callee && e.estimated == estimated)
+            .map(|e| e.hits)
+            .sum()
+    };
+    // Cold functions: exact, never estimated.
+    assert_eq!(total("main", "cold_once", false), 1);
+    assert_eq!(total("main", "phase_a", false), 1);
+    assert_eq!(total("main", "phase_b", false), 1);
+    assert_eq!(total("main", "cold_once", true), 0);
+    // The hot function: estimated once paused; its later caller is found by
+    // a visit.
+    let first_estimate = edges
+        .iter()
+        .filter(|e| e.callee == "hot" && e.estimated)
+        .map(|e| e.at)
+        .min()
+        .expect("estimated edges of hot");
+    assert!(
+        total("phase_b", "hot", true) > 0,
+        "phase_b -> hot not found"
+    );
+    // Estimates extrapolate beyond what was counted while probed, and stay
+    // below the calls made: a rate measured under probes is far below the
+    // program's own when, as here, the probe costs 1,000× the function (the
+    // correction for the probe's cost is capped at 20×).
+    let true_calls: u64 = std::fs::read_to_string(&truth)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let exact = total("phase_a", "hot", false);
+    let estimated = total("phase_a", "hot", true) + total("phase_b", "hot", true);
+    eprintln!("hot: {exact} counted exactly, {estimated} estimated, {true_calls} made");
+    assert!(exact > 0 && estimated > exact, "{exact} then {estimated}");
+    assert!(
+        exact + estimated <= true_calls,
+        "{exact} + {estimated} > {true_calls}"
+    );
+    // Coverage: cold functions are claimed all along; the paused function
+    // never in a window that starts after it left the link.
+    let coverage: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Coverage(c) if !c.symbols.is_empty() => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(coverage.iter().any(|c| c.from >= first_estimate));
+    for c in &coverage {
+        assert!(c.symbols.contains(&"never_called".to_string()));
+        if c.from >= first_estimate {
+            assert!(!c.symbols.contains(&"hot".to_string()), "{c:?}");
+        }
+    }
+    assert_eq!(outcome.summary["losses"], 0);
+    common::assert_clean();
+}
