@@ -116,16 +116,16 @@ impl ElfInfo {
     pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr + s.filesz)
-            .map(|s| vaddr - s.vaddr + s.offset)
+            .find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz)
+            .and_then(|s| (vaddr - s.vaddr).checked_add(s.offset))
     }
 
     /// The virtual address stored at file offset `offset`.
     pub fn vaddr_of_offset(&self, offset: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|s| offset >= s.offset && offset < s.offset + s.filesz)
-            .map(|s| offset - s.offset + s.vaddr)
+            .find(|s| offset >= s.offset && offset - s.offset < s.filesz)
+            .and_then(|s| (offset - s.offset).checked_add(s.vaddr))
     }
 
     /// Up to `len` bytes of the file at virtual address `vaddr`.
@@ -137,7 +137,7 @@ impl ElfInfo {
         match self.file_offset(vaddr) {
             Some(off) if (off as usize) < all.len() => {
                 let off = off as usize;
-                &all[off..(off + len).min(all.len())]
+                &all[off..off.saturating_add(len).min(all.len())]
             }
             _ => &[],
         }
@@ -165,7 +165,7 @@ impl ElfInfo {
         ) {
             return false;
         }
-        if vaddr < sym.addr + p as u64 + 4 {
+        if vaddr < sym.addr.saturating_add(p as u64 + 4) {
             return false;
         }
         !matches!(self.bytes(vaddr, 2), [0xc3, ..] | [0xf3, 0xc3])
@@ -179,7 +179,7 @@ impl ElfInfo {
             .iter()
             .rev()
             .take(4)
-            .find(|s| vaddr < s.addr + s.size.max(1))
+            .find(|s| vaddr - s.addr < s.size.max(1))
     }
 
     /// The functions worth probing: sized, defined, not the entry point.
@@ -236,6 +236,33 @@ pub fn debug_file(build_id: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files the fuzz target found (`probes/ebpf/fuzz`): a symbol and a
+    /// segment that end past 2^64. Every query stays in range instead of
+    /// overflowing.
+    #[test]
+    fn forged_ranges_past_the_address_space() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        for name in [
+            "elf-crash-lookup-overflow.bin",
+            "elf-crash-file-offset-overflow.bin",
+        ] {
+            let info = ElfInfo::read(&data.join(name)).expect("the file parses");
+            assert!(!info.symbols.is_empty(), "{name}: no symbols");
+            for sym in &info.symbols {
+                let found = info.lookup(sym.addr).expect("a symbol contains its own address");
+                assert!(found.addr <= sym.addr, "{name}");
+                let _ = info.has_frame_at(sym.addr);
+                let _ = info.bytes(sym.addr, 16);
+                if let Some(offset) = info.file_offset(sym.addr) {
+                    let _ = info.vaddr_of_offset(offset);
+                }
+            }
+            let _ = info.lookup(u64::MAX);
+            let _ = info.file_offset(u64::MAX);
+            let _ = info.vaddr_of_offset(u64::MAX);
+        }
+    }
 
     /// A function that keeps its own symbol (a test function may be
     /// inlined into the harness's closure).
