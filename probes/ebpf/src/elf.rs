@@ -250,7 +250,9 @@ mod tests {
             let info = ElfInfo::read(&data.join(name)).expect("the file parses");
             assert!(!info.symbols.is_empty(), "{name}: no symbols");
             for sym in &info.symbols {
-                let found = info.lookup(sym.addr).expect("a symbol contains its own address");
+                let found = info
+                    .lookup(sym.addr)
+                    .expect("a symbol contains its own address");
                 assert!(found.addr <= sym.addr, "{name}");
                 let _ = info.has_frame_at(sym.addr);
                 let _ = info.bytes(sym.addr, 16);
