@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use tracemerge_ebpf::budget::Budget;
-use tracemerge_ebpf::exact::{Config, Session};
-use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_ebpf::exact::Config;
 use tracemerge_records::Record;
 
 #[test]
@@ -39,28 +38,11 @@ fn budget_pauses_hot_functions_and_keeps_cold_ones_exact() {
     budget.revisit_every = 2;
     budget.revisit_for = Duration::from_millis(20);
     config.budget = Some(budget);
-    let mut records = Vec::new();
-    let outcome = run::run(
-        &Target::Command(vec![
-            prog.clone().into(),
-            "1.0".into(),
-            truth.clone().into(),
-        ]),
-        Options {
-            duration: Some(Duration::from_secs(60)),
-            ..Options::new(Duration::from_millis(100))
-        },
-        |pid| {
-            let mut c = config.clone();
-            c.pid = pid;
-            Session::attach(&c).map(Collector::Exact)
-        },
-        &mut |r| {
-            records.extend_from_slice(r);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let (records, outcome) = common::trace(
+        &config,
+        vec![prog.clone().into(), "1.0".into(), truth.clone().into()],
+        Duration::from_millis(100),
+    );
     assert_eq!(outcome.exit_code, 0);
     let budget = &outcome.summary["budget"];
     eprintln!("{}", outcome.summary);

@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use tracemerge_ebpf::exact::{self, Config, Session};
+use tracemerge_ebpf::exact::{self, Config};
 use tracemerge_ebpf::plan::{EntryKind, KernelFeatures};
-use tracemerge_ebpf::run::{self, Collector, Options, Target};
 use tracemerge_records::Record;
 
 #[test]
@@ -49,24 +48,11 @@ fn every_kind_of_entry_counts_every_call() {
     let mut config = Config::new(&prog);
     config.functions = Some(common::ENTRY_FUNCTIONS.map(String::from).to_vec());
     let calls = 20_000u64;
-    let mut records = Vec::new();
-    let outcome = run::run(
-        &Target::Command(vec![prog.clone().into(), calls.to_string().into()]),
-        Options {
-            duration: Some(Duration::from_secs(60)),
-            ..Options::new(Duration::from_millis(100))
-        },
-        |pid| {
-            let mut c = config.clone();
-            c.pid = pid;
-            Session::attach(&c).map(Collector::Exact)
-        },
-        &mut |r| {
-            records.extend_from_slice(r);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let (records, outcome) = common::trace(
+        &config,
+        vec![prog.clone().into(), calls.to_string().into()],
+        Duration::from_millis(100),
+    );
     assert_eq!(outcome.exit_code, 0);
     for name in common::ENTRY_FUNCTIONS {
         let from_call_all: u64 = records

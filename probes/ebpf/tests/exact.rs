@@ -6,48 +6,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::time::Duration;
 
-use tracemerge_ebpf::exact::{Config, Session};
-use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_ebpf::exact::Config;
+use tracemerge_ebpf::run;
 use tracemerge_records::Record;
 
 fn trace(config: Config, argv: Vec<OsString>) -> (Vec<Record>, run::Outcome) {
-    trace_with_window(config, argv, Duration::from_millis(200))
-}
-
-fn trace_with_window(
-    config: Config,
-    argv: Vec<OsString>,
-    window: Duration,
-) -> (Vec<Record>, run::Outcome) {
-    let mut records = Vec::new();
-    let outcome = run::run(
-        &Target::Command(argv),
-        Options {
-            duration: Some(Duration::from_secs(60)),
-            ..Options::new(window)
-        },
-        |pid| {
-            let mut c = config.clone();
-            c.pid = pid;
-            Session::attach(&c).map(Collector::Exact)
-        },
-        &mut |r| {
-            records.extend_from_slice(r);
-            Ok(())
-        },
-    )
-    .unwrap();
-    (records, outcome)
-}
-
-fn edges(records: &[Record]) -> BTreeMap<(String, String), u64> {
-    let mut out = BTreeMap::new();
-    for r in records {
-        if let Record::Edge(e) = r {
-            *out.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
-        }
-    }
-    out
+    common::trace(&config, argv, Duration::from_millis(200))
 }
 
 #[test]
@@ -65,7 +29,7 @@ fn exact_edges_and_counts() {
     );
     let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);
     assert_eq!(outcome.exit_code, 0);
-    let got = edges(&records);
+    let got = common::edges(&records);
     eprintln!("{got:#?}");
 
     let compares: u64 = {
@@ -214,8 +178,8 @@ fn drain_loses_nothing_under_contention() {
     let calls_per_thread = 60_000u64;
     let mut config = Config::new(&prog);
     config.functions = Some(vec!["work".into(), "leaf".into()]);
-    let (records, outcome) = trace_with_window(
-        config,
+    let (records, outcome) = common::trace(
+        &config,
         vec![
             prog.clone().into(),
             threads.to_string().into(),
@@ -224,7 +188,7 @@ fn drain_loses_nothing_under_contention() {
         Duration::from_millis(2),
     );
     assert_eq!(outcome.exit_code, 0);
-    let got = edges(&records);
+    let got = common::edges(&records);
     let want = threads as u64 * calls_per_thread;
     assert_eq!(
         got.get(&("work".to_string(), "leaf".to_string())),

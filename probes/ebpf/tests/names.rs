@@ -2,45 +2,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tracemerge_ebpf::demangle::NameStyle;
-use tracemerge_ebpf::exact::{Config, Session};
-use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_ebpf::exact::Config;
 use tracemerge_records::Record;
 
 fn trace(config: Config, argv: Vec<std::ffi::OsString>) -> Vec<Record> {
-    let mut records = Vec::new();
-    let outcome = run::run(
-        &Target::Command(argv),
-        Options {
-            duration: Some(Duration::from_secs(60)),
-            ..Options::new(Duration::from_millis(200))
-        },
-        |pid| {
-            let mut c = config.clone();
-            c.pid = pid;
-            Session::attach(&c).map(Collector::Exact)
-        },
-        &mut |r| {
-            records.extend_from_slice(r);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let (records, outcome) = common::trace(&config, argv, Duration::from_millis(200));
     assert_eq!(outcome.exit_code, 0);
     records
-}
-
-fn edges(records: &[Record]) -> BTreeMap<(String, String), u64> {
-    let mut out = BTreeMap::new();
-    for r in records {
-        if let Record::Edge(e) = r {
-            *out.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
-        }
-    }
-    out
 }
 
 fn covered(records: &[Record]) -> Vec<String> {
@@ -72,7 +43,7 @@ fn records_carry_mangled_or_demangled_names() {
         "rust_crate::checkout".into(),
     ]);
     let records = trace(config, argv.clone());
-    let got = edges(&records);
+    let got = common::edges(&records);
     assert_eq!(
         got.get(&("main".into(), "shop::price(int)".into())),
         Some(&7),
@@ -106,7 +77,7 @@ fn records_carry_mangled_or_demangled_names() {
         "_ZNK4shop4Cart5totalEv".into(),
     ]);
     let records = trace(config, argv);
-    let got = edges(&records);
+    let got = common::edges(&records);
     assert_eq!(
         got.get(&("_ZN4shop5priceEi".into(), "_ZNK4shop4Cart5totalEv".into())),
         Some(&7),

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tracemerge_ebpf::exact::{Config, Session};
-use tracemerge_ebpf::run::{self, Collector, Options, Target};
 use tracemerge_records::Record;
 
 #[test]
@@ -42,24 +41,11 @@ fn ten_thousand_functions() {
     common::assert_clean();
 
     // And the probes work at that scale: main calls each function once.
-    let mut records = Vec::new();
-    run::run(
-        &Target::Command(vec![exe.clone().into(), "all".into()]),
-        Options {
-            duration: Some(Duration::from_secs(60)),
-            ..Options::new(Duration::from_secs(1))
-        },
-        |pid| {
-            let mut c = config.clone();
-            c.pid = pid;
-            Session::attach(&c).map(Collector::Exact)
-        },
-        &mut |r| {
-            records.extend_from_slice(r);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let (records, _) = common::trace(
+        &config,
+        vec![exe.clone().into(), "all".into()],
+        Duration::from_secs(1),
+    );
     let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &records {
         if let Record::Edge(e) = r {

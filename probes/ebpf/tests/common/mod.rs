@@ -4,8 +4,15 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use tracemerge_ebpf::exact::{Config, Session};
+use tracemerge_ebpf::run::{self, Collector, Options, Target};
+use tracemerge_records::Record;
 
 pub use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip};
 
@@ -62,3 +69,43 @@ pub const ENTRY_FUNCTIONS: [&str; 6] = [
     "entry_nops",
     "entry_endbr",
 ];
+
+/// Runs `argv` under exact probing with `config` (its pid set to the
+/// child's), windows of `window`, for at most a minute; the records written
+/// and the outcome.
+pub fn trace(
+    config: &Config,
+    argv: Vec<OsString>,
+    window: Duration,
+) -> (Vec<Record>, run::Outcome) {
+    let mut records = Vec::new();
+    let outcome = run::run(
+        &Target::Command(argv),
+        Options {
+            duration: Some(Duration::from_secs(60)),
+            ..Options::new(window)
+        },
+        |pid| {
+            let mut c = config.clone();
+            c.pid = pid;
+            Session::attach(&c).map(Collector::Exact)
+        },
+        &mut |r| {
+            records.extend_from_slice(r);
+            Ok(())
+        },
+    )
+    .unwrap();
+    (records, outcome)
+}
+
+/// Hits per (caller, callee) over all edge records.
+pub fn edges(records: &[Record]) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        if let Record::Edge(e) = r {
+            *out.entry((e.caller.clone(), e.callee.clone())).or_default() += e.hits;
+        }
+    }
+    out
+}
