@@ -250,19 +250,9 @@ fn static_names_match_the_symbols_of_the_program() {
     }
 }
 
-fn llvm_tools() -> Option<(String, String)> {
-    let clang = ["clang-19", "clang"]
-        .into_iter()
-        .find(|c| runs(c, &["--version"]))?;
-    let opt = ["opt-19", "/usr/lib/llvm-19/bin/opt"]
-        .into_iter()
-        .find(|c| runs(c, &["--version"]))?;
-    Some((clang.to_string(), opt.to_string()))
-}
-
 #[test]
 fn llvm_dot_and_text_agree() {
-    let Some((clang, opt)) = llvm_tools() else {
+    let Some((clang, opt)) = tracemerge_bench::suites::research::llvm_tools() else {
         return skip(
             "llvm_dot_and_text",
             "clang-19 and opt-19 (Debian llvm-19) are not installed",
@@ -272,17 +262,17 @@ fn llvm_dot_and_text_agree() {
     c_sources(&dir);
     tool(
         &dir,
-        &clang,
+        clang,
         &["-O0", "-S", "-emit-llvm", "a.c", "-o", "a.ll"],
     );
     tool(
         &dir,
-        &opt,
+        opt,
         &["-passes=dot-callgraph", "-disable-output", "a.ll"],
     );
     let (_, text) = tool(
         &dir,
-        &opt,
+        opt,
         &["-passes=print-callgraph", "-disable-output", "a.ll"],
     );
     std::fs::write(dir.join("a.cg.txt"), text).unwrap();

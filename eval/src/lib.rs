@@ -415,16 +415,7 @@ mod tests {
             artifact: "p".into(),
             at: 0,
             nodes: nodes.iter().map(|s| s.to_string()).collect(),
-            edges: edges
-                .iter()
-                .map(|(a, b)| StaticEdge {
-                    caller: a.to_string(),
-                    callee: b.to_string(),
-                    kind: None,
-                    reason: None,
-                    weight: None,
-                })
-                .collect(),
+            edges: edges.iter().map(|(a, b)| StaticEdge::new(*a, *b)).collect(),
             entrypoints: entry.iter().map(|s| s.to_string()).collect(),
             indirect_calls: Default::default(),
             modules: Default::default(),

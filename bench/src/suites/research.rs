@@ -454,7 +454,8 @@ fn measure(
     Ok(result)
 }
 
-fn llvm_tools() -> Option<(&'static str, &'static str)> {
+/// The clang and opt of LLVM 19, when installed (Debian's `clang-19`, `llvm-19`).
+pub fn llvm_tools() -> Option<(&'static str, &'static str)> {
     let clang = ["clang-19", "clang"]
         .into_iter()
         .find(|c| runs(c, &["--version"]))?;

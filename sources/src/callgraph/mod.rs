@@ -206,13 +206,7 @@ impl ProgramGraph {
             .collect();
         let edges = named_edges
             .into_iter()
-            .map(|(a, b)| StaticEdge {
-                caller: a.to_string(),
-                callee: b.to_string(),
-                kind: None,
-                reason: None,
-                weight: None,
-            })
+            .map(|(a, b)| StaticEdge::new(a, b))
             .collect::<Vec<_>>();
         let entrypoints = match entrypoints {
             Some(given) => {
