@@ -521,15 +521,7 @@ fn probe_etw_needs_windows() {
 #[test]
 fn plan_names_each_entry_kind_and_summarizes() {
     let dir = scratch("probe-plan");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/ebpf/tests/programs/entries.c");
-    let exe = dir.join("entries");
-    let status = Command::new("cc")
-        .args(["-O1", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("running cc");
-    assert!(status.success());
+    let exe = tracemerge_ebpf::bench::build_entries_program(&dir).unwrap();
     let functions = dir.join("functions.txt");
     std::fs::write(
         &functions,
