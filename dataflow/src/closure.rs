@@ -1,30 +1,29 @@
 //! Reachability closures and witness paths.
 //!
-//! Edge sets are arranged once, outside the iterative scopes, and entered:
-//! an arrangement made inside an iteration would copy every edge with
-//! iteration timestamps.
+//! The static closure changes only with snapshots and is a differential
+//! fixpoint ([`reachable`]). The runtime and effective closures change with
+//! every edge that appears or expires; differential re-derives a BFS with
+//! its history, so they are kept by one dynamic BFS per artifact instead
+//! ([`dynamic_closures`], over [`ShortestPaths`]), inside a timely operator
+//! that applies each time's changes once the time is complete.
 
-use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use differential_dataflow::algorithms::graphs::bfs::bfs_arranged;
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::operators::iterate::Iterate;
-use differential_dataflow::trace::implementations::ValSpine;
-use differential_dataflow::{ExchangeData, VecCollection};
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Timestamp;
+use tracemerge_records::{Hop, Time};
 
-/// BFS distance of every reachable node, arranged by node.
-pub type Distances<'s, T, N> = Arranged<'s, TraceAgent<ValSpine<N, u32, T, isize>>>;
-/// BFS parent of every reachable non-root node.
-pub type Parents<'s, T, N> = VecCollection<'s, T, (N, N)>;
-/// Hops `(u, v)` of witness paths, each with its target and the distance of `v`.
-pub type Hops<'s, T, N> = VecCollection<'s, T, ((N, N), (N, u32))>;
-/// [`Hops`] with the label of each.
-pub type LabelledHops<'s, T, N, L> = VecCollection<'s, T, (((N, N), (N, u32)), L)>;
-/// A witness path (nodes from a root) and the labels of its hops.
-pub type Path<N, L> = (Vec<N>, Vec<L>);
+use crate::model::{Artifact, Node, Symbol};
+use crate::shortest_paths::ShortestPaths;
+use crate::symbols::Names;
 
 /// The nodes reachable from `roots` along `edges`, roots included.
 pub fn reachable<'s, T, N>(
@@ -48,86 +47,305 @@ where
     })
 }
 
-/// For every node reachable from `roots`, its BFS distance and its BFS
-/// parent: among the in-neighbours one step closer to a root, the first one
-/// in `order`. Roots have no parent.
-///
-/// Only the presence of edges matters here; what labels them (static,
-/// runtime, both) is looked up for the few hops on witness paths, so an
-/// edge whose label changes costs the BFS nothing.
-pub fn bfs_parents<'s, T, N>(
-    edges: VecCollection<'s, T, (N, N)>,
-    roots: VecCollection<'s, T, N>,
-    order: impl Fn(&N, &N) -> Ordering + 'static,
-) -> (Distances<'s, T, N>, Parents<'s, T, N>)
-where
-    T: Timestamp + Lattice,
-    N: ExchangeData + Hash,
-{
-    let edges = edges.arrange_by_key();
-    let dist = bfs_arranged(edges.clone(), roots.distinct()).arrange_by_key();
-    let parents = edges
-        .join_core(dist.clone(), |u, v, du| Some((v.clone(), (*du, u.clone()))))
-        .join_core(dist.clone(), |v, (du, u), dv| {
-            (*du + 1 == *dv).then(|| (v.clone(), u.clone()))
-        })
-        .reduce(move |_v, candidates, out| {
-            let first = candidates
-                .iter()
-                .map(|(u, _)| *u)
-                .min_by(|u, w| order(u, w))
-                .expect("reduce sees non-empty input");
-            out.push((first.clone(), 1))
-        });
-    (dist, parents)
+/// How an edge takes part in the dynamic closures; one edge may hold
+/// several roles at once (a static edge that ran is `Static` and `Observed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EdgeRole {
+    /// In the snapshot: an effective edge.
+    Static,
+    /// A runtime edge the snapshot lacks, accepted by the strategy: an
+    /// effective edge.
+    Accepted,
+    /// A live observed edge: a runtime-closure edge, and what makes a
+    /// static hop `both`.
+    Observed,
 }
 
-/// The witness path of every reachable target: from a root to the target
-/// along BFS parents, with the label of every hop. `label` labels hops
-/// (`(u, v)` with the target and distance riding along); it sees only the
-/// edges on witness paths, so labels need no collection of their own.
-pub fn witness_paths<'s, T, N, L, F>(
-    dist: Distances<'s, T, N>,
-    parents: Parents<'s, T, N>,
-    targets: VecCollection<'s, T, N>,
-    label: F,
-) -> VecCollection<'s, T, (N, Path<N, L>)>
-where
-    T: Timestamp + Lattice,
-    N: ExchangeData + Hash,
-    L: ExchangeData + Hash,
-    F: FnOnce(Hops<'s, T, N>) -> LabelledHops<'s, T, N, L>,
-{
-    let parents = parents.arrange_by_key();
-    // Every (target, node) on the target's parent chain.
-    let start = targets.distinct().map(|t| (t.clone(), t));
-    let chain_parents = parents.clone();
-    let chain = start.clone().iterate(|scope, chain| {
-        let parents = chain_parents.enter(scope);
-        let start = start.enter(scope);
-        chain
-            .map(|(t, v)| (v, t))
-            .join_core(parents, |_v, t, u| Some((t.clone(), u.clone())))
-            .concat(start)
-            .distinct()
-    });
-    let on_chain = chain
-        .map(|(t, v)| (v, t))
-        .join_core(dist, |v, t, d| Some((v.clone(), (t.clone(), *d))));
-    let hops = on_chain.clone().join_core(parents, |v, (t, d), u| {
-        Some(((u.clone(), v.clone()), (t.clone(), *d)))
-    });
-    let hops = label(hops).map(|(((_, v), (t, d)), l)| (t, (d, v, Some(l))));
-    let roots = on_chain
-        .filter(|(_, (_, d))| *d == 0)
-        .map(|(v, (t, _))| (t, (0, v, None)));
-    hops.concat(roots).reduce(|_t, steps, out| {
-        // Steps arrive sorted by distance: the path in order.
-        let path = steps.iter().map(|((_, v, _), _)| v.clone()).collect();
-        let labels = steps
-            .iter()
-            .filter_map(|((_, _, l), _)| l.clone())
-            .collect();
-        out.push(((path, labels), 1));
-    })
+/// An input of [`dynamic_closures`] within one artifact; its diff says
+/// whether it comes or goes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum GraphChange {
+    Edge(EdgeRole, Symbol, Symbol),
+    Entrypoint(Symbol),
+    Target(Symbol),
+}
+
+/// The two closures [`dynamic_closures`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DynamicClosure {
+    Runtime,
+    Effective,
+}
+
+/// A witness path: its symbols from an entrypoint, and the label of each hop.
+pub type WitnessPath = (Vec<Symbol>, Vec<Hop>);
+
+/// What [`dynamic_closures`] reports, as a collection.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ClosureItem {
+    /// The size of a non-empty closure of an artifact.
+    Size(Artifact, DynamicClosure, u64),
+    /// The witness path of a target reachable in the effective graph.
+    Path(Node, WitnessPath),
+}
+
+/// The runtime closure (over `Observed` edges) and the effective closure
+/// (over `Static` and `Accepted` edges) of every artifact, from its
+/// entrypoints: their sizes, and each target's witness path in the
+/// effective graph (DESIGN.md §4: a shortest path whose parents are the
+/// smallest symbols by name, each hop labelled static, runtime or both).
+///
+/// Each artifact's graph lives on one worker (inputs are exchanged by
+/// artifact), so the output does not depend on the worker count.
+pub fn dynamic_closures<'s>(
+    changes: VecCollection<'s, Time, (Artifact, GraphChange)>,
+    names: Names,
+) -> VecCollection<'s, Time, ClosureItem> {
+    let pact = Exchange::new(
+        |((artifact, _), _, _): &((Artifact, GraphChange), Time, isize)| *artifact as u64,
+    );
+    changes
+        .inner
+        .unary_frontier(pact, "DynamicClosures", move |_, _| {
+            let mut pending: BTreeMap<Time, Vec<((Artifact, GraphChange), isize)>> =
+                BTreeMap::new();
+            let mut capabilities = CapabilitySet::new();
+            let mut graphs: FxHashMap<Artifact, ArtifactGraph> = FxHashMap::default();
+            move |(input, frontier), output| {
+                input.for_each(|capability, data| {
+                    if let Some(capability) = capability.retain_least(0) {
+                        capabilities.insert(capability);
+                    }
+                    for (change, time, diff) in data.drain(..) {
+                        pending.entry(time).or_default().push((change, diff));
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    let time = *entry.key();
+                    if frontier.frontier().less_equal(&time) {
+                        break;
+                    }
+                    let mut changes = entry.remove();
+                    changes.sort_unstable_by_key(|((artifact, _), _)| *artifact);
+                    let mut items = Vec::new();
+                    for batch in changes.chunk_by(|(a, _), (b, _)| a.0 == b.0) {
+                        let artifact = batch[0].0 .0;
+                        let graph = graphs.entry(artifact).or_insert_with(ArtifactGraph::new);
+                        let batch = batch.iter().map(|((_, change), diff)| (change, *diff));
+                        graph.apply(artifact, batch, &names, &mut items);
+                    }
+                    let capability = capabilities.delayed(&time);
+                    let mut session = output.session(&capability);
+                    for (item, diff) in items {
+                        session.give((item, time, diff));
+                    }
+                }
+                // Hold a capability only for the earliest time still pending.
+                capabilities = match pending.first_key_value() {
+                    Some((time, _)) => CapabilitySet::from_elem(capabilities.delayed(time)),
+                    None => CapabilitySet::new(),
+                };
+            }
+        })
+        .as_collection()
+}
+
+/// One artifact's graph as the dynamic closures see it.
+struct ArtifactGraph {
+    /// Per edge, how many of each [`EdgeRole`] it holds.
+    roles: FxHashMap<(Symbol, Symbol), [isize; 3]>,
+    entrypoints: FxHashMap<Symbol, isize>,
+    targets: FxHashMap<Symbol, isize>,
+    runtime: ShortestPaths<Symbol>,
+    effective: ShortestPaths<Symbol>,
+    /// The witness paths last reported, by target.
+    paths: FxHashMap<Symbol, WitnessPath>,
+}
+
+/// Whether an edge with these role counts is effective, and its hop label.
+fn effective_label(roles: &[isize; 3]) -> Option<Hop> {
+    let [static_, accepted, observed] = roles.map(|n| n > 0);
+    match (static_, accepted, observed) {
+        (true, _, true) => Some(Hop::Both),
+        (true, _, false) => Some(Hop::Static),
+        (false, true, _) => Some(Hop::Runtime),
+        (false, false, _) => None,
+    }
+}
+
+/// Adds one to a count and says whether it became or stopped being positive.
+fn presence_change(before: isize, after: isize) -> Option<bool> {
+    match (before > 0, after > 0) {
+        (false, true) => Some(true),
+        (true, false) => Some(false),
+        _ => None,
+    }
+}
+
+impl ArtifactGraph {
+    fn new() -> Self {
+        ArtifactGraph {
+            roles: FxHashMap::default(),
+            entrypoints: FxHashMap::default(),
+            targets: FxHashMap::default(),
+            runtime: ShortestPaths::new(false),
+            effective: ShortestPaths::new(true),
+            paths: FxHashMap::default(),
+        }
+    }
+
+    /// Applies one time's changes of this artifact and pushes the changes
+    /// of its closure sizes and witness paths onto `items`.
+    fn apply<'a>(
+        &mut self,
+        artifact: Artifact,
+        batch: impl Iterator<Item = (&'a GraphChange, isize)>,
+        names: &Names,
+        items: &mut Vec<(ClosureItem, isize)>,
+    ) {
+        // Net change per edge role, entrypoint and target.
+        let mut edges: FxHashMap<(Symbol, Symbol), [isize; 3]> = FxHashMap::default();
+        let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
+        let mut targets: FxHashMap<Symbol, isize> = FxHashMap::default();
+        for (change, diff) in batch {
+            match *change {
+                GraphChange::Edge(role, u, v) => {
+                    edges.entry((u, v)).or_default()[role as usize] += diff
+                }
+                GraphChange::Entrypoint(s) => *entrypoints.entry(s).or_default() += diff,
+                GraphChange::Target(s) => *targets.entry(s).or_default() += diff,
+            }
+        }
+
+        let (mut effective_added, mut effective_removed) = (Vec::new(), Vec::new());
+        let (mut runtime_added, mut runtime_removed) = (Vec::new(), Vec::new());
+        let mut relabelled = Vec::new();
+        for (edge, delta) in edges {
+            let entry = self.roles.entry(edge).or_default();
+            let before = *entry;
+            for (count, d) in entry.iter_mut().zip(delta) {
+                *count += d;
+            }
+            let after = *entry;
+            if after == [0; 3] {
+                self.roles.remove(&edge);
+            }
+            match (effective_label(&before), effective_label(&after)) {
+                (None, Some(_)) => effective_added.push(edge),
+                (Some(_), None) => effective_removed.push(edge),
+                (Some(a), Some(b)) if a != b => relabelled.push(edge.1),
+                _ => {}
+            }
+            match presence_change(
+                before[EdgeRole::Observed as usize],
+                after[EdgeRole::Observed as usize],
+            ) {
+                Some(true) => runtime_added.push(edge),
+                Some(false) => runtime_removed.push(edge),
+                None => {}
+            }
+        }
+        let (mut roots_added, mut roots_removed) = (Vec::new(), Vec::new());
+        for (symbol, delta) in entrypoints {
+            let count = self.entrypoints.entry(symbol).or_default();
+            match presence_change(*count, *count + delta) {
+                Some(true) => roots_added.push(symbol),
+                Some(false) => roots_removed.push(symbol),
+                None => {}
+            }
+            *count += delta;
+            if *count == 0 {
+                self.entrypoints.remove(&symbol);
+            }
+        }
+        let (mut targets_added, mut targets_removed) = (Vec::new(), Vec::new());
+        for (symbol, delta) in targets {
+            let count = self.targets.entry(symbol).or_default();
+            match presence_change(*count, *count + delta) {
+                Some(true) => targets_added.push(symbol),
+                Some(false) => targets_removed.push(symbol),
+                None => {}
+            }
+            *count += delta;
+            if *count == 0 {
+                self.targets.remove(&symbol);
+            }
+        }
+
+        let mut size_change = |closure: DynamicClosure, before: usize, after: usize| {
+            if before != after {
+                if before > 0 {
+                    items.push((ClosureItem::Size(artifact, closure, before as u64), -1));
+                }
+                if after > 0 {
+                    items.push((ClosureItem::Size(artifact, closure, after as u64), 1));
+                }
+            }
+        };
+        let before = self.runtime.reached();
+        self.runtime.apply(
+            &runtime_added,
+            &runtime_removed,
+            &roots_added,
+            &roots_removed,
+            |a, b| a.cmp(&b),
+        );
+        size_change(DynamicClosure::Runtime, before, self.runtime.reached());
+        let before = self.effective.reached();
+        let changed = {
+            let names = names.read();
+            let order = |a: Symbol, b: Symbol| names.get(a).cmp(names.get(b));
+            self.effective.apply(
+                &effective_added,
+                &effective_removed,
+                &roots_added,
+                &roots_removed,
+                order,
+            )
+        };
+        size_change(DynamicClosure::Effective, before, self.effective.reached());
+
+        // Witness paths: of new targets, and of targets whose path passes
+        // through a node whose distance, parent or incoming label changed.
+        for target in targets_removed {
+            if let Some(path) = self.paths.remove(&target) {
+                items.push((ClosureItem::Path((artifact, target), path), -1));
+            }
+        }
+        let touched: FxHashSet<Symbol> = changed.nodes.into_iter().chain(relabelled).collect();
+        let mut recheck: Vec<Symbol> = targets_added;
+        if !touched.is_empty() {
+            recheck.extend(self.targets.keys().filter(|t| match self.paths.get(t) {
+                Some((path, _)) => path.iter().any(|n| touched.contains(n)),
+                None => touched.contains(t),
+            }));
+            recheck.sort_unstable();
+            recheck.dedup();
+        }
+        for target in recheck {
+            let path = self.effective.path_to(target).map(|path| {
+                let hops = (path.windows(2))
+                    .map(|hop| {
+                        effective_label(&self.roles[&(hop[0], hop[1])])
+                            .expect("a path edge is effective")
+                    })
+                    .collect();
+                (path, hops)
+            });
+            let old = self.paths.remove(&target);
+            if old == path {
+                if let Some(path) = old {
+                    self.paths.insert(target, path);
+                }
+                continue;
+            }
+            if let Some(old) = old {
+                items.push((ClosureItem::Path((artifact, target), old), -1));
+            }
+            if let Some(path) = path {
+                items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
+                self.paths.insert(target, path);
+            }
+        }
+    }
 }

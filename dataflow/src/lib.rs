@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 pub mod profile;
 pub mod sets;
+pub mod shortest_paths;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -3,10 +3,13 @@
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Hop, Resolution, Strategy, Time};
+use tracemerge_records::{Config, Resolution, Strategy, Time};
 
-use crate::closure::{bfs_parents, reachable, witness_paths, Hops};
+use crate::closure::{
+    dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
+};
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
 use crate::sets::{key_set, semijoin, KeySet};
 use crate::symbols::Names;
@@ -228,38 +231,41 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         .filter(|(_, r)| *r == Resolution::Accepted)
         .map(|(k, _)| k);
 
-    // The effective graph: static edges and accepted runtime edges (which
-    // the snapshot lacks, so the two never overlap).
-    let effective = graph.static_edges.clone().concat(accepted);
-    // Where a hop of a witness path comes from: an effective edge that was
-    // not observed is static; an observed one is in both graphs or runtime only.
-    let label_hops = move |hops: Hops<'s, Time, Node>| {
-        let hops = hops.map(|(((a, u), (_, v)), rest)| ((a, (u, v)), rest));
-        let observed = semijoin(hops.clone(), &observed_set);
-        let in_both = semijoin(observed.clone(), &static_set);
-        let label = |hop: Hop| move |((a, (u, v)), rest)| ((((a, u), (a, v)), rest), hop);
-        (hops
-            .concat(observed.clone().negate())
-            .map(label(Hop::Static)))
-        .concat(
-            observed
-                .concat(in_both.clone().negate())
-                .map(label(Hop::Runtime)),
-        )
-        .concat(in_both.map(label(Hop::Both)))
+    // The runtime and effective closures follow every edge that appears or
+    // expires: one dynamic BFS per artifact keeps them. Effective edges are
+    // static edges and accepted runtime edges (which the snapshot lacks, so
+    // the two never overlap); observed edges label hops `both`.
+    let edge = |role: EdgeRole| {
+        move |(a, (u, v)): (Artifact, (Symbol, Symbol))| (a, GraphChange::Edge(role, u, v))
     };
-
-    let roots = graph.entrypoints.clone();
-    let reach_static = reachable(graph.static_edges.clone().map(node_pair), roots.clone());
-    let reach_runtime = reachable(observed_keys.map(node_pair), roots.clone());
-
-    // The witness rule orders parents by symbol name, not by id.
-    let (dist, parents) = bfs_parents(effective.map(node_pair), roots, move |(_, u), (_, w)| {
-        names.compare(*u, *w)
+    let graph_changes = (graph.static_edges.clone().map(edge(EdgeRole::Static)))
+        .concat(accepted.map(edge(EdgeRole::Accepted)))
+        .concat(observed_keys.map(edge(EdgeRole::Observed)))
+        .concat(
+            graph
+                .entrypoints
+                .clone()
+                .map(|(a, s)| (a, GraphChange::Entrypoint(s))),
+        )
+        .concat(
+            graph
+                .targets
+                .clone()
+                .map(|(a, s)| (a, GraphChange::Target(s))),
+        );
+    let closures = dynamic_closures(graph_changes, names);
+    let dynamic_sizes = closures.clone().flat_map(|item| match item {
+        ClosureItem::Size(artifact, closure, size) => Some((artifact, (closure, size))),
+        ClosureItem::Path(..) => None,
     });
-    // BFS reaches exactly the effective closure; no second fixpoint needed.
-    let reach_effective = dist.clone().as_collection(|node, _| *node);
-    let paths = witness_paths(dist, parents, graph.targets.clone(), label_hops);
+    let paths = closures.flat_map(|item| match item {
+        ClosureItem::Path(target, path) => Some((target, path)),
+        ClosureItem::Size(..) => None,
+    });
+    let reach_static = reachable(
+        graph.static_edges.clone().map(node_pair),
+        graph.entrypoints.clone(),
+    );
 
     // Verdicts.
     let reach_static_set = key_set(reach_static.clone());
@@ -282,10 +288,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         .concat(fact(&reach_static_set, Fact::StaticReachable))
         .concat(fact(&executed_set, Fact::Executed))
         .concat(fact(&covered_set, Fact::Covered))
-        .concat(paths.map(|(target, (path, hops))| {
-            let path = path.into_iter().map(|(_, s)| s).collect();
-            (target, Fact::Path(path, hops))
-        }));
+        .concat(paths.map(|(target, (path, hops))| (target, Fact::Path(path, hops))));
     let verdicts = verdicts(facts);
 
     let conflicts = conflicts(ConflictInputs {
@@ -305,7 +308,8 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
             .concat(graph.targets.map(|(a, _)| a))
             .concat(executed.map(|(a, _)| a))
             .distinct_total(),
-        [reach_static, reach_runtime, reach_effective],
+        reach_static,
+        dynamic_sizes,
     );
 
     let edges = (both.map(|k| (k, true)))
@@ -338,25 +342,51 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         .concat(conflicts.map(|(artifact, conflict)| Output::Conflict { artifact, conflict }))
 }
 
-/// The sizes of the static, runtime and effective closures of every listed artifact.
-fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) -> Coll<'s, Output> {
-    let mut sizes = listed.map(|a| (a, (0u8, 0u64)));
-    for (i, closure) in closures.into_iter().enumerate() {
-        let tag = i as u8 + 1;
-        sizes = sizes.concat(count_per_artifact(closure).map(move |(a, n)| (a, (tag, n))));
-    }
-    sizes
-        .reduce(|_a, tagged, out| {
-            if tagged[0].0 .0 != 0 {
-                return; // not a listed artifact
+/// What a row of [`reach_sizes`] says about an artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum SizeOf {
+    /// The artifact is listed (it has a snapshot, targets or executions);
+    /// sorts first.
+    Listed,
+    Static,
+    Runtime,
+    Effective,
+}
+
+/// The sizes of the static, runtime and effective closures of every listed
+/// artifact (a missing size is 0).
+fn reach_sizes<'s>(
+    listed: Coll<'s, Artifact>,
+    reach_static: Coll<'s, Node>,
+    dynamic_sizes: Coll<'s, (Artifact, (DynamicClosure, u64))>,
+) -> Coll<'s, Output> {
+    let static_sizes = count_per_artifact(reach_static).map(|(a, n)| (a, (SizeOf::Static, n)));
+    let dynamic_sizes = dynamic_sizes.map(|(a, (closure, n))| {
+        let of = match closure {
+            DynamicClosure::Runtime => SizeOf::Runtime,
+            DynamicClosure::Effective => SizeOf::Effective,
+        };
+        (a, (of, n))
+    });
+    listed
+        .map(|a| (a, (SizeOf::Listed, 0u64)))
+        .concat(static_sizes)
+        .concat(dynamic_sizes)
+        .reduce(|_a, sizes, out| {
+            if sizes[0].0 .0 != SizeOf::Listed {
+                return;
             }
-            let size = |tag: u8| {
-                tagged
-                    .iter()
-                    .find(|((t, _), _)| *t == tag)
+            let size = |of: SizeOf| {
+                (sizes.iter())
+                    .find(|((o, _), _)| *o == of)
                     .map_or(0, |((_, n), _)| *n)
             };
-            out.push(((size(1), size(2), size(3)), 1));
+            let reach = (
+                size(SizeOf::Static),
+                size(SizeOf::Runtime),
+                size(SizeOf::Effective),
+            );
+            out.push((reach, 1));
         })
         .map(|(artifact, reach)| Output::Reach { artifact, reach })
 }

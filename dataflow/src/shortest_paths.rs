@@ -1,0 +1,498 @@
+//! BFS distances and parents from a set of roots, kept current as edges and
+//! roots come and go.
+//!
+//! A differential BFS re-derives every changed distance with its history, so
+//! an edge that reattaches a large region costs many times a plain BFS. This
+//! is the dynamic algorithm instead (after Ramalingam and Reps, for unit
+//! weights): a deletion finds the nodes that lost every shortest-path parent,
+//! in distance order, and settles only those again from their unaffected
+//! in-neighbours; an insertion relaxes forward from its head. Work follows
+//! what changed, and a batch that changes much of the graph falls back to one
+//! plain BFS. Nodes are kept as dense local indices, so the work itself is
+//! array lookups.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
+
+const UNREACHED: u32 = u32::MAX;
+const NO_PARENT: u32 = u32::MAX;
+
+/// Distances and (optionally) parents of one graph's nodes from its roots.
+///
+/// `parent(v)` is the first in-neighbour `u` in the given order with
+/// `dist(u) = dist(v) - 1`; roots have distance 0 and no parent.
+pub struct ShortestPaths<N> {
+    index: FxHashMap<N, u32>,
+    nodes: Vec<N>,
+    out: Vec<Vec<u32>>,
+    into: Vec<Vec<u32>>,
+    is_root: Vec<bool>,
+    dist: Vec<u32>,
+    parent: Vec<u32>,
+    track_parents: bool,
+    /// A batch changing more than 1/`recompute_ratio` of the edges is one
+    /// plain BFS (0: never).
+    recompute_ratio: usize,
+    reached: usize,
+    /// Scratch marks: `mark[x] == epoch` means marked in this pass.
+    mark: Vec<u32>,
+    seen: Vec<u32>,
+    epoch: u32,
+}
+
+/// What one [`ShortestPaths::apply`] changed.
+pub struct Changed<N> {
+    /// Nodes whose distance or parent changed (reached or not included).
+    pub nodes: Vec<N>,
+}
+
+impl<N: Copy + Eq + Hash> ShortestPaths<N> {
+    /// An empty graph; `track_parents` says whether parents are kept.
+    pub fn new(track_parents: bool) -> Self {
+        ShortestPaths {
+            index: FxHashMap::default(),
+            nodes: Vec::new(),
+            out: Vec::new(),
+            into: Vec::new(),
+            is_root: Vec::new(),
+            dist: Vec::new(),
+            parent: Vec::new(),
+            track_parents,
+            recompute_ratio: 8,
+            reached: 0,
+            mark: Vec::new(),
+            seen: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    /// How many nodes are reachable from the roots (roots included).
+    pub fn reached(&self) -> usize {
+        self.reached
+    }
+
+    /// The BFS distance of `node`, if it is reachable.
+    pub fn dist(&self, node: N) -> Option<u32> {
+        let &x = self.index.get(&node)?;
+        (self.dist[x as usize] != UNREACHED).then_some(self.dist[x as usize])
+    }
+
+    /// The BFS parent of `node`, if it is reachable and not a root.
+    pub fn parent(&self, node: N) -> Option<N> {
+        let &x = self.index.get(&node)?;
+        let p = self.parent[x as usize];
+        (p != NO_PARENT).then(|| self.nodes[p as usize])
+    }
+
+    /// The path from a root to `node` along parents, if `node` is reachable.
+    pub fn path_to(&self, node: N) -> Option<Vec<N>> {
+        let &x = self.index.get(&node)?;
+        if self.dist[x as usize] == UNREACHED {
+            return None;
+        }
+        let mut path = vec![node];
+        let mut at = x;
+        while self.parent[at as usize] != NO_PARENT {
+            at = self.parent[at as usize];
+            path.push(self.nodes[at as usize]);
+        }
+        path.reverse();
+        Some(path)
+    }
+
+    fn local(&mut self, node: N) -> u32 {
+        if let Some(&x) = self.index.get(&node) {
+            return x;
+        }
+        let x = self.nodes.len() as u32;
+        self.index.insert(node, x);
+        self.nodes.push(node);
+        self.out.push(Vec::new());
+        self.into.push(Vec::new());
+        self.is_root.push(false);
+        self.dist.push(UNREACHED);
+        self.parent.push(NO_PARENT);
+        self.mark.push(0);
+        self.seen.push(0);
+        x
+    }
+
+    fn next_epoch(&mut self) -> u32 {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.mark.iter_mut().for_each(|m| *m = 0);
+            self.seen.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+        self.epoch
+    }
+
+    /// Applies a batch of changes: edges and roots that appeared or
+    /// disappeared (each listed once, as a change of presence). `order`
+    /// orders candidate parents. Returns the nodes whose distance or
+    /// parent changed.
+    pub fn apply(
+        &mut self,
+        added_edges: &[(N, N)],
+        removed_edges: &[(N, N)],
+        added_roots: &[N],
+        removed_roots: &[N],
+        order: impl Fn(N, N) -> Ordering,
+    ) -> Changed<N> {
+        let removed: Vec<(u32, u32)> = (removed_edges.iter())
+            .map(|&(u, v)| (self.local(u), self.local(v)))
+            .collect();
+        let added: Vec<(u32, u32)> = (added_edges.iter())
+            .map(|&(u, v)| (self.local(u), self.local(v)))
+            .collect();
+        let removed_roots: Vec<u32> = removed_roots.iter().map(|&r| self.local(r)).collect();
+        let added_roots: Vec<u32> = added_roots.iter().map(|&r| self.local(r)).collect();
+
+        let mut previous: FxHashMap<u32, (u32, u32)> = FxHashMap::default();
+        let edge_count: usize = self.out.iter().map(Vec::len).sum::<usize>().max(1);
+        let large = (added.len() + removed.len()) * self.recompute_ratio > edge_count;
+
+        if large {
+            for &(u, v) in &removed {
+                unlink(&mut self.out[u as usize], v);
+                unlink(&mut self.into[v as usize], u);
+            }
+            for &r in &removed_roots {
+                self.is_root[r as usize] = false;
+            }
+            for &(u, v) in &added {
+                self.out[u as usize].push(v);
+                self.into[v as usize].push(u);
+            }
+            for &r in &added_roots {
+                self.is_root[r as usize] = true;
+            }
+            return self.recompute(&order);
+        }
+
+        // Deletions first, on the graph without the removed edges and roots.
+        for &(u, v) in &removed {
+            unlink(&mut self.out[u as usize], v);
+            unlink(&mut self.into[v as usize], u);
+        }
+        for &r in &removed_roots {
+            self.is_root[r as usize] = false;
+        }
+        let mut queue: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::new();
+        for &(u, v) in &removed {
+            let (du, dv) = (self.dist[u as usize], self.dist[v as usize]);
+            if du != UNREACHED && dv != UNREACHED && du + 1 == dv {
+                queue.push(Reverse((dv, v)));
+            }
+        }
+        for &r in &removed_roots {
+            if self.dist[r as usize] == 0 {
+                queue.push(Reverse((0, r)));
+            }
+        }
+        // Nodes that lost every shortest-path parent, in distance order:
+        // when a node at distance d is decided, every node at d - 1 is.
+        let affected_epoch = self.next_epoch();
+        let mut affected = Vec::new();
+        while let Some(Reverse((d, x))) = queue.pop() {
+            if self.seen[x as usize] == affected_epoch || self.dist[x as usize] != d {
+                continue;
+            }
+            self.seen[x as usize] = affected_epoch;
+            if self.is_root[x as usize] {
+                continue;
+            }
+            let supported = self.into[x as usize].iter().any(|&w| {
+                self.mark[w as usize] != affected_epoch
+                    && self.dist[w as usize] != UNREACHED
+                    && self.dist[w as usize] + 1 == d
+            });
+            if supported {
+                continue;
+            }
+            self.mark[x as usize] = affected_epoch;
+            affected.push(x);
+            for &y in &self.out[x as usize] {
+                if self.dist[y as usize] == d + 1 {
+                    queue.push(Reverse((d + 1, y)));
+                }
+            }
+        }
+        for &x in &affected {
+            previous
+                .entry(x)
+                .or_insert((self.dist[x as usize], self.parent[x as usize]));
+            self.dist[x as usize] = UNREACHED;
+        }
+        // Settle them again from their unaffected in-neighbours.
+        for &x in &affected {
+            let best = (self.into[x as usize].iter())
+                .map(|&w| self.dist[w as usize])
+                .filter(|&d| d != UNREACHED)
+                .min();
+            if let Some(d) = best {
+                queue.push(Reverse((d + 1, x)));
+            }
+        }
+        self.settle(&mut queue, &mut previous);
+
+        // Insertions: relax forward from the heads of added edges and roots.
+        for &(u, v) in &added {
+            self.out[u as usize].push(v);
+            self.into[v as usize].push(u);
+            let du = self.dist[u as usize];
+            if du != UNREACHED && du + 1 < self.dist[v as usize] {
+                queue.push(Reverse((du + 1, v)));
+            }
+        }
+        for &r in &added_roots {
+            self.is_root[r as usize] = true;
+            if self.dist[r as usize] != 0 {
+                queue.push(Reverse((0, r)));
+            }
+        }
+        self.settle(&mut queue, &mut previous);
+
+        // Parents: of nodes whose distance changed, of their out-neighbours
+        // (their candidates changed), and of the heads of changed edges.
+        let mut changed: Vec<u32> = Vec::new();
+        for (&x, &(d, _)) in &previous {
+            if self.dist[x as usize] != d {
+                changed.push(x);
+            }
+        }
+        if self.track_parents {
+            let touched_epoch = self.next_epoch();
+            let mut touched = Vec::new();
+            let mut touch = |x: u32, mark: &mut Vec<u32>| {
+                if mark[x as usize] != touched_epoch {
+                    mark[x as usize] = touched_epoch;
+                    touched.push(x);
+                }
+            };
+            for &x in &changed {
+                touch(x, &mut self.mark);
+                for &y in &self.out[x as usize] {
+                    touch(y, &mut self.mark);
+                }
+            }
+            for &(_, v) in added.iter().chain(&removed) {
+                touch(v, &mut self.mark);
+            }
+            for &r in added_roots.iter().chain(&removed_roots) {
+                touch(r, &mut self.mark);
+            }
+            for x in touched {
+                let parent = self.best_parent(x, &order);
+                if parent != self.parent[x as usize] {
+                    previous
+                        .entry(x)
+                        .or_insert((self.dist[x as usize], self.parent[x as usize]));
+                    self.parent[x as usize] = parent;
+                }
+            }
+        }
+        self.finish(previous)
+    }
+
+    /// Pops settled distances off `queue` (smallest first) and relaxes
+    /// out-neighbours, recording each node's previous state once.
+    fn settle(
+        &mut self,
+        queue: &mut BinaryHeap<Reverse<(u32, u32)>>,
+        previous: &mut FxHashMap<u32, (u32, u32)>,
+    ) {
+        while let Some(Reverse((d, x))) = queue.pop() {
+            if self.dist[x as usize] <= d {
+                continue;
+            }
+            previous
+                .entry(x)
+                .or_insert((self.dist[x as usize], self.parent[x as usize]));
+            self.dist[x as usize] = d;
+            for &y in &self.out[x as usize] {
+                if d + 1 < self.dist[y as usize] {
+                    queue.push(Reverse((d + 1, y)));
+                }
+            }
+        }
+    }
+
+    fn best_parent(&self, x: u32, order: &impl Fn(N, N) -> Ordering) -> u32 {
+        let d = self.dist[x as usize];
+        if d == UNREACHED || d == 0 {
+            return NO_PARENT;
+        }
+        (self.into[x as usize].iter().copied())
+            .filter(|&w| self.dist[w as usize] != UNREACHED && self.dist[w as usize] + 1 == d)
+            .min_by(|&a, &b| order(self.nodes[a as usize], self.nodes[b as usize]))
+            .unwrap_or(NO_PARENT)
+    }
+
+    /// One plain BFS from the roots, then every parent; reports what differs.
+    fn recompute(&mut self, order: &impl Fn(N, N) -> Ordering) -> Changed<N> {
+        let old_dist = std::mem::replace(&mut self.dist, vec![UNREACHED; self.nodes.len()]);
+        let old_parent = std::mem::replace(&mut self.parent, vec![NO_PARENT; self.nodes.len()]);
+        let mut queue = VecDeque::new();
+        for x in 0..self.nodes.len() as u32 {
+            if self.is_root[x as usize] {
+                self.dist[x as usize] = 0;
+                queue.push_back(x);
+            }
+        }
+        while let Some(x) = queue.pop_front() {
+            let d = self.dist[x as usize] + 1;
+            for &y in &self.out[x as usize] {
+                if self.dist[y as usize] == UNREACHED {
+                    self.dist[y as usize] = d;
+                    queue.push_back(y);
+                }
+            }
+        }
+        if self.track_parents {
+            for x in 0..self.nodes.len() as u32 {
+                self.parent[x as usize] = self.best_parent(x, order);
+            }
+        }
+        let previous = (0..self.nodes.len())
+            .filter(|&x| old_dist[x] != self.dist[x] || old_parent[x] != self.parent[x])
+            .map(|x| (x as u32, (old_dist[x], old_parent[x])))
+            .collect();
+        self.finish(previous)
+    }
+
+    /// Counts reached nodes anew from the recorded previous states and lists
+    /// the nodes that really changed.
+    fn finish(&mut self, previous: FxHashMap<u32, (u32, u32)>) -> Changed<N> {
+        let mut nodes = Vec::new();
+        for (x, (d, p)) in previous {
+            let (nd, np) = (self.dist[x as usize], self.parent[x as usize]);
+            if nd == d && np == p {
+                continue;
+            }
+            if d == UNREACHED && nd != UNREACHED {
+                self.reached += 1;
+            } else if d != UNREACHED && nd == UNREACHED {
+                self.reached -= 1;
+            }
+            nodes.push(self.nodes[x as usize]);
+        }
+        Changed { nodes }
+    }
+}
+
+/// Removes one occurrence of `x` from `list`.
+fn unlink(list: &mut Vec<u32>, x: u32) {
+    if let Some(i) = list.iter().position(|&y| y == x) {
+        list.swap_remove(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Plain BFS with the same parent rule, for comparison.
+    fn reference(
+        edges: &BTreeSet<(u8, u8)>,
+        roots: &BTreeSet<u8>,
+    ) -> BTreeMap<u8, (u32, Option<u8>)> {
+        let mut dist: BTreeMap<u8, u32> = roots.iter().map(|&r| (r, 0)).collect();
+        let mut frontier: Vec<u8> = roots.iter().copied().collect();
+        let mut d = 0;
+        while !frontier.is_empty() {
+            d += 1;
+            let mut next = Vec::new();
+            for &(u, v) in edges {
+                if frontier.contains(&u) && !dist.contains_key(&v) {
+                    dist.insert(v, d);
+                    next.push(v);
+                }
+            }
+            frontier = next;
+        }
+        dist.iter()
+            .map(|(&v, &dv)| {
+                let parent = (dv > 0)
+                    .then(|| {
+                        (edges.iter())
+                            .filter(|&&(u, w)| w == v && dist.get(&u) == Some(&(dv - 1)))
+                            .map(|&(u, _)| u)
+                            .min()
+                    })
+                    .flatten();
+                (v, (dv, parent))
+            })
+            .collect()
+    }
+
+    fn state(paths: &ShortestPaths<u8>, universe: u8) -> BTreeMap<u8, (u32, Option<u8>)> {
+        (0..universe)
+            .filter_map(|v| Some((v, (paths.dist(v)?, paths.parent(v)))))
+            .collect()
+    }
+
+    /// A step toggles some edges and roots; its batch lists each once.
+    fn steps() -> impl Strategy<Value = Vec<(Vec<(u8, u8)>, Vec<u8>)>> {
+        let toggles = prop::collection::vec((0u8..12, 0u8..12), 0..12);
+        let roots = prop::collection::vec(0u8..12, 0..2);
+        prop::collection::vec((toggles, roots), 1..25)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// After every batch, distances, parents, the reached count and the
+        /// changed list match a BFS over the graph as it now is.
+        #[test]
+        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)]) {
+            let mut paths = ShortestPaths::new(true);
+            paths.recompute_ratio = recompute_ratio;
+            let mut edges = BTreeSet::new();
+            let mut roots = BTreeSet::from([initial_root]);
+            paths.apply(&[], &[], &[initial_root], &[], |a, b| a.cmp(&b));
+            for (toggled_edges, toggled_roots) in steps {
+                let before = state(&paths, 12);
+                let (mut added, mut removed) = (Vec::new(), Vec::new());
+                for e in toggled_edges.into_iter().collect::<BTreeSet<_>>() {
+                    if edges.remove(&e) { removed.push(e) } else { edges.insert(e); added.push(e) }
+                }
+                let (mut added_roots, mut removed_roots) = (Vec::new(), Vec::new());
+                for r in toggled_roots.into_iter().collect::<BTreeSet<_>>() {
+                    if roots.remove(&r) { removed_roots.push(r) } else { roots.insert(r); added_roots.push(r) }
+                }
+                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, |a, b| a.cmp(&b));
+                let expected = reference(&edges, &roots);
+                let after = state(&paths, 12);
+                prop_assert_eq!(&after, &expected);
+                prop_assert_eq!(paths.reached(), expected.len());
+                let really: BTreeSet<u8> = (0..12).filter(|v| before.get(v) != after.get(v)).collect();
+                prop_assert_eq!(changed.nodes.into_iter().collect::<BTreeSet<_>>(), really);
+                for (&v, _) in &expected {
+                    let path = paths.path_to(v).unwrap();
+                    prop_assert!(roots.contains(&path[0]));
+                    prop_assert_eq!(path.len() as u32, expected[&v].0 + 1);
+                }
+            }
+        }
+    }
+
+    /// A parent is the first candidate in the given order, not by id.
+    #[test]
+    fn parents_follow_the_order() {
+        let mut paths = ShortestPaths::new(true);
+        let reverse = |a: u8, b: u8| b.cmp(&a);
+        paths.apply(&[(0, 1), (0, 2), (1, 3), (2, 3)], &[], &[0], &[], reverse);
+        assert_eq!(paths.parent(3), Some(2));
+        paths.apply(&[], &[(2, 3)], &[], &[], reverse);
+        assert_eq!(paths.parent(3), Some(1));
+        assert_eq!(paths.path_to(3), Some(vec![0, 1, 3]));
+    }
+}
