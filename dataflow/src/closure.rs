@@ -173,7 +173,16 @@ fn effective_label(roles: &[isize; 3]) -> Option<Hop> {
     }
 }
 
-/// Adds one to a count and says whether it became or stopped being positive.
+/// The first eight bytes of a name, zero-padded, as a big-endian number:
+/// names whose prefixes differ compare as the prefixes do.
+fn name_prefix(name: &str) -> u64 {
+    let mut prefix = [0u8; 8];
+    let n = name.len().min(8);
+    prefix[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(prefix)
+}
+
+/// Whether a count became positive (`Some(true)`) or stopped being so.
 fn presence_change(before: isize, after: isize) -> Option<bool> {
     match (before > 0, after > 0) {
         (false, true) => Some(true),
@@ -288,18 +297,21 @@ impl ArtifactGraph {
             &runtime_removed,
             &roots_added,
             &roots_removed,
+            |s| s as u64,
             |a, b| a.cmp(&b),
         );
         size_change(DynamicClosure::Runtime, before, self.runtime.reached());
         let before = self.effective.reached();
         let changed = {
             let names = names.read();
+            let key = |s: Symbol| name_prefix(names.get(s));
             let order = |a: Symbol, b: Symbol| names.get(a).cmp(names.get(b));
             self.effective.apply(
                 &effective_added,
                 &effective_removed,
                 &roots_added,
                 &roots_removed,
+                key,
                 order,
             )
         };
@@ -345,6 +357,24 @@ impl ArtifactGraph {
             if let Some(path) = path {
                 items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
                 self.paths.insert(target, path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::name_prefix;
+
+    proptest! {
+        /// Prefix keys never contradict the byte order of names.
+        #[test]
+        fn name_prefixes_agree_with_name_order(a in "[a-c\\x00]{0,10}", b in "[a-c\\x00]{0,10}") {
+            let (ka, kb) = (name_prefix(&a), name_prefix(&b));
+            if ka != kb {
+                prop_assert_eq!(ka.cmp(&kb), a.as_bytes().cmp(b.as_bytes()));
             }
         }
     }

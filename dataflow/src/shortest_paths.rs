@@ -7,12 +7,12 @@
 //! weights): a deletion finds the nodes that lost every shortest-path parent,
 //! in distance order, and settles only those again from their unaffected
 //! in-neighbours; an insertion relaxes forward from its head. Work follows
-//! what changed, and a batch that changes much of the graph falls back to one
-//! plain BFS. Nodes are kept as dense local indices, so the work itself is
-//! array lookups.
+//! what changed, and a batch that changes much of the graph is one plain BFS.
+//! Nodes are dense local indices and distances only grow by one along an
+//! edge, so the work is array lookups and FIFO queues.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
@@ -27,6 +27,8 @@ const NO_PARENT: u32 = u32::MAX;
 pub struct ShortestPaths<N> {
     index: FxHashMap<N, u32>,
     nodes: Vec<N>,
+    /// Each node's sort key (see [`ShortestPaths::apply`]).
+    keys: Vec<u64>,
     out: Vec<Vec<u32>>,
     into: Vec<Vec<u32>>,
     is_root: Vec<bool>,
@@ -37,10 +39,80 @@ pub struct ShortestPaths<N> {
     /// plain BFS (0: never).
     recompute_ratio: usize,
     reached: usize,
-    /// Scratch marks: `mark[x] == epoch` means marked in this pass.
-    mark: Vec<u32>,
-    seen: Vec<u32>,
+    edges: usize,
+    scratch: Scratch,
+}
+
+/// Per-node marks of one [`ShortestPaths::apply`]: a mark equal to `epoch`
+/// is set in this pass, so nothing is cleared between passes.
+#[derive(Default)]
+struct Scratch {
     epoch: u32,
+    seen: Vec<u32>,
+    affected: Vec<u32>,
+    touched: Vec<u32>,
+    recorded: Vec<u32>,
+    /// Distance and parent before this pass, of the recorded nodes.
+    previous: Vec<(u32, u32)>,
+    recorded_list: Vec<u32>,
+}
+
+impl Scratch {
+    fn push_node(&mut self) {
+        self.seen.push(0);
+        self.affected.push(0);
+        self.touched.push(0);
+        self.recorded.push(0);
+        self.previous.push((UNREACHED, NO_PARENT));
+    }
+
+    fn next_epoch(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            for marks in [
+                &mut self.seen,
+                &mut self.affected,
+                &mut self.touched,
+                &mut self.recorded,
+            ] {
+                marks.iter_mut().for_each(|m| *m = 0);
+            }
+            self.epoch = 1;
+        }
+        self.recorded_list.clear();
+    }
+}
+
+/// Nodes by distance, smallest first: seeds in any order, then nodes one
+/// step further than the last one popped (which keeps the FIFO sorted).
+#[derive(Default)]
+struct MonotoneQueue {
+    seeds: Vec<(u32, u32)>,
+    next: VecDeque<(u32, u32)>,
+}
+
+impl MonotoneQueue {
+    fn seed(&mut self, dist: u32, node: u32) {
+        self.seeds.push((dist, node));
+    }
+
+    /// Sorts the seeds; call after seeding, before popping.
+    fn start(&mut self) {
+        self.seeds.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    /// `dist` must be at least every distance popped so far.
+    fn push(&mut self, dist: u32, node: u32) {
+        self.next.push_back((dist, node));
+    }
+
+    fn pop(&mut self) -> Option<(u32, u32)> {
+        match (self.seeds.last(), self.next.front()) {
+            (Some(s), Some(n)) if n < s => self.next.pop_front(),
+            (Some(_), _) => self.seeds.pop(),
+            (None, _) => self.next.pop_front(),
+        }
+    }
 }
 
 /// What one [`ShortestPaths::apply`] changed.
@@ -55,6 +127,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         ShortestPaths {
             index: FxHashMap::default(),
             nodes: Vec::new(),
+            keys: Vec::new(),
             out: Vec::new(),
             into: Vec::new(),
             is_root: Vec::new(),
@@ -63,9 +136,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             track_parents,
             recompute_ratio: 8,
             reached: 0,
-            mark: Vec::new(),
-            seen: Vec::new(),
-            epoch: 0,
+            edges: 0,
+            scratch: Scratch::default(),
         }
     }
 
@@ -103,75 +175,61 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         Some(path)
     }
 
-    fn local(&mut self, node: N) -> u32 {
+    fn local(&mut self, node: N, key: &impl Fn(N) -> u64) -> u32 {
         if let Some(&x) = self.index.get(&node) {
             return x;
         }
         let x = self.nodes.len() as u32;
         self.index.insert(node, x);
         self.nodes.push(node);
+        self.keys.push(key(node));
         self.out.push(Vec::new());
         self.into.push(Vec::new());
         self.is_root.push(false);
         self.dist.push(UNREACHED);
         self.parent.push(NO_PARENT);
-        self.mark.push(0);
-        self.seen.push(0);
+        self.scratch.push_node();
         x
     }
 
-    fn next_epoch(&mut self) -> u32 {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.mark.iter_mut().for_each(|m| *m = 0);
-            self.seen.iter_mut().for_each(|m| *m = 0);
-            self.epoch = 1;
+    /// Keeps `x`'s distance and parent before this pass, once.
+    fn record(&mut self, x: u32) {
+        let s = &mut self.scratch;
+        if s.recorded[x as usize] != s.epoch {
+            s.recorded[x as usize] = s.epoch;
+            s.previous[x as usize] = (self.dist[x as usize], self.parent[x as usize]);
+            s.recorded_list.push(x);
         }
-        self.epoch
     }
 
     /// Applies a batch of changes: edges and roots that appeared or
     /// disappeared (each listed once, as a change of presence). `order`
-    /// orders candidate parents. Returns the nodes whose distance or
-    /// parent changed.
+    /// orders candidate parents; `key` gives each node a sort key that
+    /// agrees with it (`key(a) < key(b)` only if `a` comes first), compared
+    /// before `order` is asked. Returns the nodes whose distance or parent
+    /// changed.
     pub fn apply(
         &mut self,
         added_edges: &[(N, N)],
         removed_edges: &[(N, N)],
         added_roots: &[N],
         removed_roots: &[N],
+        key: impl Fn(N) -> u64,
         order: impl Fn(N, N) -> Ordering,
     ) -> Changed<N> {
         let removed: Vec<(u32, u32)> = (removed_edges.iter())
-            .map(|&(u, v)| (self.local(u), self.local(v)))
+            .map(|&(u, v)| (self.local(u, &key), self.local(v, &key)))
             .collect();
         let added: Vec<(u32, u32)> = (added_edges.iter())
-            .map(|&(u, v)| (self.local(u), self.local(v)))
+            .map(|&(u, v)| (self.local(u, &key), self.local(v, &key)))
             .collect();
-        let removed_roots: Vec<u32> = removed_roots.iter().map(|&r| self.local(r)).collect();
-        let added_roots: Vec<u32> = added_roots.iter().map(|&r| self.local(r)).collect();
-
-        let mut previous: FxHashMap<u32, (u32, u32)> = FxHashMap::default();
-        let edge_count: usize = self.out.iter().map(Vec::len).sum::<usize>().max(1);
-        let large = (added.len() + removed.len()) * self.recompute_ratio > edge_count;
-
-        if large {
-            for &(u, v) in &removed {
-                unlink(&mut self.out[u as usize], v);
-                unlink(&mut self.into[v as usize], u);
-            }
-            for &r in &removed_roots {
-                self.is_root[r as usize] = false;
-            }
-            for &(u, v) in &added {
-                self.out[u as usize].push(v);
-                self.into[v as usize].push(u);
-            }
-            for &r in &added_roots {
-                self.is_root[r as usize] = true;
-            }
-            return self.recompute(&order);
-        }
+        let removed_roots: Vec<u32> = (removed_roots.iter())
+            .map(|&r| self.local(r, &key))
+            .collect();
+        let added_roots: Vec<u32> = added_roots.iter().map(|&r| self.local(r, &key)).collect();
+        self.scratch.next_epoch();
+        let large = (added.len() + removed.len()) * self.recompute_ratio > self.edges.max(1);
+        self.edges = self.edges + added.len() - removed.len();
 
         // Deletions first, on the graph without the removed edges and roots.
         for &(u, v) in &removed {
@@ -181,63 +239,72 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         for &r in &removed_roots {
             self.is_root[r as usize] = false;
         }
-        let mut queue: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::new();
+        if large {
+            for &(u, v) in &added {
+                self.out[u as usize].push(v);
+                self.into[v as usize].push(u);
+            }
+            for &r in &added_roots {
+                self.is_root[r as usize] = true;
+            }
+            return self.recompute(&order);
+        }
+        let mut queue = MonotoneQueue::default();
         for &(u, v) in &removed {
             let (du, dv) = (self.dist[u as usize], self.dist[v as usize]);
             if du != UNREACHED && dv != UNREACHED && du + 1 == dv {
-                queue.push(Reverse((dv, v)));
+                queue.seed(dv, v);
             }
         }
         for &r in &removed_roots {
             if self.dist[r as usize] == 0 {
-                queue.push(Reverse((0, r)));
+                queue.seed(0, r);
             }
         }
+        queue.start();
         // Nodes that lost every shortest-path parent, in distance order:
         // when a node at distance d is decided, every node at d - 1 is.
-        let affected_epoch = self.next_epoch();
+        let epoch = self.scratch.epoch;
         let mut affected = Vec::new();
-        while let Some(Reverse((d, x))) = queue.pop() {
-            if self.seen[x as usize] == affected_epoch || self.dist[x as usize] != d {
+        while let Some((d, x)) = queue.pop() {
+            let s = &mut self.scratch;
+            if s.seen[x as usize] == epoch || self.dist[x as usize] != d || self.is_root[x as usize]
+            {
                 continue;
             }
-            self.seen[x as usize] = affected_epoch;
-            if self.is_root[x as usize] {
-                continue;
-            }
+            s.seen[x as usize] = epoch;
             let supported = self.into[x as usize].iter().any(|&w| {
-                self.mark[w as usize] != affected_epoch
+                s.affected[w as usize] != epoch
                     && self.dist[w as usize] != UNREACHED
                     && self.dist[w as usize] + 1 == d
             });
             if supported {
                 continue;
             }
-            self.mark[x as usize] = affected_epoch;
+            s.affected[x as usize] = epoch;
             affected.push(x);
             for &y in &self.out[x as usize] {
                 if self.dist[y as usize] == d + 1 {
-                    queue.push(Reverse((d + 1, y)));
+                    queue.push(d + 1, y);
                 }
             }
         }
         for &x in &affected {
-            previous
-                .entry(x)
-                .or_insert((self.dist[x as usize], self.parent[x as usize]));
+            self.record(x);
             self.dist[x as usize] = UNREACHED;
         }
         // Settle them again from their unaffected in-neighbours.
         for &x in &affected {
             let best = (self.into[x as usize].iter())
                 .map(|&w| self.dist[w as usize])
-                .filter(|&d| d != UNREACHED)
-                .min();
+                .min()
+                .filter(|&d| d != UNREACHED);
             if let Some(d) = best {
-                queue.push(Reverse((d + 1, x)));
+                queue.seed(d + 1, x);
             }
         }
-        self.settle(&mut queue, &mut previous);
+        queue.start();
+        self.settle(&mut queue);
 
         // Insertions: relax forward from the heads of added edges and roots.
         for &(u, v) in &added {
@@ -245,78 +312,76 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             self.into[v as usize].push(u);
             let du = self.dist[u as usize];
             if du != UNREACHED && du + 1 < self.dist[v as usize] {
-                queue.push(Reverse((du + 1, v)));
+                queue.seed(du + 1, v);
             }
         }
         for &r in &added_roots {
             self.is_root[r as usize] = true;
             if self.dist[r as usize] != 0 {
-                queue.push(Reverse((0, r)));
+                queue.seed(0, r);
             }
         }
-        self.settle(&mut queue, &mut previous);
+        queue.start();
+        self.settle(&mut queue);
 
-        // Parents: of nodes whose distance changed, of their out-neighbours
-        // (their candidates changed), and of the heads of changed edges.
-        let mut changed: Vec<u32> = Vec::new();
-        for (&x, &(d, _)) in &previous {
-            if self.dist[x as usize] != d {
-                changed.push(x);
-            }
-        }
         if self.track_parents {
-            let touched_epoch = self.next_epoch();
-            let mut touched = Vec::new();
-            let mut touch = |x: u32, mark: &mut Vec<u32>| {
-                if mark[x as usize] != touched_epoch {
-                    mark[x as usize] = touched_epoch;
-                    touched.push(x);
-                }
-            };
-            for &x in &changed {
-                touch(x, &mut self.mark);
-                for &y in &self.out[x as usize] {
-                    touch(y, &mut self.mark);
-                }
-            }
-            for &(_, v) in added.iter().chain(&removed) {
-                touch(v, &mut self.mark);
-            }
-            for &r in added_roots.iter().chain(&removed_roots) {
-                touch(r, &mut self.mark);
-            }
-            for x in touched {
-                let parent = self.best_parent(x, &order);
-                if parent != self.parent[x as usize] {
-                    previous
-                        .entry(x)
-                        .or_insert((self.dist[x as usize], self.parent[x as usize]));
-                    self.parent[x as usize] = parent;
-                }
-            }
+            self.update_parents(&added, &removed, &added_roots, &removed_roots, &order);
         }
-        self.finish(previous)
+        self.finish()
     }
 
-    /// Pops settled distances off `queue` (smallest first) and relaxes
-    /// out-neighbours, recording each node's previous state once.
-    fn settle(
-        &mut self,
-        queue: &mut BinaryHeap<Reverse<(u32, u32)>>,
-        previous: &mut FxHashMap<u32, (u32, u32)>,
-    ) {
-        while let Some(Reverse((d, x))) = queue.pop() {
+    /// Pops settled distances off `queue` and relaxes out-neighbours.
+    fn settle(&mut self, queue: &mut MonotoneQueue) {
+        while let Some((d, x)) = queue.pop() {
             if self.dist[x as usize] <= d {
                 continue;
             }
-            previous
-                .entry(x)
-                .or_insert((self.dist[x as usize], self.parent[x as usize]));
+            self.record(x);
             self.dist[x as usize] = d;
             for &y in &self.out[x as usize] {
                 if d + 1 < self.dist[y as usize] {
-                    queue.push(Reverse((d + 1, y)));
+                    queue.push(d + 1, y);
                 }
+            }
+        }
+    }
+
+    /// Parents of nodes whose distance changed, of their out-neighbours
+    /// (their candidates changed), and of the heads of changed edges.
+    fn update_parents(
+        &mut self,
+        added: &[(u32, u32)],
+        removed: &[(u32, u32)],
+        added_roots: &[u32],
+        removed_roots: &[u32],
+        order: &impl Fn(N, N) -> Ordering,
+    ) {
+        let epoch = self.scratch.epoch;
+        let moved: Vec<u32> = (self.scratch.recorded_list.iter().copied())
+            .filter(|&x| self.scratch.previous[x as usize].0 != self.dist[x as usize])
+            .collect();
+        let mut touched = Vec::new();
+        let marks = &mut self.scratch.touched;
+        let mut touch = |x: u32| {
+            if marks[x as usize] != epoch {
+                marks[x as usize] = epoch;
+                touched.push(x);
+            }
+        };
+        for &x in &moved {
+            touch(x);
+            self.out[x as usize].iter().for_each(|&y| touch(y));
+        }
+        added.iter().chain(removed).for_each(|&(_, v)| touch(v));
+        added_roots
+            .iter()
+            .chain(removed_roots)
+            .for_each(|&r| touch(r));
+        for x in touched {
+            let parent = self.best_parent(x, order);
+            if parent != self.parent[x as usize] {
+                self.record(x);
+                self.parent[x as usize] = parent;
             }
         }
     }
@@ -326,10 +391,24 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         if d == UNREACHED || d == 0 {
             return NO_PARENT;
         }
-        (self.into[x as usize].iter().copied())
-            .filter(|&w| self.dist[w as usize] != UNREACHED && self.dist[w as usize] + 1 == d)
-            .min_by(|&a, &b| order(self.nodes[a as usize], self.nodes[b as usize]))
-            .unwrap_or(NO_PARENT)
+        let mut best = NO_PARENT;
+        for &w in &self.into[x as usize] {
+            if self.dist[w as usize] == UNREACHED || self.dist[w as usize] + 1 != d {
+                continue;
+            }
+            if best == NO_PARENT || self.precedes(w, best, order) {
+                best = w;
+            }
+        }
+        best
+    }
+
+    /// Whether `a` comes before `b` in the parent order.
+    fn precedes(&self, a: u32, b: u32, order: &impl Fn(N, N) -> Ordering) -> bool {
+        match self.keys[a as usize].cmp(&self.keys[b as usize]) {
+            Ordering::Equal => order(self.nodes[a as usize], self.nodes[b as usize]).is_lt(),
+            by_key => by_key.is_lt(),
+        }
     }
 
     /// One plain BFS from the roots, then every parent; reports what differs.
@@ -357,18 +436,23 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 self.parent[x as usize] = self.best_parent(x, order);
             }
         }
-        let previous = (0..self.nodes.len())
-            .filter(|&x| old_dist[x] != self.dist[x] || old_parent[x] != self.parent[x])
-            .map(|x| (x as u32, (old_dist[x], old_parent[x])))
-            .collect();
-        self.finish(previous)
+        for x in 0..self.nodes.len() {
+            if old_dist[x] != self.dist[x] || old_parent[x] != self.parent[x] {
+                let s = &mut self.scratch;
+                s.recorded[x] = s.epoch;
+                s.previous[x] = (old_dist[x], old_parent[x]);
+                s.recorded_list.push(x as u32);
+            }
+        }
+        self.finish()
     }
 
     /// Counts reached nodes anew from the recorded previous states and lists
     /// the nodes that really changed.
-    fn finish(&mut self, previous: FxHashMap<u32, (u32, u32)>) -> Changed<N> {
+    fn finish(&mut self) -> Changed<N> {
         let mut nodes = Vec::new();
-        for (x, (d, p)) in previous {
+        for &x in &self.scratch.recorded_list {
+            let (d, p) = self.scratch.previous[x as usize];
             let (nd, np) = (self.dist[x as usize], self.parent[x as usize]);
             if nd == d && np == p {
                 continue;
@@ -452,12 +536,14 @@ mod tests {
         /// After every batch, distances, parents, the reached count and the
         /// changed list match a BFS over the graph as it now is.
         #[test]
-        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)]) {
+        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], keyed: bool) {
             let mut paths = ShortestPaths::new(true);
             paths.recompute_ratio = recompute_ratio;
             let mut edges = BTreeSet::new();
             let mut roots = BTreeSet::from([initial_root]);
-            paths.apply(&[], &[], &[initial_root], &[], |a, b| a.cmp(&b));
+            // Either every order question is settled by keys, or none is.
+            let key = move |n: u8| if keyed { n as u64 } else { 0 };
+            paths.apply(&[], &[], &[initial_root], &[], key, |a, b| a.cmp(&b));
             for (toggled_edges, toggled_roots) in steps {
                 let before = state(&paths, 12);
                 let (mut added, mut removed) = (Vec::new(), Vec::new());
@@ -468,7 +554,7 @@ mod tests {
                 for r in toggled_roots.into_iter().collect::<BTreeSet<_>>() {
                     if roots.remove(&r) { removed_roots.push(r) } else { roots.insert(r); added_roots.push(r) }
                 }
-                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, |a, b| a.cmp(&b));
+                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, key, |a, b| a.cmp(&b));
                 let expected = reference(&edges, &roots);
                 let after = state(&paths, 12);
                 prop_assert_eq!(&after, &expected);
@@ -489,9 +575,17 @@ mod tests {
     fn parents_follow_the_order() {
         let mut paths = ShortestPaths::new(true);
         let reverse = |a: u8, b: u8| b.cmp(&a);
-        paths.apply(&[(0, 1), (0, 2), (1, 3), (2, 3)], &[], &[0], &[], reverse);
+        let key = |_| 0;
+        paths.apply(
+            &[(0, 1), (0, 2), (1, 3), (2, 3)],
+            &[],
+            &[0],
+            &[],
+            key,
+            reverse,
+        );
         assert_eq!(paths.parent(3), Some(2));
-        paths.apply(&[], &[(2, 3)], &[], &[], reverse);
+        paths.apply(&[], &[(2, 3)], &[], &[], key, reverse);
         assert_eq!(paths.parent(3), Some(1));
         assert_eq!(paths.path_to(3), Some(vec![0, 1, 3]));
     }
