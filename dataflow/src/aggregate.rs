@@ -17,7 +17,8 @@
 //! - [`Update::EdgeStats`]: a live edge's statistics (hits within the
 //!   window, first/last seen, distinct sources), one update per changed
 //!   edge per evaluation; the dataflow only passes them on to the report;
-//! - [`Update::HitLive`]: a symbol has a live `hit` or not;
+//! - [`Update::Executed`]: a symbol starts or stops being executed in this
+//!   shard (an end of a live edge, or a live `hit`);
 //! - [`Update::Covered`]: a symbol's covered time crosses `min_coverage`.
 //!
 //! A hot edge sighted a million times between two evaluations costs the
@@ -195,6 +196,9 @@ pub struct Aggregator {
     /// The last live hit of each symbol.
     hits: FxHashMap<Node, Time>,
     coverage: FxHashMap<Node, CoverageWindow>,
+    /// Per symbol, the live edges it is an end of plus one for a live hit:
+    /// it is executed (in this shard) while this is positive.
+    executed: FxHashMap<Node, u32>,
     /// Sightings not yet evaluated, in arrival order; sorted by the time
     /// they count from when `pending_sorted` (they mostly come in order).
     pending: Vec<Sighting>,
@@ -221,6 +225,7 @@ impl Aggregator {
             edges: FxHashMap::default(),
             hits: FxHashMap::default(),
             coverage: FxHashMap::default(),
+            executed: FxHashMap::default(),
             pending: Vec::new(),
             pending_sorted: true,
             due: VecDeque::new(),
@@ -328,6 +333,10 @@ impl Aggregator {
             }
         }
         self.pending = pending;
+        // (Before expiries: a hit may expire in the evaluation that takes it.)
+        for node in newly_hit {
+            self.count_executed(node, 1, now, out);
+        }
         // …then every key with a sighting expiring by now.
         while let Some(&(time, due)) = self.due.front() {
             if time > now {
@@ -348,7 +357,7 @@ impl Aggregator {
                     // already expired in this evaluation).
                     if (self.hits.get(&node)).is_some_and(|last| last.saturating_add(ttl) <= now) {
                         self.hits.remove(&node);
-                        out.push(Update::HitLive(node).at(now, -1));
+                        self.count_executed(node, -1, now, out);
                     }
                 }
                 Due::Coverage(node) => {
@@ -362,6 +371,7 @@ impl Aggregator {
             }
         }
 
+        let mut liveness = Vec::new();
         for (edge, before, quorum_before) in edges {
             let window = self.edges.get_mut(&edge).expect("touched edges are kept");
             window
@@ -375,6 +385,7 @@ impl Aggregator {
             if before.is_some() != after.is_some() {
                 let diff = if after.is_some() { 1 } else { -1 };
                 out.push(Update::LiveEdge(edge).at(now, diff));
+                liveness.push((edge, diff));
             }
             if window.quorum != quorum_before {
                 let diff = if window.quorum { 1 } else { -1 };
@@ -392,9 +403,11 @@ impl Aggregator {
                 self.edges.remove(&edge);
             }
         }
-        for node in newly_hit {
-            out.push(Update::HitLive(node).at(now, 1));
+        for ((a, u, v), diff) in liveness {
+            self.count_executed((a, u), diff, now, out);
+            self.count_executed((a, v), diff, now, out);
         }
+
         for (node, before) in coverage {
             let window = self
                 .coverage
@@ -413,6 +426,23 @@ impl Aggregator {
 }
 
 impl Aggregator {
+    /// Counts one more (`diff` 1) or one less (-1) reason for `node` to be
+    /// executed, and says so when it starts or stops being.
+    fn count_executed(&mut self, node: Node, diff: isize, now: Time, out: &mut Vec<Timed>) {
+        let count = self.executed.entry(node).or_default();
+        let before = *count > 0;
+        *count = count
+            .checked_add_signed(diff as i32)
+            .expect("executed counts stay positive");
+        let after = *count > 0;
+        if after != before {
+            out.push(Update::Executed(node).at(now, diff));
+        }
+        if !after {
+            self.executed.remove(&node);
+        }
+    }
+
     /// Everything live as of the last evaluation, as updates at `at`: what
     /// a dataflow that was told nothing yet needs (see
     /// `Options::final_only`).
@@ -427,8 +457,8 @@ impl Aggregator {
                 out.push(Update::QuorumMet(edge).at(at, 1));
             }
         }
-        for &node in self.hits.keys() {
-            out.push(Update::HitLive(node).at(at, 1));
+        for &node in self.executed.keys() {
+            out.push(Update::Executed(node).at(at, 1));
         }
         for (&node, window) in &self.coverage {
             if window.covered {
@@ -483,6 +513,17 @@ mod tests {
         }
     }
 
+    /// A hit older than a ttl before the evaluation that takes it comes
+    /// and goes within that evaluation: net nothing, and no count below 0.
+    #[test]
+    fn a_hit_may_expire_in_the_evaluation_that_takes_it() {
+        let mut a = Aggregator::new(&config(10));
+        a.add(Sighting::Hit { node: (0, 1), at: 5 });
+        let net: isize = run(&mut a, 100).iter().map(|(_, diff)| diff).sum();
+        assert_eq!(net, 0);
+        assert!(a.executed.is_empty());
+    }
+
     #[test]
     fn a_hot_edge_costs_one_update_per_evaluation() {
         let mut a = Aggregator::new(&config(100));
@@ -496,7 +537,9 @@ mod tests {
             got,
             [
                 (Update::LiveEdge(key), 1),
-                (Update::EdgeStats(key, stats(1000, 1, 10, 3)), 1)
+                (Update::EdgeStats(key, stats(1000, 1, 10, 3)), 1),
+                (Update::Executed((0, 1)), 1),
+                (Update::Executed((0, 2)), 1),
             ]
         );
         // The sightings at 11 count; nothing expires before 101.
@@ -521,6 +564,8 @@ mod tests {
             [
                 (Update::LiveEdge(key), -1),
                 (Update::EdgeStats(key, stats(100, 11, 11, 3)), -1),
+                (Update::Executed((0, 1)), -1),
+                (Update::Executed((0, 2)), -1),
             ]
         );
         assert_eq!(a.next_change(), None);
@@ -609,14 +654,14 @@ mod tests {
             from: 10,
             to: 40,
         });
-        assert_eq!(run(&mut a, 10), [(Update::HitLive(node), 1)]);
+        assert_eq!(run(&mut a, 10), [(Update::Executed(node), 1)]);
         // Covered from 40 on: [0, 40) is 40 ms; the hit at 50 keeps it live.
         assert_eq!(run(&mut a, 103), [(Update::Covered(node), 1)]);
         // At 120 the interval [0, 20) expired: [10, 40) is 30 ms, still enough.
         assert_eq!(run(&mut a, 120), []);
         assert_eq!(
             run(&mut a, 150),
-            [(Update::HitLive(node), -1), (Update::Covered(node), -1)]
+            [(Update::Executed(node), -1), (Update::Covered(node), -1)]
         );
         assert_eq!(a.next_change(), None);
     }

@@ -14,7 +14,7 @@ use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
 use crate::sets::{key_set, semijoin, KeySet};
 use crate::symbols::Names;
 use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact, Quarantine};
-use crate::window::{count_per_artifact, executed, EdgeStats};
+use crate::window::{count_per_artifact, EdgeStats};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 type Session<D> = InputSession<Time, D, isize>;
@@ -29,7 +29,7 @@ pub struct Inputs {
     live_edges: Session<EdgeKey>,
     quorum: Session<EdgeKey>,
     edge_stats: Session<(EdgeKey, EdgeStats)>,
-    hit: Session<Node>,
+    executed: Session<Node>,
     covered: Session<Node>,
 }
 
@@ -45,7 +45,7 @@ impl Inputs {
             Update::LiveEdge(e) => self.live_edges.update_at(e, time, diff),
             Update::QuorumMet(e) => self.quorum.update_at(e, time, diff),
             Update::EdgeStats(e, s) => self.edge_stats.update_at((e, s), time, diff),
-            Update::HitLive(n) => self.hit.update_at(n, time, diff),
+            Update::Executed(n) => self.executed.update_at(n, time, diff),
             Update::Covered(n) => self.covered.update_at(n, time, diff),
         }
     }
@@ -74,7 +74,7 @@ impl Inputs {
             &mut self.live_edges,
             &mut self.quorum,
             &mut self.edge_stats,
-            &mut self.hit,
+            &mut self.executed,
             &mut self.covered,
         ]
     }
@@ -117,7 +117,7 @@ pub fn build<'s>(
     let (live_edges_in, live_edges) = scope.new_collection();
     let (quorum_in, quorum) = scope.new_collection();
     let (edge_stats_in, edge_stats) = scope.new_collection();
-    let (hit_in, hit) = scope.new_collection();
+    let (executed_in, executed) = scope.new_collection();
     let (covered_in, covered) = scope.new_collection();
     let inputs = Inputs {
         snapshots: snapshots_in,
@@ -128,7 +128,7 @@ pub fn build<'s>(
         live_edges: live_edges_in,
         quorum: quorum_in,
         edge_stats: edge_stats_in,
-        hit: hit_in,
+        executed: executed_in,
         covered: covered_in,
     };
     let items = merge(
@@ -143,7 +143,7 @@ pub fn build<'s>(
             live_edges,
             quorum,
             edge_stats,
-            hit,
+            executed,
             covered,
         },
         Rules {
@@ -171,8 +171,8 @@ pub struct Evidence<'s> {
     pub quorum: Coll<'s, EdgeKey>,
     /// The statistics of each live edge, passed on to the report.
     pub edge_stats: Coll<'s, (EdgeKey, EdgeStats)>,
-    /// Symbols with a live `hit`.
-    pub hit: Coll<'s, Node>,
+    /// Executed symbols, once per aggregator shard that holds them.
+    pub executed: Coll<'s, Node>,
     /// Symbols covered for at least `min_coverage`.
     pub covered: Coll<'s, Node>,
 }
@@ -195,7 +195,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         names,
         quarantine,
     } = rules;
-    let executed = executed(evidence.live_edges.clone(), evidence.hit);
+    let executed = evidence.executed.distinct_total();
     let covered = evidence.covered;
 
     // The edge set changes only when an edge appears or expires, not with

@@ -36,8 +36,9 @@ pub enum Update {
     QuorumMet(EdgeKey),
     /// The statistics of a live observed edge.
     EdgeStats(EdgeKey, EdgeStats),
-    /// A symbol with a live `hit`.
-    HitLive(Node),
+    /// A symbol executed in one aggregator shard (an end of a live edge or
+    /// a symbol with a live `hit`); shards may repeat it.
+    Executed(Node),
     /// A symbol covered for at least `min_coverage`.
     Covered(Node),
 }

@@ -1,14 +1,14 @@
-//! Live runtime evidence in the dataflow: executed symbols and per-artifact
+//! Live runtime evidence in the dataflow: edge statistics and per-artifact
 //! counts. The live window itself (which edges are live, their statistics,
-//! live hits and covered symbols) is kept by [`crate::aggregate`]; the
+//! executed and covered symbols) is kept by [`crate::aggregate`]; the
 //! collections here hold exactly what it says is live now.
 
-use differential_dataflow::operators::{CountTotal, ThresholdTotal};
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::Time;
 
-use crate::model::{Artifact, EdgeKey, Node};
+use crate::model::{Artifact, Node};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 
@@ -21,14 +21,6 @@ pub struct EdgeStats {
     pub sources: u64,
     /// A live sighting carries an estimated count.
     pub estimated: bool,
-}
-
-/// Symbols that ran within the window: both ends of live edges and the
-/// symbols with live hits.
-pub fn executed<'s>(live: Coll<'s, EdgeKey>, hit: Coll<'s, Node>) -> Coll<'s, Node> {
-    live.flat_map(|(a, u, v)| [(a, u), (a, v)])
-        .concat(hit)
-        .distinct_total()
 }
 
 /// Length of the union of half-open intervals given in ascending order of `from`.
