@@ -162,8 +162,11 @@ pub struct ProbePlan {
     pub calls: u64,
     pub repeats: usize,
     pub attach_sizes: Vec<usize>,
-    /// Size argument of the Lua script (bench/lua/calls.lua).
+    /// Size argument of the Lua script (bench/lua/calls.lua) for the native
+    /// and `--budget` runs (long enough for the budget to settle).
     pub lua_scale: u32,
+    /// The same for the reference run under full exact probing.
+    pub lua_reference_scale: u32,
 }
 
 /// `etl`: the ETL decoder's speed on the shared traces.
@@ -239,7 +242,8 @@ impl Plan {
                 calls: 2_000_000,
                 repeats: 3,
                 attach_sizes: vec![100, 1_000, 10_000],
-                lua_scale: 1000,
+                lua_scale: 20_000,
+                lua_reference_scale: 200,
             },
             etl: EtlPlan {
                 dir: suites::external::default_etl_dir(),
@@ -295,6 +299,7 @@ impl Plan {
                 repeats: 1,
                 attach_sizes: vec![100],
                 lua_scale: 100,
+                lua_reference_scale: 100,
             },
             etl: EtlPlan {
                 runs: 1,
@@ -351,6 +356,7 @@ impl Plan {
                 repeats: 1,
                 attach_sizes: vec![10],
                 lua_scale: 5,
+                lua_reference_scale: 5,
             },
             ..quick
         }

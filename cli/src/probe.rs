@@ -203,22 +203,53 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
     {
         return plan(binary, functions.as_ref(), *json);
     }
-    let path = match &cmd {
+    if output_path(&cmd).is_some() {
+        // collect_to writes them there; the command may have our stdout.
+        return collect_to(cmd, &mut |_| Ok(()), true);
+    }
+    let mut output = Output::open(&None)?;
+    collect_to(cmd, &mut |records| output.write(records), false)
+}
+
+fn output_path(cmd: &ProbeCommand) -> Option<PathBuf> {
+    match cmd {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => {
             common.output.clone()
         }
         ProbeCommand::Etw(args) => args.output.clone(),
         ProbeCommand::Plan { .. } => None,
-    };
-    let mut output = Output::open(&path)?;
-    collect(cmd, &mut |records| output.write(records))
+    }
 }
 
-/// Runs a probe; every window's records go to `sink`.
+/// Runs a probe; every window's records go to `sink`, and to the `-o`
+/// file if one is given (under `watch`, which takes the records, that file
+/// keeps them).
+/// The caller keeps our standard output: a started command's goes to
+/// standard error.
 pub fn collect(
     cmd: ProbeCommand,
     sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
 ) -> Result<ExitCode, String> {
+    collect_to(cmd, sink, false)
+}
+
+/// [`collect`]; `stdout_free`: a started command may write to our standard
+/// output (the records go elsewhere).
+fn collect_to(
+    cmd: ProbeCommand,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    stdout_free: bool,
+) -> Result<ExitCode, String> {
+    let mut file = match output_path(&cmd) {
+        Some(path) => Some(Output::open(&Some(path))?),
+        None => None,
+    };
+    let sink = &mut |records: &[Record]| -> Result<(), String> {
+        if let Some(file) = file.as_mut() {
+            file.write(records)?;
+        }
+        sink(records)
+    };
     let common = match &cmd {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
         ProbeCommand::Etw(args) => return etw(args, sink),
@@ -245,7 +276,7 @@ pub fn collect(
         window: common.window,
         duration: common.duration,
         // Keep the record stream clean when it is our standard output.
-        command_stdout_to_stderr: common.output.is_none(),
+        command_stdout_to_stderr: !stdout_free,
     };
     let attach = |pid: Option<u32>| -> Result<Collector, String> {
         match &cmd {

@@ -15,8 +15,15 @@ use common::{scratch, BIN};
 /// The test program of the eBPF crate (known call pattern, a call through a
 /// function pointer, a qsort callback from libc), built with cc.
 fn calls_program(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/ebpf/tests/programs/calls.c");
-    let out = dir.join("calls");
+    program(dir, "calls")
+}
+
+/// tests/programs/NAME.c of the eBPF crate, built with cc.
+fn program(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../probes/ebpf/tests/programs")
+        .join(format!("{name}.c"));
+    let out = dir.join(name);
     let status = Command::new("cc")
         .args([
             "-O1",
@@ -491,6 +498,117 @@ fn watch_prints_verdict_and_conflict_changes_as_they_happen() {
         && c["conflict"]["kind"] == "runtime_edge_not_in_static"
         && c["conflict"]["caller"] == "main"
         && c["conflict"]["callee"] == "via_pointer"));
+    assert_clean();
+}
+
+/// `watch … exact --budget`: once the hot function leaves the probes its
+/// edges are estimated, no coverage claims it from then on (so the engine
+/// never finds it unobserved), while a function that never runs is found
+/// unobserved; `-o` keeps the records `watch` merged.
+#[test]
+fn watch_with_a_budget_estimates_paused_functions_and_never_claims_them() {
+    let Some(_guard) =
+        bpf_or_skip("watch_with_a_budget_estimates_paused_functions_and_never_claims_them")
+    else {
+        return;
+    };
+    let dir = scratch("watch-budget");
+    let prog = program(&dir, "hot");
+    let graph = dir.join("graph.ndjson");
+    std::fs::write(
+        &graph,
+        concat!(
+            r#"{"type":"graph","artifact":"hot@test","at":0,"nodes":["main","phase_a","phase_b","hot","cold_once","never_called"],"#,
+            r#""edges":[["main","phase_a"],["main","phase_b"],["phase_a","hot"],["phase_b","hot"],["main","cold_once"],["main","never_called"]],"entrypoints":["main"]}"#,
+            "\n",
+            r#"{"type":"targets","artifact":"hot@test","at":0,"symbols":["hot","cold_once","never_called"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let functions = dir.join("functions.txt");
+    std::fs::write(
+        &functions,
+        "main\nphase_a\nphase_b\nhot\ncold_once\nnever_called\n",
+    )
+    .unwrap();
+    let records_file = dir.join("records.ndjson");
+    let run = Command::new(BIN)
+        .arg("watch")
+        .arg("--graph")
+        .arg(&graph)
+        .args(["--min-coverage", "200ms"])
+        .args(["exact", "--artifact", "hot@test", "--budget", "10%"])
+        .args(["--window", "100ms", "--binary"])
+        .arg(&prog)
+        .arg("--functions")
+        .arg(&functions)
+        .arg("-o")
+        .arg(&records_file)
+        .arg("--")
+        .arg(&prog)
+        .arg("1.0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let budget = &summary(&stderr)["budget"];
+    assert_eq!(
+        budget["paused_functions"],
+        serde_json::json!(["hot"]),
+        "{budget}"
+    );
+
+    let records = records(&records_file);
+    let first_estimate = records
+        .iter()
+        .filter(|r| r["type"] == "edge" && r["callee"] == "hot" && r["estimated"] == true)
+        .map(|r| r["at"].as_u64().unwrap())
+        .min()
+        .expect("estimated edges of the paused function");
+    // Before the pause its edges were counted exactly; cold edges always are.
+    assert!(records.iter().any(|r| r["type"] == "edge"
+        && r["callee"] == "hot"
+        && r["estimated"].as_bool() != Some(true)
+        && r["at"].as_u64().unwrap() < first_estimate));
+    for r in records.iter().filter(|r| r["type"] == "edge") {
+        if r["callee"] != "hot" {
+            assert_ne!(r["estimated"], true, "{r}");
+        }
+    }
+    // Coverage claims the paused function only for windows that ended
+    // before it left the probes; the function that never runs all along.
+    let coverage: Vec<&Value> = records.iter().filter(|r| r["type"] == "coverage").collect();
+    let claims = |r: &Value, f: &str| r["symbols"].as_array().unwrap().iter().any(|s| s == f);
+    assert!(coverage
+        .iter()
+        .any(|c| c["from"].as_u64().unwrap() >= first_estimate));
+    for c in &coverage {
+        if claims(c, "hot") {
+            assert!(c["to"].as_u64().unwrap() < first_estimate, "{c}");
+        }
+        assert!(claims(c, "never_called") || c["symbols"].as_array().unwrap().is_empty());
+    }
+
+    // What the engine made of it: the paused function is never unobserved,
+    // the one that never ran is (cold_once may be until it runs, at the end).
+    let changes: Vec<Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unobserved = |f: &str| {
+        changes.iter().any(|c| {
+            c["diff"] == 1
+                && c["conflict"]["kind"] == "reachable_but_unobserved"
+                && c["conflict"]["symbol"] == f
+        })
+    };
+    assert!(unobserved("never_called"), "{changes:?}");
+    assert!(!unobserved("hot"), "{changes:?}");
+    assert!(changes.iter().any(|c| c["diff"] == 1
+        && c["verdict"]["target"] == "hot"
+        && c["verdict"]["state"] == "confirmed_reachable"));
     assert_clean();
 }
 

@@ -27,6 +27,7 @@ pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, String> {
     result["lua"] = crate::suites::probe_lua::run(
         &work_dir.join("probe-lua"),
         plan.lua_scale,
+        plan.lua_reference_scale,
         plan.repeats,
         10.0,
     )?;

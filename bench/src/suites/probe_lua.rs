@@ -35,6 +35,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU time (user + system) of the waited-for children so far, in seconds.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    s(usage.ru_utime) + s(usage.ru_stime)
+}
+
+/// Wall and CPU seconds of one native run.
+fn native_run(exe: &Path, script: &Path, scale: u32) -> Result<(f64, f64), String> {
+    let cpu = children_cpu_seconds();
+    let wall = native_seconds(exe, script, scale)?;
+    Ok((wall, children_cpu_seconds() - cpu))
+}
+
 fn native_seconds(exe: &Path, script: &Path, scale: u32) -> Result<f64, String> {
     let started = Instant::now();
     let out = Command::new(exe)
@@ -56,6 +72,9 @@ fn native_seconds(exe: &Path, script: &Path, scale: u32) -> Result<f64, String> 
 /// What one probed run of the Lua host gave.
 pub struct ProbedRun {
     pub seconds: f64,
+    /// CPU time of the traced program (user + system: the probes' traps
+    /// and BPF program run in its system time).
+    pub cpu_seconds: f64,
     pub records: Vec<Record>,
     pub summary: Value,
 }
@@ -107,6 +126,7 @@ pub fn probed_run(
     budget: Option<Budget>,
 ) -> Result<ProbedRun, String> {
     let started = Instant::now();
+    let cpu = children_cpu_seconds();
     let mut records = Vec::new();
     let outcome = run::run(
         &Target::Command(vec![exe.into(), script.into(), scale.to_string().into()]),
@@ -134,6 +154,7 @@ pub fn probed_run(
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = children_cpu_seconds() - cpu;
     if outcome.exit_code != 0 {
         return Err(format!(
             "{} exited with {}",
@@ -143,6 +164,7 @@ pub fn probed_run(
     }
     Ok(ProbedRun {
         seconds,
+        cpu_seconds,
         records,
         summary: outcome.summary,
     })
@@ -180,11 +202,37 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// Runs the Lua part of the suite at `scale` (the script's size argument):
-/// native, full exact probing and `--budget` probing, for both builds.
+/// Runs the Lua part of the suite: native and `--budget` probing at `scale`
+/// (the script's size argument; long, so that windows and the budget
+/// settle), and full exact probing at `reference_scale` (every call probed
+/// costs hundreds of times the program's own time), for both builds.
+/// The script repeats one mix of calls: its edges are those of a few rounds
+/// (`budget.edges_not_in_reference` counts the long run's edges that the
+/// reference lacks).
 pub fn run(
     work_dir: &Path,
     scale: u32,
+    reference_scale: u32,
+    repeats: usize,
+    budget_percent: f64,
+) -> Result<Value, String> {
+    run_builds(
+        work_dir,
+        &builds(),
+        scale,
+        reference_scale,
+        repeats,
+        budget_percent,
+    )
+}
+
+/// [`run`] on some of the [`builds`] (the comparisons between the two need
+/// both).
+pub fn run_builds(
+    work_dir: &Path,
+    builds: &[(&str, PathBuf)],
+    scale: u32,
+    reference_scale: u32,
     repeats: usize,
     budget_percent: f64,
 ) -> Result<Value, String> {
@@ -193,27 +241,54 @@ pub fn run(
     std::fs::write(&script, SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
     let mut out = serde_json::Map::new();
     let mut edge_sets = Vec::new();
-    for (name, exe) in builds() {
-        let (plans, _) = tracemerge_ebpf::exact::plan(&exe, None)?;
+    for (name, exe) in builds {
+        let exe = exe.as_path();
+        let (plans, _) = tracemerge_ebpf::exact::plan(exe, None)?;
         let plan = PlanSummary::of(&plans);
-        let native = median(
+        let full = probed_run(exe, &script, reference_scale, None)?;
+        let reference_native = median(
             (0..repeats.max(1))
-                .map(|_| native_seconds(&exe, &script, scale))
+                .map(|_| native_seconds(exe, &script, reference_scale))
                 .collect::<Result<_, _>>()?,
         );
-        let full = probed_run(&exe, &script, scale, None)?;
+        // Native runs just before and after the budgeted run (the
+        // machine's load moves): medians of wall and CPU time.
+        let mut natives = Vec::new();
+        for _ in 0..repeats.max(1).div_ceil(2) {
+            natives.push(native_run(exe, &script, scale)?);
+        }
         let full_edges = full.edges();
         let calls: u64 = full_edges.values().sum();
         let budgeted = probed_run(
-            &exe,
+            exe,
             &script,
             scale,
             Some(Budget::new(budget_percent / 100.0)),
         )?;
+        for _ in 0..repeats.max(1).div_ceil(2) {
+            natives.push(native_run(exe, &script, scale)?);
+        }
+        let native = median(natives.iter().map(|n| n.0).collect());
+        let native_cpu = median(natives.iter().map(|n| n.1).collect());
         let budget_edges = budgeted.edges();
         let found = full_edges
             .keys()
             .filter(|k| budget_edges.contains_key(k))
+            .count();
+        // Edges full probing found and the budget missed, most called first
+        // (their calls in the reference run).
+        let mut missed: Vec<(&(String, String), &u64)> = full_edges
+            .iter()
+            .filter(|(k, _)| !budget_edges.contains_key(*k))
+            .collect();
+        missed.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let missed: Vec<Value> = missed
+            .iter()
+            .map(|((caller, callee), n)| json!([caller, callee, n]))
+            .collect();
+        let not_in_reference = budget_edges
+            .keys()
+            .filter(|k| !full_edges.contains_key(*k))
             .count();
         // A claim is false when the function ran (full probing saw it) but
         // the budgeted run neither saw it run nor left it out of coverage.
@@ -249,22 +324,32 @@ pub fn run(
             *states.entry(s.as_str()).or_default() += 1;
         }
         out.insert(
-            name.into(),
+            name.to_string(),
             json!({
                 "entries": plan.to_json(),
                 "native_s": round(native, 4),
+                "native_cpu_s": round(native_cpu, 4),
+                "reference_native_s": round(reference_native, 4),
                 "exact_s": round(full.seconds, 4),
-                "exact_over_native": round(full.seconds / native, 2),
+                "exact_over_native": round(full.seconds / reference_native, 2),
                 "calls": calls,
                 "edges": full_edges.len(),
-                "cost_per_call_ns": ((full.seconds - native) / calls.max(1) as f64 * 1e9).round(),
+                "cost_per_call_ns": ((full.seconds - reference_native) / calls.max(1) as f64 * 1e9).round(),
                 "losses": full.summary["losses"],
                 "budget": {
                     "percent": budget_percent,
                     "wall_s": round(budgeted.seconds, 4),
                     "wall_over_native": round(budgeted.seconds / native, 3),
+                    "cpu_s": round(budgeted.cpu_seconds, 3),
+                    "cpu_over_native": round(budgeted.cpu_seconds / native_cpu, 3),
+                    "native_walls_s": natives.iter().map(|n| round(n.0, 3)).collect::<Vec<_>>(),
+                    "process_system_ms": budgeted.summary["budget"]["process_system_ms"],
+                    "cost_scale": budgeted.summary["budget"]["cost_scale"],
                     "edges": budget_edges.len(),
                     "edge_recall_vs_exact": round(found as f64 / full_edges.len().max(1) as f64, 4),
+                    "edges_missed": missed,
+                    "edges_not_in_reference": not_in_reference,
+                    "probe_cost_estimate_ms": budgeted.summary["budget"]["probe_cost_ms"],
                     "paused": budgeted.summary["budget"]["paused"],
                     "visits": budgeted.summary["budget"]["visits"],
                     "estimated_edges": budgeted.summary["budget"]["estimated_edges"],
@@ -279,12 +364,16 @@ pub fn run(
         );
         edge_sets.push(full_edges);
     }
+    out.insert("scale".into(), json!(scale));
+    out.insert("reference_scale".into(), json!(reference_scale));
+    if edge_sets.len() < 2 {
+        return Ok(Value::Object(out));
+    }
     // The same program: the same edges and counts, whichever the entries.
     let same_edges = edge_sets[0].keys().eq(edge_sets[1].keys());
     let same_counts = edge_sets[0] == edge_sets[1];
     let cost = |k: &str| out[k]["cost_per_call_ns"].as_f64().unwrap_or(f64::NAN);
     let ratio = round(cost("nop_entries") / cost("plain"), 3);
-    out.insert("scale".into(), json!(scale));
     out.insert("same_edges_both_builds".into(), json!(same_edges));
     out.insert("same_counts_both_builds".into(), json!(same_counts));
     out.insert("nop_cost_over_plain_cost".into(), json!(ratio));

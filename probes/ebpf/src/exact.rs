@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tracemerge_records::{Coverage, EdgeObservation, Record};
 
-use crate::budget::{choose_pauses, estimate, Budget, Load};
+use crate::budget::{choose_pauses, choose_visit, estimate, Budget, Candidate, Ledger, Load};
 use crate::demangle::{demangle, NameStyle, Namer};
 use crate::elf::ElfInfo;
 use crate::elf::Symbol;
@@ -119,6 +119,14 @@ pub struct BudgetSummary {
     pub link_rebuilds: u64,
     /// Edge records whose counts are estimates.
     pub estimated_edges: u64,
+    /// The session's ledger: wall time of the windows and the probes'
+    /// estimated cost in it (calls × cost of their entry kind).
+    pub ledger: Ledger,
+    /// The traced process's CPU time (user + system) and its system time,
+    /// which is where the probes' cost lands (`None`: no single process).
+    pub cpu: Option<Ledger>,
+    /// Measured cost ÷ estimated cost (scales the per-call costs).
+    pub cost_scale: f64,
 }
 
 impl BudgetSummary {
@@ -130,6 +138,11 @@ impl BudgetSummary {
             "visits": self.visits,
             "link_rebuilds": self.link_rebuilds,
             "estimated_edges": self.estimated_edges,
+            "elapsed_ms": self.ledger.elapsed_ms.round(),
+            "probe_cost_ms": self.ledger.spent_ms.round(),
+            "process_cpu_ms": self.cpu.map(|c| c.elapsed_ms.round()),
+            "process_system_ms": self.cpu.map(|c| c.spent_ms.round()),
+            "cost_scale": (self.cost_scale * 1e3).round() / 1e3,
         })
     }
 }
@@ -149,11 +162,56 @@ fn unprobed_ms(ms: f64, callers: &BTreeMap<String, u64>, kind: EntryKind) -> f64
     (ms - calls as f64 * kind.cost_ns() / 1e6).max(ms * 0.05)
 }
 
+/// CPU time of a process so far, in ms.
+#[derive(Clone, Copy, Debug)]
+struct CpuTimes {
+    user_ms: f64,
+    system_ms: f64,
+}
+
+/// From /proc/PID/stat (fields 14 and 15, in clock ticks).
+fn cpu_times(pid: u32) -> Option<CpuTimes> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some(CpuTimes {
+        user_ms: ticks(11)? * 1e3 / hz,
+        system_ms: ticks(12)? * 1e3 / hz,
+    })
+}
+
+impl BudgetState {
+    /// Measured ÷ estimated cost of the probes so far (1 until both are
+    /// large enough to compare), within [0.25, 50].
+    fn cost_scale(&self) -> f64 {
+        match &self.cpu {
+            Some((cpu, _)) if self.ledger.spent_ms > 20.0 && cpu.spent_ms > 50.0 => {
+                (cpu.spent_ms / self.ledger.spent_ms).clamp(0.25, 50.0)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// The credit left: from the process's CPU times when there is one
+    /// process, else from the estimate, less the visits started since.
+    fn credit_ms(&self) -> f64 {
+        let credit = match &self.cpu {
+            Some((cpu, _)) => cpu.credit_ms(self.budget.fraction),
+            None => self.ledger.credit_ms(self.budget.fraction),
+        };
+        credit - self.committed_ms
+    }
+}
+
 /// Paused functions back in a link of their own for a short while.
 struct Visit {
-    link: Option<OwnedFd>,
+    link: OwnedFd,
     functions: Vec<usize>,
     started: Instant,
+    /// How long it is to last.
     ms: f64,
 }
 
@@ -163,10 +221,25 @@ struct BudgetState {
     /// Generation of the current links (the high half of their cookies).
     generation: u32,
     paused: Vec<bool>,
-    /// Window number of each paused function's next visit.
-    next_visit: Vec<u64>,
+    /// Window of each paused function's last visit (or of its pause).
+    last_visit: Vec<u64>,
+    /// Windows ended so far.
     window: u64,
+    /// Callers seen so far, per function.
+    known_callers: Vec<std::collections::HashSet<String>>,
+    /// Window in which each function last had a new caller.
+    new_caller_in: Vec<u64>,
+    ledger: Ledger,
+    /// The traced process's CPU time as a ledger (spent: its system time,
+    /// where the traps and the BPF program run) and the last reading.
+    cpu: Option<(Ledger, CpuTimes)>,
     visit: Option<Visit>,
+    /// How long each function was visited in the current window.
+    visited_ms: std::collections::HashMap<usize, f64>,
+    /// Estimated cost of the visits started since the ledger's last update.
+    committed_ms: f64,
+    /// An error attaching a visit between windows, reported at the drain.
+    visit_error: Option<String>,
     rates: std::collections::HashMap<usize, Rate>,
     /// Entry kind of each function (its cost per call).
     kinds: Vec<EntryKind>,
@@ -346,9 +419,19 @@ impl Session {
                 budget,
                 generation: 0,
                 paused: vec![false; names.len()],
-                next_visit: vec![0; names.len()],
+                last_visit: vec![0; names.len()],
                 window: 0,
+                known_callers: vec![Default::default(); names.len()],
+                new_caller_in: vec![0; names.len()],
+                ledger: Ledger::default(),
+                cpu: config
+                    .pid
+                    .and_then(cpu_times)
+                    .map(|t| (Ledger::default(), t)),
                 visit: None,
+                visited_ms: Default::default(),
+                committed_ms: 0.0,
+                visit_error: None,
                 rates: Default::default(),
                 kinds: plans.iter().map(|p| p.kind).collect(),
                 last_window: BTreeMap::new(),
@@ -421,46 +504,70 @@ impl Session {
     pub fn drain(&mut self) -> Result<Vec<Record>, String> {
         let now = now_ms();
         self.end_visit();
+        if let Some(e) = self.budget.as_mut().and_then(|b| b.visit_error.take()) {
+            return Err(e);
+        }
         let window_ms = now.saturating_sub(self.window_start).max(1) as f64;
         let entries = self.read_counts()?;
         let records = self.window(entries, now)?;
         if self.budget.is_some() {
             self.rebalance(window_ms)?;
-            self.start_visits()?;
+            self.start_visit()?;
         }
         Ok(records)
     }
 
     /// Called often (every few ms) by the collection loop: ends a visit of
-    /// paused functions once it has lasted long enough.
+    /// paused functions once it has lasted long enough, and starts the next
+    /// one if the credit allows.
     pub fn tick(&mut self) {
-        let due = self.budget.as_ref().is_some_and(|b| {
-            b.visit
+        let Some(state) = self.budget.as_ref() else {
+            return;
+        };
+        if state.visit.is_some() {
+            let due = state
+                .visit
                 .as_ref()
-                .is_some_and(|v| v.link.is_some() && v.started.elapsed() >= b.budget.revisit_for)
-        });
-        if due {
+                .is_some_and(|v| v.started.elapsed().as_secs_f64() * 1e3 >= v.ms);
+            if !due {
+                return;
+            }
             self.end_visit();
+        }
+        if let Err(e) = self.start_visit() {
+            if let Some(state) = self.budget.as_mut() {
+                state.visit_error = Some(e);
+            }
         }
     }
 
-    /// Closes the visit link (if open) and notes how long it was in place.
+    /// Closes the visit link (if open) and notes how long each of its
+    /// functions was visited.
     fn end_visit(&mut self) {
-        if let Some(visit) = self.budget.as_mut().and_then(|b| b.visit.as_mut()) {
-            if let Some(link) = visit.link.take() {
-                drop(link);
-                visit.ms = visit.started.elapsed().as_secs_f64() * 1e3;
+        let Some(state) = self.budget.as_mut() else {
+            return;
+        };
+        if let Some(visit) = state.visit.take() {
+            drop(visit.link);
+            let ms = visit.started.elapsed().as_secs_f64() * 1e3;
+            for f in visit.functions {
+                *state.visited_ms.entry(f).or_default() += ms;
             }
         }
     }
 
     /// Budget mode, after a window: pauses the functions whose probes cost
-    /// too much (they leave the link, rebuilt without them).
+    /// too much (they leave the link, rebuilt without them), once the
+    /// warm-up is over.
     fn rebalance(&mut self, window_ms: f64) -> Result<(), String> {
         let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
         state.window += 1;
+        if state.window < state.budget.warmup_windows {
+            return Ok(());
+        }
+        let last = state.window - 1;
         let loads: Vec<Load> = state
             .last_window
             .iter()
@@ -469,17 +576,21 @@ impl Session {
                 function: f,
                 calls: callers.values().sum(),
                 kind: state.kinds[f],
+                stable: state.new_caller_in[f] < last,
             })
             .collect();
-        let newly = choose_pauses(&loads, window_ms * 1e6, state.budget.fraction);
+        let newly = choose_pauses(
+            &loads,
+            window_ms * 1e6,
+            state.budget.fraction,
+            state.cost_scale(),
+        );
         if newly.is_empty() {
             return Ok(());
         }
-        let every = state.budget.revisit_every.max(1);
-        for (i, &f) in newly.iter().enumerate() {
+        for &f in &newly {
             state.paused[f] = true;
-            // Spread the visits over the period.
-            state.next_visit[f] = state.window + every + (i as u64 % every);
+            state.last_visit[f] = state.window;
             let callers = state.last_window.get(&f).cloned().unwrap_or_default();
             let ms = unprobed_ms(window_ms, &callers, state.kinds[f]);
             state.rates.insert(f, Rate { ms, callers });
@@ -538,38 +649,61 @@ impl Session {
     }
 
     /// Puts the paused functions whose turn it is back in a link of their
-    /// own until [`Session::tick`] ends the visit.
-    fn start_visits(&mut self) -> Result<(), String> {
+    /// own until [`Session::tick`] ends the visit (see
+    /// [`crate::budget::choose_visit`]). Each function visits at most once
+    /// every `revisit_every` windows.
+    fn start_visit(&mut self) -> Result<(), String> {
         let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
-        let due: Vec<usize> = (0..self.names.len())
-            .filter(|&f| state.paused[f] && state.next_visit[f] <= state.window)
-            .take(state.budget.revisits_at_once)
-            .collect();
-        if due.is_empty() {
-            state.visit = None;
+        if state.visit.is_some() || !self.attached {
             return Ok(());
         }
-        let offsets: Vec<u64> = due.iter().map(|&f| self.offsets[f]).collect();
-        let cookies: Vec<u64> = due
+        let every = state.budget.revisit_every.max(1);
+        let scale = state.cost_scale();
+        let candidates: Vec<Candidate> = (0..self.names.len())
+            .filter(|&f| state.paused[f] && state.last_visit[f] + every <= state.window)
+            .map(|f| {
+                let load = state.rates.get(&f).map_or(1e3, |r| {
+                    let calls: u64 = r.callers.values().sum();
+                    calls as f64 / r.ms.max(1e-3) * state.kinds[f].cost_ns() / 1e6 * scale
+                });
+                Candidate {
+                    function: f,
+                    last_visit: state.last_visit[f],
+                    load,
+                }
+            })
+            .collect();
+        let Some(plan) = choose_visit(
+            &candidates,
+            state.budget.revisit_for.as_secs_f64() * 1e3,
+            state.credit_ms(),
+            state.budget.revisits_at_once,
+        ) else {
+            return Ok(());
+        };
+        let offsets: Vec<u64> = plan.functions.iter().map(|&f| self.offsets[f]).collect();
+        let cookies: Vec<u64> = plan
+            .functions
             .iter()
             .map(|&f| ((state.generation as u64) << 32) | f as u64)
             .collect();
         let link =
             crate::sys::uprobe_multi_link(&self._prog, &self.binary, &offsets, &cookies, self.pid)
                 .map_err(|e| format!("attaching a visit of paused functions: {e}"))?;
-        for &f in &due {
-            state.next_visit[f] = state.window + state.budget.revisit_every.max(1);
+        for &f in &plan.functions {
+            state.last_visit[f] = state.window;
         }
+        state.committed_ms += plan.cost_ms;
         if let Some(summary) = self.summary.budget.as_mut() {
-            summary.visits += due.len() as u64;
+            summary.visits += plan.functions.len() as u64;
         }
         state.visit = Some(Visit {
-            link: Some(link),
-            functions: due,
+            link,
+            functions: plan.functions,
             started: Instant::now(),
-            ms: 0.0,
+            ms: plan.ms,
         });
         Ok(())
     }
@@ -636,23 +770,49 @@ impl Session {
                 .or_default() += hits;
         }
         let window_ms = now.saturating_sub(self.window_start).max(1) as f64;
+        if let Some(state) = self.budget.as_mut() {
+            // The ledger: what the calls counted in the window cost.
+            state.ledger.elapsed_ms += window_ms;
+            for (&f, callers) in &measured {
+                let calls: u64 = callers.values().sum();
+                state.ledger.spent_ms += calls as f64 * state.kinds[f].cost_ns() / 1e6;
+                for caller in callers.keys() {
+                    if state.known_callers[f].insert(caller.clone()) {
+                        state.new_caller_in[f] = state.window;
+                    }
+                }
+            }
+            if let Some((cpu, last)) = state.cpu.as_mut() {
+                if let Some(now) = cpu_times(self.pid) {
+                    let system = (now.system_ms - last.system_ms).max(0.0);
+                    let user = (now.user_ms - last.user_ms).max(0.0);
+                    cpu.elapsed_ms += user + system;
+                    cpu.spent_ms += system;
+                    *last = now;
+                }
+            }
+            state.committed_ms = 0.0;
+            let scale = state.cost_scale();
+            if let Some(summary) = self.summary.budget.as_mut() {
+                summary.ledger = state.ledger;
+                summary.cpu = state.cpu.map(|(c, _)| c);
+                summary.cost_scale = scale;
+            }
+        }
         // (caller, callee) → (hits, estimated)
         let mut edges: BTreeMap<(String, String), (u64, bool)> = BTreeMap::new();
         if let Some(state) = self.budget.as_mut() {
             // A paused function's counts are estimates: its last measured
             // rate per caller over the window, or what a visit measured,
             // scaled to the window.
-            let visited = state
-                .visit
-                .as_ref()
-                .filter(|v| v.link.is_none() && v.ms > 0.0);
             for (f, rate) in state.rates.iter_mut() {
-                if let Some(v) = visited.filter(|v| v.functions.contains(f)) {
+                if let Some(&ms) = state.visited_ms.get(f).filter(|ms| **ms > 0.0) {
                     let callers = measured.get(f).cloned().unwrap_or_default();
-                    let ms = unprobed_ms(v.ms, &callers, state.kinds[*f]);
+                    let ms = unprobed_ms(ms, &callers, state.kinds[*f]);
                     *rate = Rate { ms, callers };
                 }
             }
+            state.visited_ms.clear();
             for f in (0..self.names.len()).filter(|&f| state.paused[f]) {
                 let mut callers: BTreeMap<String, u64> = BTreeMap::new();
                 if let Some(rate) = state.rates.get(&f) {
@@ -667,9 +827,6 @@ impl Session {
                 for (caller, n) in callers.into_iter().filter(|(_, n)| *n > 0) {
                     edges.insert((caller, self.names[f].clone()), (n, true));
                 }
-            }
-            if visited.is_some() {
-                state.visit = None;
             }
         }
         for (&f, callers) in &measured {
