@@ -14,8 +14,8 @@ pub use config::{
     parse_duration, parse_nonzero_duration, Config, DurationError, Strategy, DURATION_HELP,
 };
 pub use record::{
-    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
-    Targets, Time, MAX_TIME,
+    union_length, Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record,
+    StaticEdge, Targets, Time, MAX_TIME,
 };
 pub use report::{
     ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State,
