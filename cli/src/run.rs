@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracemerge_dataflow::{run, Event, Options, RunError};
-use tracemerge_records::{parse_duration, Config, Record, Report, Strategy, Time};
+use tracemerge_records::args::ConfigArgs;
+use tracemerge_records::{Config, Record, Report, Time};
 
 /// Options shared by every command that runs the engine.
 #[derive(clap::Args, Clone, Debug)]
@@ -19,21 +20,8 @@ pub struct EngineArgs {
     pub files: Vec<String>,
     #[command(flatten)]
     pub static_graph: StaticGraphArgs,
-    /// How long an observation stays live. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub ttl: Time,
-    /// How far behind the watermark a record may arrive. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
-    pub lateness: Time,
-    /// union, static or quorum:HITS:SOURCES.
-    #[arg(long, default_value = "union")]
-    pub strategy: Strategy,
-    /// Symbols (one per line) or edges (`caller -> callee`) never accepted.
-    #[arg(long)]
-    pub quarantine: Option<PathBuf>,
-    /// How long a target must be covered before it counts as unobserved. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
-    pub min_coverage: Time,
+    #[command(flatten)]
+    pub config_args: ConfigArgs,
     /// Count malformed records in stats.invalid and go on, instead of stopping.
     #[arg(long)]
     pub keep_going: bool,
@@ -151,21 +139,9 @@ impl ClusterArgs {
 
 impl EngineArgs {
     pub fn config(&self) -> Result<Config, String> {
-        let mut config = Config {
-            ttl: self.ttl,
-            lateness: self.lateness,
-            strategy: self.strategy,
-            min_coverage: self.min_coverage,
-            ..Config::default()
-        };
-        if let Some(path) = &self.quarantine {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            config
-                .add_quarantine(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(config)
+        self.config_args.config(|path| {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+        })
     }
 
     fn options(&self) -> Result<Options, String> {
@@ -489,12 +465,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (args.ttl, args.lateness, args.min_coverage),
+            (
+                args.config_args.ttl,
+                args.config_args.lateness,
+                args.config_args.min_coverage
+            ),
             (10_000, 0, 250)
         );
         let defaults = parse(&[]).unwrap();
         assert_eq!(
-            (defaults.ttl, defaults.lateness, defaults.min_coverage),
+            (
+                defaults.config_args.ttl,
+                defaults.config_args.lateness,
+                defaults.config_args.min_coverage
+            ),
             (600_000, 0, 60_000)
         );
         for option in ["--ttl", "--lateness", "--min-coverage"] {
