@@ -16,20 +16,20 @@
 //! follow one artifact each where the semantics are per artifact
 //! ([`Recompute`] ignores the records of other artifacts).
 //!
-//! One file per job: [`fx`] the hasher, [`interner`] the string ids,
-//! [`window`] the live window both keep, [`dedup`] and [`recompute`] the two
-//! baselines, [`graph`] the integer graphs and traversals of `recompute`.
+//! One file per job: [`fx`] the hasher, [`window`] the live window both
+//! keep, [`dedup`] and [`recompute`] the two baselines, [`graph`] the integer
+//! graphs and traversals of `recompute`; string ids come from the one
+//! interner, [`Interner`] (`tracemerge_records::intern`).
 
 pub mod dedup;
 pub mod fx;
 pub mod graph;
-pub mod interner;
 pub mod recompute;
 pub mod window;
 
 pub use dedup::{DedupSummary, HashDedup};
 pub use fx::{FxHasher, FxMap, FxSet};
 pub use graph::{bfs, reach, Bits, Csr};
-pub use interner::Interner;
 pub use recompute::{IdConflict, IdVerdict, Outcome, Recompute};
+pub use tracemerge_records::intern::Interner;
 pub use window::{EdgeAgg, EdgeKey, SymbolKey, Window};

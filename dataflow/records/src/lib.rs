@@ -4,12 +4,14 @@
 //!
 //! Sources, probes, the dataflow and the CLI all speak these types, so this
 //! crate stays small: serde, serde_json for the canonical form, blake3 for the
-//! digest, thiserror for its error types, nothing else; with the feature
+//! digest, thiserror for its error types, rustc-hash for the one string
+//! interner ([`intern`]), nothing else; with the feature
 //! `clap`, also the command-line options of a [`Config`] (module `args`).
 
 #[cfg(feature = "clap")]
 pub mod args;
 pub mod config;
+pub mod intern;
 pub mod record;
 pub mod report;
 
