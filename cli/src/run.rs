@@ -407,8 +407,8 @@ pub fn watch(
             if let Event::Change(change) = event {
                 if matches!(
                     change.item,
-                    tracemerge_records::Item::Verdict { .. }
-                        | tracemerge_records::Item::Conflict { .. }
+                    tracemerge_records::ChangeItem::Verdict { .. }
+                        | tracemerge_records::ChangeItem::Conflict { .. }
                 ) {
                     let line = serde_json::to_string(&change).expect("changes serialize");
                     let _ = writeln!(out, "{line}").and_then(|_| out.flush());

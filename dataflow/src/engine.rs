@@ -27,7 +27,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::ProbeHandle;
-use tracemerge_records::{ArtifactReport, Change, Config, Item, Record, Report, Stats, Time};
+use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Record, Report, Stats, Time};
 
 use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
@@ -410,7 +410,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     let mut rounds: VecDeque<Time> = VecDeque::new();
     let mut sink = (worker.index() == 0).then(|| Sink {
         pending,
-        polled: None,
+        polled: Polled::Stale,
         state: HashMap::new(),
         edges: HashMap::new(),
         reports: VecDeque::new(),
@@ -483,7 +483,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                 Ok(Msg::Report { as_of, stats, last }) => {
                     if let Some(sink) = sink.as_mut() {
                         sink.reports.push_back((as_of, stats, last));
-                        sink.polled = None;
+                        sink.polled = Polled::Stale;
                     }
                 }
                 Err(TryRecvError::Empty) => break,
@@ -549,7 +549,7 @@ fn abandon(worker: &mut timely::worker::Worker) {
 struct Sink {
     pending: Pending,
     /// The frontier of the last poll: nothing new is final until it moves.
-    polled: Option<Option<Time>>,
+    polled: Polled,
     /// Every output but the edge parts, with its multiplicity.
     state: HashMap<Output, i64>,
     /// The parts of each observed edge ([`EdgeParts`]).
@@ -561,15 +561,24 @@ struct Sink {
     events: Events,
 }
 
+/// When a [`Sink`] last took in output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Polled {
+    /// Not since a report became due: the next poll must look.
+    Stale,
+    /// At this frontier (`None`: the empty one, all input in).
+    At(Option<Time>),
+}
+
 impl Sink {
     /// Takes in every output update before `frontier` (all of them when
     /// `None`), emitting changes and due reports in event-time order.
     fn poll(&mut self, frontier: Option<Time>) {
         let before = |t: Time| frontier.is_none_or(|f| t < f);
-        if self.polled == Some(frontier) {
+        if self.polled == Polled::At(frontier) {
             return;
         }
-        self.polled = Some(frontier);
+        self.polled = Polled::At(frontier);
         let mut ready: Vec<(Time, Output, i64)> = {
             let mut pending = self.pending.borrow_mut();
             let later = match frontier {
@@ -631,7 +640,7 @@ impl Sink {
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the items they showed before.
-        let mut touched: HashMap<EdgeKey, Vec<Item>> = HashMap::new();
+        let mut touched: HashMap<EdgeKey, Vec<ChangeItem>> = HashMap::new();
         // Removals first: a part that changes is retracted, then added anew.
         let removals = at_time.iter().filter(|(_, _, diff)| *diff < 0);
         let additions = at_time.iter().filter(|(_, _, diff)| *diff >= 0);
@@ -713,20 +722,20 @@ impl Sink {
             .chain(edge_items);
         for item in items {
             match item {
-                Item::Edge { artifact, edge } => artifacts
+                ChangeItem::Edge { artifact, edge } => artifacts
                     .entry(artifact)
                     .or_default()
                     .observed_edges
                     .push(edge),
-                Item::Reach { artifact, reach } => {
+                ChangeItem::Reach { artifact, reach } => {
                     artifacts.entry(artifact).or_default().reach = reach
                 }
-                Item::Verdict { artifact, verdict } => artifacts
+                ChangeItem::Verdict { artifact, verdict } => artifacts
                     .entry(artifact)
                     .or_default()
                     .verdicts
                     .push(verdict),
-                Item::Conflict { artifact, conflict } => artifacts
+                ChangeItem::Conflict { artifact, conflict } => artifacts
                     .entry(artifact)
                     .or_default()
                     .conflicts

@@ -3,8 +3,9 @@
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Hop, Resolution, Strategy, Time};
+use tracemerge_records::{Config, Hop, Reach, Resolution, Strategy, Time};
 
 use crate::closure::{bfs_parents, reachable, witness_paths, Hops};
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
@@ -338,25 +339,40 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         .concat(conflicts.map(|(artifact, conflict)| Output::Conflict { artifact, conflict }))
 }
 
+/// What a count in [`reach_sizes`] is of: that an artifact is listed (it
+/// sorts first), or the size of one of its closures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Counted {
+    Listed,
+    Static,
+    Runtime,
+    Effective,
+}
+
 /// The sizes of the static, runtime and effective closures of every listed artifact.
 fn reach_sizes<'s>(listed: Coll<'s, Artifact>, closures: [Coll<'s, Node>; 3]) -> Coll<'s, Output> {
-    let mut sizes = listed.map(|a| (a, (0u8, 0u64)));
-    for (i, closure) in closures.into_iter().enumerate() {
-        let tag = i as u8 + 1;
-        sizes = sizes.concat(count_per_artifact(closure).map(move |(a, n)| (a, (tag, n))));
+    let mut sizes = listed.map(|a| (a, (Counted::Listed, 0u64)));
+    let kinds = [Counted::Static, Counted::Runtime, Counted::Effective];
+    for (kind, closure) in kinds.into_iter().zip(closures) {
+        sizes = sizes.concat(count_per_artifact(closure).map(move |(a, n)| (a, (kind, n))));
     }
     sizes
-        .reduce(|_a, tagged, out| {
-            if tagged[0].0 .0 != 0 {
+        .reduce(|_a, counted, out| {
+            if counted[0].0 .0 != Counted::Listed {
                 return; // not a listed artifact
             }
-            let size = |tag: u8| {
-                tagged
+            let size = |kind: Counted| {
+                counted
                     .iter()
-                    .find(|((t, _), _)| *t == tag)
+                    .find(|((k, _), _)| *k == kind)
                     .map_or(0, |((_, n), _)| *n)
             };
-            out.push(((size(1), size(2), size(3)), 1));
+            let reach = Reach {
+                static_: size(Counted::Static),
+                runtime: size(Counted::Runtime),
+                effective: size(Counted::Effective),
+            };
+            out.push((reach, 1));
         })
         .map(|(artifact, reach)| Output::Reach { artifact, reach })
 }

@@ -23,6 +23,6 @@ pub use record::{
     StaticEdge, Targets, Time, MAX_TIME,
 };
 pub use report::{
-    ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State,
-    Stats, Verdict, Vex, REPORT_SCHEMA,
+    ArtifactReport, Change, ChangeItem, Conflict, Hop, ObservedEdge, Reach, Report, Resolution,
+    State, Stats, Verdict, Vex, REPORT_SCHEMA,
 };
