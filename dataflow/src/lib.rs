@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 pub mod profile;
 pub mod sets;
+mod sink;
 pub mod symbols;
 pub mod verdict;
 pub mod window;
