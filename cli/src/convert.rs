@@ -123,7 +123,7 @@ pub fn run(
     inputs: Vec<String>,
     output: String,
     to: Option<OutputFormat>,
-    static_graph: crate::run::StaticGraphArgs,
+    static_graph: crate::args::StaticGraphArgs,
 ) -> Result<ExitCode, String> {
     let (format, gzip) = output_format(&output, to)?;
     if output != "-" {

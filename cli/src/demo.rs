@@ -15,7 +15,7 @@ pub fn run(output: Option<PathBuf>) -> Result<ExitCode, String> {
         summary(&report, records.len(), &config.strategy.to_string())
     );
     let path = output.unwrap_or_else(|| std::env::temp_dir().join("tracemerge-demo-report.json"));
-    crate::run::write_report(&report, Some(&path))?;
+    crate::merge::write_report(&report, Some(&path))?;
     println!("\nfull report: {}  ({})", path.display(), report.digest);
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ pub struct EvalArgs {
     #[arg(required = true)]
     inputs: Vec<String>,
     #[command(flatten)]
-    static_graph: crate::run::StaticGraphArgs,
+    static_graph: crate::args::StaticGraphArgs,
     /// How long a runtime sighting stays live [default: for ever, so every
     /// edge of a recording counts].
     #[arg(long, value_parser = tracemerge_records::parse_duration)]

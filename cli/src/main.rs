@@ -1,12 +1,15 @@
 //! The `tracemerge` command (DESIGN.md §8).
 
+mod args;
 mod bench;
 mod convert;
 mod demo;
 mod etl;
 mod eval;
+mod generate;
+mod merge;
 mod probe;
-mod run;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +41,7 @@ enum Command {
     #[command(disable_help_flag = true)]
     Merge {
         #[command(flatten)]
-        engine: run::EngineArgs,
+        engine: args::EngineArgs,
         /// Write the report here instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -49,10 +52,10 @@ enum Command {
     #[command(disable_help_flag = true)]
     Replay {
         #[command(flatten)]
-        engine: run::EngineArgs,
+        engine: args::EngineArgs,
         /// max, or a factor of event time to wall time such as 1x or 10x.
         #[arg(long, default_value = "max")]
-        speed: run::Speed,
+        speed: merge::Speed,
         /// Also write the final report here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -107,7 +110,7 @@ enum Command {
         #[arg(long, value_enum)]
         to: Option<convert::OutputFormat>,
         #[command(flatten)]
-        static_graph: run::StaticGraphArgs,
+        static_graph: args::StaticGraphArgs,
     },
     /// Research mode: how much of what ran did the static call graph
     /// contain (recall, missed edges by class, verdicts they change).
@@ -147,13 +150,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { output } => demo::run(output),
-        Command::Merge { engine, output, .. } => run::merge(engine, output),
+        Command::Merge { engine, output, .. } => merge::merge(engine, output),
         Command::Replay {
             engine,
             speed,
             report,
             ..
-        } => run::replay(engine, speed, report),
+        } => merge::replay(engine, speed, report),
         Command::Generate {
             functions,
             records,
@@ -167,7 +170,7 @@ fn main() -> ExitCode {
         } => {
             use tracemerge_scenarios::workload::Workload;
             if fleet {
-                run::generate(Workload::fleet(seed, records).fleet_stream(), output)
+                generate::generate(Workload::fleet(seed, records).fleet_stream(), output)
             } else {
                 let workload = Workload {
                     seed,
@@ -179,7 +182,7 @@ fn main() -> ExitCode {
                     step,
                     ..Default::default()
                 };
-                run::generate(workload.stream(), output)
+                generate::generate(workload.stream(), output)
             }
         }
         Command::Convert {
@@ -197,7 +200,7 @@ fn main() -> ExitCode {
             strategy,
             min_coverage,
             probe,
-        } => run::watch(
+        } => watch::watch(
             graphs,
             tracemerge_records::Config {
                 ttl,

@@ -68,11 +68,12 @@ pub enum ProbeCommand {
 
 #[derive(clap::Args)]
 pub struct EtwArgs {
-    /// Drain interval and aggregation window (`ms`, `s`, `m`, `h`).
+    /// Drain interval and aggregation window: a duration, a whole number and
+    /// ms, s, m or h (250ms, 10s, 10m, 2h), more than zero.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     window: Duration,
     /// Stop after this long (default: when the command or process exits,
-    /// or on Ctrl-C).
+    /// or on Ctrl-C): a duration, as for `--window`.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// User-mode provider (GUID) whose events are recorded with stacks; repeatable.
@@ -109,11 +110,12 @@ pub struct Common {
     /// `source` of the records (default: `ebpf:<hostname>`).
     #[arg(long)]
     source: Option<String>,
-    /// Drain interval (`ms`, `s`, `m`, `h`).
+    /// Drain interval: a duration, a whole number and ms, s, m or h (250ms,
+    /// 10s, 10m, 2h), more than zero.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     window: Duration,
     /// Stop after this long (default: when the command or process exits, or
-    /// on SIGINT/SIGTERM).
+    /// on SIGINT/SIGTERM): a duration, as for `--window`.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Capacity of the kernel count map per window (more is counted as loss).
@@ -138,26 +140,10 @@ fn parse_budget(s: &str) -> Result<tracemerge_ebpf::budget::Budget, String> {
     tracemerge_ebpf::budget::Budget::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (e.g. 500ms, 1s, 2m)"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" | "" => n * 1e3,
-        "m" => n * 60e3,
-        "h" => n * 3600e3,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
-    };
-    if !(ms.is_finite() && ms >= 1.0) {
-        return Err(format!("duration {s:?} is too short"));
-    }
-    Ok(Duration::from_micros((ms * 1e3) as u64))
+/// A probe's `--window` or `--duration`: the one duration syntax
+/// ([`tracemerge_records::parse_duration`]), more than zero.
+fn parse_duration(s: &str) -> Result<Duration, tracemerge_records::DurationError> {
+    tracemerge_records::parse_nonzero_duration(s).map(Duration::from_millis)
 }
 
 struct Output {
@@ -443,4 +429,23 @@ fn etw(
     let outcome = tracemerge_etw::collect(&config, sink).map_err(|e| format!("probe etw: {e}"))?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// `--window` and `--duration` take the one duration syntax (the unit is
+    /// required), and more than zero.
+    #[test]
+    fn durations() {
+        assert_eq!(
+            super::parse_duration("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(super::parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["0s", "10", "1.5s", "5d"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -30,12 +30,12 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
-use tracemerge_records::{Config, Strategy, Time};
+use tracemerge_records::{union_length, Config, Strategy, Time};
 
 #[cfg(test)]
 use crate::model::Symbol;
 use crate::model::{EdgeKey, Node, Source, Timed, Update};
-use crate::window::{union_length, EdgeStats};
+use crate::window::EdgeStats;
 
 /// One runtime observation, as ingest hands it to the aggregator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,13 +168,8 @@ impl CoverageWindow {
         if self.intervals.is_empty() {
             return false;
         }
-        let mut by_start: Vec<(Time, Time)> = self
-            .intervals
-            .iter()
-            .map(|&(to, from)| (from, to))
-            .collect();
-        by_start.sort_unstable();
-        union_length(by_start.into_iter()) >= min_coverage
+        let by_start = self.intervals.iter().map(|&(to, from)| (from, to));
+        union_length(by_start.collect()) >= min_coverage
     }
 }
 
@@ -518,7 +513,10 @@ mod tests {
     #[test]
     fn a_hit_may_expire_in_the_evaluation_that_takes_it() {
         let mut a = Aggregator::new(&config(10));
-        a.add(Sighting::Hit { node: (0, 1), at: 5 });
+        a.add(Sighting::Hit {
+            node: (0, 1),
+            at: 5,
+        });
         let net: isize = run(&mut a, 100).iter().map(|(_, diff)| diff).sum();
         assert_eq!(net, 0);
         assert!(a.executed.is_empty());

@@ -24,6 +24,7 @@ pub mod model;
 pub mod profile;
 pub mod sets;
 pub mod shortest_paths;
+mod sink;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

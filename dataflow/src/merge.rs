@@ -5,7 +5,7 @@ use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Resolution, Strategy, Time};
+use tracemerge_records::{Config, Reach, Resolution, Strategy, Time};
 
 use crate::closure::{
     dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
@@ -381,11 +381,11 @@ fn reach_sizes<'s>(
                     .find(|((o, _), _)| *o == of)
                     .map_or(0, |((_, n), _)| *n)
             };
-            let reach = (
-                size(SizeOf::Static),
-                size(SizeOf::Runtime),
-                size(SizeOf::Effective),
-            );
+            let reach = Reach {
+                static_: size(SizeOf::Static),
+                runtime: size(SizeOf::Runtime),
+                effective: size(SizeOf::Effective),
+            };
             out.push((reach, 1));
         })
         .map(|(artifact, reach)| Output::Reach { artifact, reach })

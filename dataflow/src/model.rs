@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{
-    Conflict, Hop, Item, ObservedEdge, Reach, Resolution, State, Time, Verdict,
+    ChangeItem, Conflict, Hop, ObservedEdge, Reach, Resolution, State, Time, Verdict,
 };
 
 use crate::symbols::{Id, NamesGuard};
@@ -62,7 +62,7 @@ impl Update {
 }
 
 /// A report item with interned names, as the dataflow produces it; it
-/// becomes an [`Item`] with strings at worker 0. Plain serde data, so it
+/// becomes an [`ChangeItem`] with strings at worker 0. Plain serde data, so it
 /// crosses processes as bincode.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Output {
@@ -83,7 +83,7 @@ pub enum Output {
     },
     Reach {
         artifact: Artifact,
-        reach: (u64, u64, u64),
+        reach: Reach,
     },
     Verdict {
         artifact: Artifact,
@@ -93,13 +93,13 @@ pub enum Output {
     },
     Conflict {
         artifact: Artifact,
-        conflict: ConflictAt,
+        conflict: ConflictIds,
     },
 }
 
 /// A conflict of DESIGN.md §4 with interned names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ConflictAt {
+pub enum ConflictIds {
     /// Its hits and sources are the edge's statistics ([`Output::EdgeStats`]).
     RuntimeEdgeNotInStatic {
         caller: Symbol,
@@ -131,7 +131,7 @@ impl Output {
             } => Some((*artifact, *caller, *callee)),
             Output::Conflict {
                 artifact,
-                conflict: ConflictAt::RuntimeEdgeNotInStatic { caller, callee, .. },
+                conflict: ConflictIds::RuntimeEdgeNotInStatic { caller, callee, .. },
             } => Some((*artifact, *caller, *callee)),
             _ => None,
         }
@@ -139,24 +139,20 @@ impl Output {
 
     /// The report item of an output that is not an edge part (those make
     /// items together, see [`EdgeParts`]).
-    pub fn to_item(&self, names: &NamesGuard) -> Option<Item> {
+    pub fn to_item(&self, names: &NamesGuard) -> Option<ChangeItem> {
         let name = |id: &Id| names.get(*id).to_string();
         Some(match self {
             Output::Edge { .. } | Output::EdgeStats { .. } => return None,
-            Output::Reach { artifact, reach } => Item::Reach {
+            Output::Reach { artifact, reach } => ChangeItem::Reach {
                 artifact: name(artifact),
-                reach: Reach {
-                    static_: reach.0,
-                    runtime: reach.1,
-                    effective: reach.2,
-                },
+                reach: *reach,
             },
             Output::Verdict {
                 artifact,
                 target,
                 state,
                 path,
-            } => Item::Verdict {
+            } => ChangeItem::Verdict {
                 artifact: name(artifact),
                 verdict: Verdict {
                     target: name(target),
@@ -166,16 +162,16 @@ impl Output {
                     hops: path.as_ref().map(|(_, h)| h.clone()),
                 },
             },
-            Output::Conflict { artifact, conflict } => Item::Conflict {
+            Output::Conflict { artifact, conflict } => ChangeItem::Conflict {
                 artifact: name(artifact),
                 conflict: match conflict {
-                    ConflictAt::RuntimeEdgeNotInStatic { .. } => return None,
-                    ConflictAt::ExecutedButStaticallyUnreachable(s) => {
+                    ConflictIds::RuntimeEdgeNotInStatic { .. } => return None,
+                    ConflictIds::ExecutedButStaticallyUnreachable(s) => {
                         Conflict::ExecutedButStaticallyUnreachable { symbol: name(s) }
                     }
-                    ConflictAt::UnknownSymbol(s) => Conflict::UnknownSymbol { symbol: name(s) },
-                    ConflictAt::NoStaticSnapshot => Conflict::NoStaticSnapshot {},
-                    ConflictAt::ReachableButUnobserved(s) => {
+                    ConflictIds::UnknownSymbol(s) => Conflict::UnknownSymbol { symbol: name(s) },
+                    ConflictIds::NoStaticSnapshot => Conflict::NoStaticSnapshot {},
+                    ConflictIds::ReachableButUnobserved(s) => {
                         Conflict::ReachableButUnobserved { symbol: name(s) }
                     }
                 },
@@ -218,7 +214,7 @@ impl EdgeParts {
             Output::Edge { in_static, .. } => set(&mut self.in_static, in_static, diff),
             Output::EdgeStats { stats, .. } => set(&mut self.stats, stats, diff),
             Output::Conflict {
-                conflict: ConflictAt::RuntimeEdgeNotInStatic { resolution, .. },
+                conflict: ConflictIds::RuntimeEdgeNotInStatic { resolution, .. },
                 ..
             } => set(&mut self.resolution, resolution, diff),
             other => Err(format!("{other:?} is not an edge part")),
@@ -231,14 +227,18 @@ impl EdgeParts {
 
     /// The report items of the edge: the observed edge and its conflict,
     /// each once the parts it needs are there.
-    pub fn items(&self, (artifact, caller, callee): EdgeKey, names: &NamesGuard) -> Vec<Item> {
+    pub fn items(
+        &self,
+        (artifact, caller, callee): EdgeKey,
+        names: &NamesGuard,
+    ) -> Vec<ChangeItem> {
         let Some(stats) = &self.stats else {
             return Vec::new();
         };
         let name = |id: Id| names.get(id).to_string();
         let mut items = Vec::with_capacity(2);
         if let Some(in_static) = self.in_static {
-            items.push(Item::Edge {
+            items.push(ChangeItem::Edge {
                 artifact: name(artifact),
                 edge: ObservedEdge {
                     caller: name(caller),
@@ -253,7 +253,7 @@ impl EdgeParts {
             });
         }
         if let Some(resolution) = self.resolution {
-            items.push(Item::Conflict {
+            items.push(ChangeItem::Conflict {
                 artifact: name(artifact),
                 conflict: Conflict::RuntimeEdgeNotInStatic {
                     caller: name(caller),

@@ -11,10 +11,7 @@
 use std::cmp::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use rustc_hash::FxHashMap;
-
-/// An interned name.
-pub type Id = u32;
+pub use tracemerge_records::intern::Id;
 
 /// The shared, append-only table of names by id.
 #[derive(Clone, Default)]
@@ -47,10 +44,11 @@ impl NamesGuard<'_> {
     }
 }
 
-/// Gives ids to names; the only writer of its [`Names`].
+/// Gives ids to names ([`tracemerge_records::intern::Interner`]) and
+/// publishes each new one in its [`Names`]; the only writer of that table.
 #[derive(Default)]
 pub struct Interner {
-    ids: FxHashMap<Arc<str>, Id>,
+    ids: tracemerge_records::intern::Interner,
     names: Names,
 }
 
@@ -61,15 +59,12 @@ impl Interner {
 
     /// The id of `name`, new if it was never seen.
     pub fn intern(&mut self, name: &str) -> Id {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
+        let known = self.ids.len();
+        let id = self.ids.intern(name);
+        if id as usize == known {
+            let name = self.ids.shared_name(id).clone();
+            self.names.table.write().expect("names lock").push(name);
         }
-        let name: Arc<str> = Arc::from(name);
-        let mut table = self.names.table.write().expect("names lock");
-        let id = Id::try_from(table.len()).expect("fewer than 2^32 distinct names");
-        table.push(name.clone());
-        drop(table);
-        self.ids.insert(name, id);
         id
     }
 

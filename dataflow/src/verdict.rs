@@ -7,7 +7,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
-use crate::model::{Artifact, ArtifactEdge, ConflictAt, Node, Symbol};
+use crate::model::{Artifact, ArtifactEdge, ConflictIds, Node, Symbol};
 use crate::sets::{outside, semijoin, within, KeySet};
 use crate::symbols::Interner;
 
@@ -115,14 +115,14 @@ pub struct ConflictInputs<'s> {
 }
 
 /// Every place where live runtime evidence contradicts the static snapshot.
-pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> {
+pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictIds)> {
     let snapshot_keys = c.snapshots.clone();
 
     let live_artifacts = c.executed.clone().map(|(a, _)| a).distinct_total();
     let no_snapshot = live_artifacts
         .map(|a| (a, ()))
         .antijoin(snapshot_keys.clone())
-        .map(|(a, ())| (a, ConflictAt::NoStaticSnapshot));
+        .map(|(a, ())| (a, ConflictIds::NoStaticSnapshot));
 
     let edge_conflicts = c
         .candidates
@@ -131,7 +131,7 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> 
         .map(|((a, u), (v, resolution))| ((a, v), (u, resolution)));
     let edge_conflicts =
         semijoin(edge_conflicts, &c.nodes).map(|((artifact, callee), (caller, resolution))| {
-            let conflict = ConflictAt::RuntimeEdgeNotInStatic {
+            let conflict = ConflictIds::RuntimeEdgeNotInStatic {
                 caller,
                 callee,
                 resolution,
@@ -140,14 +140,14 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictAt)> 
         });
 
     let unreachable = outside(within(c.executed.clone(), &c.nodes), &c.reach_static)
-        .map(|(a, symbol)| (a, ConflictAt::ExecutedButStaticallyUnreachable(symbol)));
+        .map(|(a, symbol)| (a, ConflictIds::ExecutedButStaticallyUnreachable(symbol)));
 
     let unknown = outside(c.executed.semijoin(snapshot_keys), &c.nodes)
-        .map(|(a, symbol)| (a, ConflictAt::UnknownSymbol(symbol)));
+        .map(|(a, symbol)| (a, ConflictIds::UnknownSymbol(symbol)));
 
     let unobserved = within(c.targets, &c.reach_static);
     let unobserved = outside(within(unobserved, &c.covered), &c.executed_set)
-        .map(|(a, symbol)| (a, ConflictAt::ReachableButUnobserved(symbol)));
+        .map(|(a, symbol)| (a, ConflictIds::ReachableButUnobserved(symbol)));
 
     no_snapshot
         .concat(edge_conflicts)

@@ -3,7 +3,10 @@
 //! files the options refer to, `expected.json` (the canonical report,
 //! pretty-printed) and a `README.md` that explains every verdict.
 
-use tracemerge_records::{parse_duration, Config, Record};
+use std::path::Path;
+
+use tracemerge_records::args::ConfigArgs;
+use tracemerge_records::{Config, Record};
 
 /// One hand-written case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,43 +69,19 @@ impl Case {
         self.args.split_whitespace().collect()
     }
 
-    /// The configuration `args` describe (the `merge` options `--ttl`,
-    /// `--lateness`, `--strategy`, `--min-coverage`, `--quarantine FILE`).
+    /// The configuration `args` describe: the `merge` options `--ttl`,
+    /// `--lateness`, `--strategy`, `--min-coverage`, `--quarantine FILE`, read
+    /// by the command's own parser ([`ConfigArgs`]); FILE is one of `files`.
     pub fn config(&self) -> Result<Config, String> {
-        let mut config = Config::default();
-        let words = self.arg_words();
-        let mut i = 0;
-        while i < words.len() {
-            let opt = words[i];
-            let value = *words
-                .get(i + 1)
-                .ok_or_else(|| format!("{}: {opt} needs a value", self.name))?;
-            match opt {
-                "--ttl" | "--lateness" | "--min-coverage" => {
-                    let ms =
-                        parse_duration(value).map_err(|e| format!("{}: {opt}: {e}", self.name))?;
-                    match opt {
-                        "--ttl" => config.ttl = ms,
-                        "--lateness" => config.lateness = ms,
-                        _ => config.min_coverage = ms,
-                    }
-                }
-                "--strategy" => config.strategy = value.parse()?,
-                "--quarantine" => {
-                    let text = self
-                        .files
-                        .iter()
-                        .find(|(f, _)| *f == value)
-                        .ok_or_else(|| format!("{}: no file {value}", self.name))?
-                        .1;
-                    config
-                        .add_quarantine(text)
-                        .map_err(|e| format!("{}: {value}: {e}", self.name))?;
-                }
-                _ => return Err(format!("{}: unknown option {opt}", self.name)),
-            }
-            i += 2;
-        }
-        Ok(config)
+        let args =
+            ConfigArgs::from_words(self.arg_words()).map_err(|e| format!("{}: {e}", self.name))?;
+        args.config(|path| {
+            self.files
+                .iter()
+                .find(|(f, _)| Path::new(f) == path)
+                .map(|(_, text)| text.to_string())
+                .ok_or_else(|| format!("no file {}", path.display()))
+        })
+        .map_err(|e| format!("{}: {e}", self.name))
     }
 }

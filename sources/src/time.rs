@@ -10,6 +10,10 @@ use tracemerge_records::{Time, MAX_TIME};
 /// missing offset, read as UTC (Stella Ops writes UTC). A leap second (`:60`)
 /// counts as the first instant of the next minute. Times before 1970 or after
 /// year 9999 are errors.
+///
+/// The grammar above is read here; the calendar is `jiff`'s. (jiff's own
+/// parser reads a wider grammar, RFC 9557 with annotations and basic
+/// formats, and clamps a leap second to `:59`: not the rules of this format.)
 pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
     let err = |what: &str| format!("invalid RFC 3339 timestamp {s:?}: {what}");
     let b = s.as_bytes();
@@ -86,14 +90,17 @@ pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
     if !(1..=12).contains(&month) {
         return Err(err("month out of range"));
     }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err(err("day out of range"));
-    }
+    // The calendar (days in a month, leap years, days since the epoch) is
+    // jiff's; a leap second is the next minute's first second.
+    let date = jiff::civil::Date::new(year as i16, month as i8, day as i8)
+        .map_err(|_| err("day out of range"))?;
     if hour > 23 || minute > 59 || second > 60 {
         return Err(err("time of day out of range"));
     }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    let datetime = date.at(hour as i8, minute as i8, second.min(59) as i8, 0);
+    let since_epoch =
+        datetime.duration_since(jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0));
+    let seconds = since_epoch.as_secs() + i64::from(second == 60) - offset_minutes * 60;
     let ms = seconds * 1000 + millis;
     if ms < 0 {
         return Err(err("before 1970-01-01T00:00:00Z"));
@@ -103,31 +110,6 @@ pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
         return Err(err("after year 9999"));
     }
     Ok(ms)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap(y) => 29,
-        _ => 28,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month 1..=12).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    // Count years from March so that the leap day is the last day of a year.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (m + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// A JSON timestamp: an RFC 3339 string, a string of digits, or an integer,
@@ -235,6 +217,19 @@ mod tests {
         assert!(parse_json_time(&json!("99999999999999999999999")).is_err());
         assert!(parse_json_time(&json!(null)).is_err());
         assert!(parse_json_time(&json!([1])).is_err());
+    }
+
+    fn is_leap(y: i64) -> bool {
+        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    }
+
+    fn days_in_month(y: i64, m: i64) -> i64 {
+        match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            _ if is_leap(y) => 29,
+            _ => 28,
+        }
     }
 
     /// Independent reference: count days one by one from 1970.

@@ -227,7 +227,7 @@ fn unzigzag(value: u64) -> i64 {
 
 /// The writer's half of the string table.
 struct Interner {
-    index: HashMap<String, u64>,
+    ids: tracemerge_records::intern::Interner,
     /// Definitions of the strings new in the current block, encoded.
     defs: Vec<u8>,
     new_in_block: u64,
@@ -237,11 +237,10 @@ struct Interner {
 
 impl Interner {
     fn intern(&mut self, s: &str) -> u64 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
+        if let Some(i) = self.ids.get(s) {
+            return i.into();
         }
-        let i = self.index.len() as u64;
-        self.index.insert(s.to_owned(), i);
+        let i = self.ids.intern(s).into();
         put_varint(&mut self.defs, s.len() as u64);
         self.defs.extend_from_slice(s.as_bytes());
         self.new_in_block += 1;
@@ -427,7 +426,7 @@ impl<W: Write> Writer<W> {
         Ok(Writer {
             out,
             strings: Interner {
-                index: HashMap::new(),
+                ids: Default::default(),
                 defs: Vec::new(),
                 new_in_block: 0,
                 defs_memory: 0,

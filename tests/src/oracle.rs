@@ -21,8 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tracemerge_records::{
-    ArtifactReport, Config, Conflict, GraphSnapshot, Hop, ObservedEdge, Reach, Record, Report,
-    Resolution, State, Stats, Strategy, Targets, Time, Verdict,
+    union_length, ArtifactReport, Config, Conflict, GraphSnapshot, Hop, ObservedEdge, Reach,
+    Record, Report, Resolution, State, Stats, Strategy, Targets, Time, Verdict,
 };
 
 /// The report of the whole stream, read in arrival order.
@@ -220,28 +220,6 @@ fn bfs(roots: &BTreeSet<String>, edges: &BTreeSet<(String, String)>) -> BTreeMap
         }
     }
     dist
-}
-
-/// Total length of the union of half-open intervals.
-pub fn union_length(mut intervals: Vec<(Time, Time)>) -> Time {
-    intervals.retain(|(f, t)| f < t);
-    intervals.sort();
-    let mut total = 0;
-    let mut current: Option<(Time, Time)> = None;
-    for (f, t) in intervals {
-        match current {
-            Some((cf, ct)) if f <= ct => current = Some((cf, ct.max(t))),
-            Some((cf, ct)) => {
-                total += ct - cf;
-                current = Some((f, t));
-            }
-            None => current = Some((f, t)),
-        }
-    }
-    if let Some((cf, ct)) = current {
-        total += ct - cf;
-    }
-    total
 }
 
 fn artifact_report(

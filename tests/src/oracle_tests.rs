@@ -5,7 +5,7 @@ use tracemerge_records::{
     Stats, Strategy, Verdict, Vex,
 };
 
-use crate::oracle::{reports_at_watermarks, union_length};
+use crate::oracle::reports_at_watermarks;
 
 fn recs(text: &str) -> Vec<Record> {
     text.lines()
@@ -374,12 +374,6 @@ fn zero_min_coverage_needs_some_coverage() {
 
 #[test]
 fn coverage_union_and_ttl() {
-    assert_eq!(union_length(vec![]), 0);
-    assert_eq!(
-        union_length(vec![(0, 10), (5, 15), (20, 25), (25, 30), (7, 7)]),
-        25
-    );
-    assert_eq!(union_length(vec![(3, 4), (0, 10)]), 10);
     // Coverage is live on [to, to + ttl); intervals are not clipped.
     let text = r#"{"type":"targets","artifact":"x","at":0,"symbols":["t"]}
            {"type":"coverage","artifact":"x","symbols":["t","u"],"from":0,"to":30}

@@ -55,32 +55,35 @@ impl HashDedup {
         match record {
             Record::Edge(e) => {
                 let key = (
-                    self.strings.id(&e.artifact),
-                    self.strings.id(&e.caller),
-                    self.strings.id(&e.callee),
+                    self.strings.intern(&e.artifact),
+                    self.strings.intern(&e.caller),
+                    self.strings.intern(&e.callee),
                 );
-                let source = self.sources.id(&e.source);
+                let source = self.sources.intern(&e.source);
                 self.window.edge(key, e.at, e.hits, source);
             }
             Record::Hit(h) => {
-                let key = (self.strings.id(&h.artifact), self.strings.id(&h.symbol));
+                let key = (
+                    self.strings.intern(&h.artifact),
+                    self.strings.intern(&h.symbol),
+                );
                 self.window.hit(key, h.at);
             }
             Record::Coverage(c) => {
-                let artifact = self.strings.id(&c.artifact);
+                let artifact = self.strings.intern(&c.artifact);
                 for s in &c.symbols {
-                    let key = (artifact, self.strings.id(s));
+                    let key = (artifact, self.strings.intern(s));
                     self.window.coverage(key, c.from, c.to);
                 }
             }
             Record::Graph(g) => {
-                let artifact = self.strings.id(&g.artifact);
+                let artifact = self.strings.intern(&g.artifact);
                 self.statics.retain(|k| k.0 != artifact);
                 for e in &g.edges {
                     let key = (
                         artifact,
-                        self.strings.id(&e.caller),
-                        self.strings.id(&e.callee),
+                        self.strings.intern(&e.caller),
+                        self.strings.intern(&e.callee),
                     );
                     self.statics.insert(key);
                 }

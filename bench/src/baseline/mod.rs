@@ -1,6 +1,6 @@
 //! The plain-Rust baselines the engine is measured against, written to be
-//! fast (interned integer ids, `Vec` adjacency, an Fx hash) so that the
-//! comparisons are honest:
+//! fast (interned integer ids, `Vec` adjacency, the Fx hash of
+//! `rustc-hash`) so that the comparisons are honest:
 //!
 //! - [`HashDedup`]: the ingest ceiling. Deduplicates edge observations per
 //!   (artifact, caller, callee) into hits, first/last seen and distinct
@@ -16,20 +16,19 @@
 //! follow one artifact each where the semantics are per artifact
 //! ([`Recompute`] ignores the records of other artifacts).
 //!
-//! One file per job: [`fx`] the hasher, [`interner`] the string ids,
-//! [`window`] the live window both keep, [`dedup`] and [`recompute`] the two
-//! baselines, [`graph`] the integer graphs and traversals of `recompute`.
+//! One file per job: [`window`] the live window both keep, [`dedup`] and
+//! [`recompute`] the two baselines, [`graph`] the integer graphs and
+//! traversals of `recompute`; string ids come from the one interner,
+//! [`Interner`] (`tracemerge_records::intern`).
 
 pub mod dedup;
-pub mod fx;
 pub mod graph;
-pub mod interner;
 pub mod recompute;
 pub mod window;
 
 pub use dedup::{DedupSummary, HashDedup};
-pub use fx::{FxHasher, FxMap, FxSet};
 pub use graph::{bfs, reach, Bits, Csr};
-pub use interner::Interner;
 pub use recompute::{IdConflict, IdVerdict, Outcome, Recompute};
+pub use rustc_hash::{FxHashMap as FxMap, FxHashSet as FxSet};
+pub use tracemerge_records::intern::Interner;
 pub use window::{EdgeAgg, EdgeKey, SymbolKey, Window};

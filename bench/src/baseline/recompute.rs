@@ -142,7 +142,7 @@ impl Recompute {
                 if self.snapshot.as_ref().is_some_and(|s| s.at > g.at) {
                     return;
                 }
-                let ids: Vec<u32> = g.nodes.iter().map(|s| self.symbols.id(s)).collect();
+                let ids: Vec<u32> = g.nodes.iter().map(|s| self.symbols.intern(s)).collect();
                 let n = self.symbols.len();
                 let mut nodes = vec![false; n];
                 for &id in &ids {
@@ -151,13 +151,21 @@ impl Recompute {
                 let mut pairs: Vec<(u32, u32)> = g
                     .edges
                     .iter()
-                    .map(|e| (self.symbols.id(&e.caller), self.symbols.id(&e.callee)))
+                    .map(|e| {
+                        (
+                            self.symbols.intern(&e.caller),
+                            self.symbols.intern(&e.callee),
+                        )
+                    })
                     .collect();
                 pairs.sort_unstable();
                 pairs.dedup();
                 let reversed: Vec<(u32, u32)> = pairs.iter().map(|&(u, v)| (v, u)).collect();
-                let mut entrypoints: Vec<u32> =
-                    g.entrypoints.iter().map(|s| self.symbols.id(s)).collect();
+                let mut entrypoints: Vec<u32> = g
+                    .entrypoints
+                    .iter()
+                    .map(|s| self.symbols.intern(s))
+                    .collect();
                 entrypoints.sort_unstable();
                 entrypoints.dedup();
                 self.snapshot = Some(Snapshot {
@@ -174,23 +182,27 @@ impl Recompute {
                     return;
                 }
                 self.targets_at = Some(t.at);
-                let mut ids: Vec<u32> = t.symbols.iter().map(|s| self.symbols.id(s)).collect();
+                let mut ids: Vec<u32> = t.symbols.iter().map(|s| self.symbols.intern(s)).collect();
                 ids.sort_unstable();
                 ids.dedup();
                 self.targets = ids;
             }
             Record::Edge(e) => {
-                let key = (0, self.symbols.id(&e.caller), self.symbols.id(&e.callee));
-                let source = self.sources.id(&e.source);
+                let key = (
+                    0,
+                    self.symbols.intern(&e.caller),
+                    self.symbols.intern(&e.callee),
+                );
+                let source = self.sources.intern(&e.source);
                 self.window.edge(key, e.at, e.hits, source);
             }
             Record::Hit(h) => {
-                let key = (0, self.symbols.id(&h.symbol));
+                let key = (0, self.symbols.intern(&h.symbol));
                 self.window.hit(key, h.at);
             }
             Record::Coverage(c) => {
                 for s in &c.symbols {
-                    let key = (0, self.symbols.id(s));
+                    let key = (0, self.symbols.intern(s));
                     self.window.coverage(key, c.from, c.to);
                 }
             }

@@ -4,7 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
-use tracemerge_records::Time;
+use tracemerge_records::{union_length, Time};
 
 use super::FxMap;
 
@@ -219,24 +219,6 @@ impl Window {
     /// coverage intervals), `None` without live coverage.
     pub fn covered(&self, key: SymbolKey) -> Option<Time> {
         let intervals = self.coverage.get(&key)?;
-        let mut sorted: Vec<(Time, Time)> =
-            intervals.iter().copied().filter(|(f, t)| f < t).collect();
-        sorted.sort_unstable();
-        let mut total = 0;
-        let mut current: Option<(Time, Time)> = None;
-        for (f, t) in sorted {
-            current = match current {
-                Some((cf, ct)) if f <= ct => Some((cf, ct.max(t))),
-                Some((cf, ct)) => {
-                    total += ct - cf;
-                    Some((f, t))
-                }
-                None => Some((f, t)),
-            };
-        }
-        if let Some((cf, ct)) = current {
-            total += ct - cf;
-        }
-        Some(total)
+        Some(union_length(intervals.clone()))
     }
 }

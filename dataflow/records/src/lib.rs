@@ -4,9 +4,14 @@
 //!
 //! Sources, probes, the dataflow and the CLI all speak these types, so this
 //! crate stays small: serde, serde_json for the canonical form, blake3 for the
-//! digest, thiserror for its error types, nothing else.
+//! digest, thiserror for its error types, rustc-hash for the one string
+//! interner ([`intern`]), nothing else; with the feature
+//! `clap`, also the command-line options of a [`Config`] (module `args`).
 
+#[cfg(feature = "clap")]
+pub mod args;
 pub mod config;
+pub mod intern;
 pub mod record;
 pub mod report;
 
@@ -14,10 +19,10 @@ pub use config::{
     parse_duration, parse_nonzero_duration, Config, DurationError, Strategy, DURATION_HELP,
 };
 pub use record::{
-    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
-    Targets, Time, MAX_TIME,
+    union_length, Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record,
+    StaticEdge, Targets, Time, MAX_TIME,
 };
 pub use report::{
-    ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State,
-    Stats, Verdict, Vex, REPORT_SCHEMA,
+    ArtifactReport, Change, ChangeItem, Conflict, Hop, ObservedEdge, Reach, Report, Resolution,
+    State, Stats, Verdict, Vex, REPORT_SCHEMA,
 };

@@ -132,6 +132,27 @@ pub struct Coverage {
     pub lost: Option<u64>,
 }
 
+/// Total length of the union of half-open intervals `[from, to)`, in any
+/// order; empty and reversed intervals count nothing. How long coverage
+/// watched a symbol (SEMANTICS.md: `min_coverage`).
+pub fn union_length(mut intervals: Vec<(Time, Time)>) -> Time {
+    intervals.retain(|(from, to)| from < to);
+    intervals.sort_unstable();
+    let mut total = 0;
+    let mut current: Option<(Time, Time)> = None;
+    for (from, to) in intervals {
+        match current {
+            Some((start, end)) if from <= end => current = Some((start, end.max(to))),
+            Some((start, end)) => {
+                total += end - start;
+                current = Some((from, to));
+            }
+            None => current = Some((from, to)),
+        }
+    }
+    total + current.map_or(0, |(start, end)| end - start)
+}
+
 impl Record {
     /// The event time that orders this record: `at`, or `to` for coverage
     /// (a coverage statement is complete only at its end).
@@ -342,6 +363,21 @@ impl StaticEdge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_of_intervals() {
+        assert_eq!(union_length(vec![]), 0);
+        assert_eq!(union_length(vec![(0, 10), (5, 20), (30, 31)]), 21);
+        assert_eq!(union_length(vec![(0, 10), (10, 20)]), 20);
+        assert_eq!(union_length(vec![(0, 100), (10, 20)]), 100);
+        assert_eq!(union_length(vec![(5, 5)]), 0);
+        assert_eq!(union_length(vec![(3, 4), (0, 10)]), 10);
+        assert_eq!(
+            union_length(vec![(0, 10), (5, 15), (20, 25), (25, 30), (7, 7)]),
+            25
+        );
+        assert_eq!(union_length(vec![(9, 3), (0, 2)]), 2);
+    }
 
     #[test]
     fn design_examples_parse_and_round_trip() {

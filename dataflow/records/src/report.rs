@@ -249,8 +249,6 @@ pub struct Change {
     pub item: ChangeItem,
 }
 
-pub use ChangeItem as Item;
-
 impl Report {
     /// An empty report; fill `artifacts`, then call [`Report::seal`].
     pub fn new(as_of: Time, config: Config, stats: Stats) -> Self {

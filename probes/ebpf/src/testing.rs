@@ -33,15 +33,10 @@ pub fn exclusive() -> std::io::Result<Exclusive> {
 
 /// [`exclusive`] use of BPF when the probes can run here; otherwise prints
 /// why `test` is skipped and returns `None`, or panics under
-/// `TRACEMERGE_REQUIRE_ALL=1`.
+/// `TRACEMERGE_REQUIRE_ALL=1` ([`tracemerge_skip::skip`]).
 pub fn bpf_or_skip(test: &str) -> Option<Exclusive> {
     if let Some(why) = crate::unsupported() {
-        if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
-        }
-        // Straight to stderr: the test harness captures eprintln!.
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+        tracemerge_skip::skip(test, &why);
         return None;
     }
     Some(exclusive().expect("the BPF lock file"))

@@ -1,0 +1,205 @@
+//! `tracemerge merge` and `tracemerge replay`: run the engine over record
+//! streams read from files.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracemerge_dataflow::{run, Event, Options, RunError};
+use tracemerge_records::{Record, Report, Time};
+
+use crate::args::{ClusterArgs, EngineArgs};
+
+/// How fast `replay` feeds records: as fast as possible, or paced by event time.
+#[derive(Clone, Copy, Debug)]
+pub enum Speed {
+    Max,
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        s.strip_suffix('x')
+            .and_then(|f| f.parse::<f64>().ok())
+            .filter(|f| *f > 0.0 && f.is_finite())
+            .map(Speed::Factor)
+            .ok_or_else(|| format!("bad speed {s:?}: expected max or a factor such as 1x, 10x"))
+    }
+}
+
+/// The record stream of all files, in order, with errors that name file and line.
+pub fn records(
+    files: &[String],
+    options: &tracemerge_sources::Options,
+) -> Result<impl Iterator<Item = Result<Record, String>>, String> {
+    let stream = tracemerge_sources::open_all(files, options).map_err(|e| e.to_string())?;
+    Ok(stream.map(|item| item.map(|(_, record)| record).map_err(|e| e.to_string())))
+}
+
+/// Counts records and shows records/s on stderr when it is a terminal.
+fn with_progress<I: Iterator<Item = Result<Record, String>>>(
+    inner: I,
+) -> impl Iterator<Item = Result<Record, String>> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos} records ({per_sec}) {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let mut inner = inner;
+    std::iter::from_fn(move || {
+        let next = inner.next();
+        if let Some(bar) = &bar {
+            match next {
+                Some(_) => bar.inc(1),
+                None => bar.finish_and_clear(),
+            }
+        }
+        next
+    })
+}
+
+/// Paces records so that event time advances `factor` times faster than wall time.
+fn paced<I: Iterator<Item = Result<Record, String>>>(
+    inner: I,
+    speed: Speed,
+) -> impl Iterator<Item = Result<Record, String>> {
+    let mut start: Option<(Instant, Time)> = None;
+    inner.inspect(move |item| {
+        let (Speed::Factor(factor), Ok(record)) = (speed, item) else {
+            return;
+        };
+        let t = record.time();
+        let (wall, first) = *start.get_or_insert((Instant::now(), t));
+        let due = Duration::from_secs_f64(t.saturating_sub(first) as f64 / 1000.0 / factor);
+        if let Some(wait) = due.checked_sub(wall.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    })
+}
+
+/// Runs the engine; returns the final report (on process 0) and the input
+/// error, if the stream stopped at a bad record.
+fn execute(
+    args: &EngineArgs,
+    mut options: Options,
+    speed: Option<Speed>,
+    mut on_change: impl FnMut(&tracemerge_records::Change) + Send + 'static,
+) -> Result<(Option<Report>, Option<String>), String> {
+    let config = args.config()?;
+    options.changes = speed.is_some();
+    let report = Arc::new(Mutex::new(None));
+    let slot = report.clone();
+    let stream = with_progress(paced(
+        records(&args.files, &args.static_graph.source_options())?,
+        speed.unwrap_or(Speed::Max),
+    ));
+    let result = run(stream, &config, options, move |event| match event {
+        Event::Change(change) => on_change(&change),
+        Event::Report { report, last: true } => *slot.lock().expect("report") = Some(report),
+        Event::Report { .. } => {}
+        Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
+        Event::Profile(profile) => eprintln!("{}", profile.table(25)),
+        Event::Progress(_) => {}
+    });
+    let report = report.lock().expect("report").take();
+    match result {
+        Ok(_) => Ok((report, None)),
+        Err(RunError::Record(e)) => Ok((report, Some(e))),
+        Err(RunError::Engine(e)) => Err(e),
+    }
+}
+
+/// Where the command's own output goes. Timely prints connection progress
+/// on stdout in cluster mode, so there stdout is moved aside first: the
+/// library's lines land on stderr and ours stay clean.
+fn output_stream(cluster: &ClusterArgs) -> Box<dyn Write + Send> {
+    #[cfg(unix)]
+    if cluster.processes > 1 {
+        use std::os::fd::FromRawFd;
+        // SAFETY: fd 1 and 2 are open for the life of the process; `dup`
+        // returns a fresh descriptor that the File takes ownership of.
+        unsafe {
+            let ours = libc::dup(1);
+            if ours >= 0 && libc::dup2(2, 1) >= 0 {
+                return Box::new(std::fs::File::from_raw_fd(ours));
+            }
+        }
+    }
+    let _ = cluster;
+    Box::new(std::io::stdout())
+}
+
+/// `tracemerge merge`.
+pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, String> {
+    let options = args.options()?;
+    let mut out = output_stream(&args.cluster);
+    let (report, error) = execute(&args, options, None, |_| {})?;
+    if let Some(report) = report {
+        match output {
+            Some(path) => write_report(&report, Some(&path))?,
+            None => write_json(&report, &mut out)?,
+        }
+    }
+    finish(error)
+}
+
+/// `tracemerge replay`: the change feed on stdout.
+pub fn replay(args: EngineArgs, speed: Speed, report: Option<PathBuf>) -> Result<ExitCode, String> {
+    let options = args.options()?;
+    let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(output_stream(
+        &args.cluster,
+    ))));
+    let out = stdout.clone();
+    let (final_report, error) = execute(&args, options, Some(speed), move |change| {
+        let mut out = out.lock().expect("stdout");
+        let line = serde_json::to_string(change).expect("changes serialize");
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(out, "{line}");
+    })?;
+    let _ = stdout.lock().expect("stdout").flush();
+    if let (Some(r), Some(path)) = (final_report, report.as_ref()) {
+        write_report(&r, Some(path))?;
+    }
+    finish(error)
+}
+
+fn finish(error: Option<String>) -> Result<ExitCode, String> {
+    match error {
+        None => Ok(ExitCode::SUCCESS),
+        // The report of everything before the bad record was written.
+        Some(e) => Err(e),
+    }
+}
+
+pub fn write_report(report: &Report, output: Option<&PathBuf>) -> Result<(), String> {
+    match output {
+        Some(path) => {
+            let mut text = report.to_pretty_json();
+            text.push('\n');
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        None => write_json(report, &mut std::io::stdout()),
+    }
+}
+
+fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), String> {
+    let mut text = report.to_pretty_json();
+    text.push('\n');
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
+    }
+}

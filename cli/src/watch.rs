@@ -1,0 +1,60 @@
+//! `tracemerge watch`: probe and merge continuously.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use tracemerge_dataflow::{run, Event, Options};
+use tracemerge_records::{Config, Record};
+
+use crate::merge::records;
+
+/// `tracemerge watch`: the probe feeds the engine window by window; each
+/// window ends with a watermark just past its records, so the verdicts and
+/// conflicts it changes are printed at once.
+pub fn watch(
+    graphs: Vec<String>,
+    config: Config,
+    probe: crate::probe::ProbeCommand,
+) -> Result<ExitCode, String> {
+    let mut static_records = Vec::new();
+    if !graphs.is_empty() {
+        for item in records(&graphs, &tracemerge_sources::Options::default())? {
+            static_records.push(item?);
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Record>();
+    let engine = std::thread::spawn(move || {
+        let mut options = Options::threads(1);
+        options.changes = true;
+        options.batch = 1;
+        let stream = static_records.into_iter().chain(rx).map(Ok::<_, String>);
+        let mut out = std::io::stdout();
+        run(stream, &config, options, move |event| {
+            if let Event::Change(change) = event {
+                if matches!(
+                    change.item,
+                    tracemerge_records::ChangeItem::Verdict { .. }
+                        | tracemerge_records::ChangeItem::Conflict { .. }
+                ) {
+                    let line = serde_json::to_string(&change).expect("changes serialize");
+                    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+                }
+            }
+        })
+        .map_err(|e| e.to_string())
+    });
+    let mut last = 0;
+    let code = crate::probe::collect(probe, &mut |window| {
+        for record in window {
+            last = last.max(record.time());
+            tx.send(record.clone())
+                .map_err(|_| "the engine stopped".to_string())?;
+        }
+        tx.send(Record::Watermark { at: last + 1 })
+            .map_err(|_| "the engine stopped".to_string())
+    });
+    drop(tx);
+    let engine = engine.join().map_err(|_| "the engine failed".to_string())?;
+    engine?;
+    code
+}

@@ -1,0 +1,226 @@
+//! Report assembly: worker 0 takes in the dataflow's output once it is
+//! final, keeps the accumulated state, and turns it into the change feed and
+//! the reports ([`Sink`]); the worker loop in `engine.rs` feeds it.
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+
+use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
+
+use crate::engine::{Event, Events};
+use crate::model::{EdgeKey, EdgeParts, Output};
+use crate::symbols::Names;
+
+/// Output updates not yet final, by time.
+pub(crate) type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
+
+/// Worker 0's view of the output: everything final so far, accumulated.
+pub(crate) struct Sink {
+    pub(crate) pending: Pending,
+    /// The frontier of the last poll: nothing new is final until it moves.
+    pub(crate) polled: Polled,
+    /// Every output but the edge parts, with its multiplicity.
+    pub(crate) state: HashMap<Output, i64>,
+    /// The parts of each observed edge ([`EdgeParts`]).
+    pub(crate) edges: HashMap<EdgeKey, EdgeParts>,
+    pub(crate) reports: VecDeque<(Time, Stats, bool)>,
+    pub(crate) changes: bool,
+    pub(crate) config: Config,
+    pub(crate) names: Names,
+    pub(crate) events: Events,
+}
+
+/// When a [`Sink`] last took in output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// Not since a report became due: the next poll must look.
+    Stale,
+    /// At this frontier (`None`: the empty one, all input in).
+    At(Option<Time>),
+}
+
+impl Sink {
+    /// Takes in every output update before `frontier` (all of them when
+    /// `None`), emitting changes and due reports in event-time order.
+    pub(crate) fn poll(&mut self, frontier: Option<Time>) {
+        let before = |t: Time| frontier.is_none_or(|f| t < f);
+        if self.polled == Polled::At(frontier) {
+            return;
+        }
+        self.polled = Polled::At(frontier);
+        let mut ready: Vec<(Time, Output, i64)> = {
+            let mut pending = self.pending.borrow_mut();
+            let later = match frontier {
+                Some(f) => pending.split_off(&f),
+                None => BTreeMap::new(),
+            };
+            std::mem::replace(&mut *pending, later)
+                .into_iter()
+                .flat_map(|(t, items)| items.into_iter().map(move |(item, d)| (t, item, d)))
+                .collect()
+        };
+        ready.sort_unstable();
+        ready.dedup_by(|next, kept| {
+            if next.0 == kept.0 && next.1 == kept.1 {
+                kept.2 += next.2;
+                true
+            } else {
+                false
+            }
+        });
+        ready.retain(|(_, _, diff)| *diff != 0);
+        let shared_events = self.events.clone();
+        let mut events = shared_events.lock().expect("events");
+        for at_time in ready.chunk_by(|a, b| a.0 == b.0) {
+            let time = at_time[0].0;
+            while let Some(&(as_of, stats, last)) = self.reports.front() {
+                if as_of >= time {
+                    break;
+                }
+                events(Event::Report {
+                    report: self.report(as_of, stats),
+                    last,
+                });
+                self.reports.pop_front();
+            }
+            let changes = self.apply(at_time);
+            for change in changes {
+                events(Event::Change(change));
+            }
+        }
+        while let Some(&(as_of, stats, last)) = self.reports.front() {
+            if !before(as_of) {
+                break;
+            }
+            events(Event::Report {
+                report: self.report(as_of, stats),
+                last,
+            });
+            self.reports.pop_front();
+        }
+        events(Event::Progress(frontier));
+    }
+
+    /// Takes in the output updates of one time; returns the change lines
+    /// they make (none unless the change feed is on), sorted by name, so
+    /// the feed's order within a time does not depend on the order ids
+    /// were given in.
+    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Vec<Change> {
+        let names = self.names.read();
+        let mut changes = Vec::new();
+        // The edges touched, with the items they showed before.
+        let mut touched: HashMap<EdgeKey, Vec<ChangeItem>> = HashMap::new();
+        // Removals first: a part that changes is retracted, then added anew.
+        let removals = at_time.iter().filter(|(_, _, diff)| *diff < 0);
+        let additions = at_time.iter().filter(|(_, _, diff)| *diff >= 0);
+        for (at, output, diff) in removals.chain(additions) {
+            if let Some(key) = output.edge_part() {
+                let parts = self.edges.entry(key).or_default();
+                if self.changes {
+                    touched
+                        .entry(key)
+                        .or_insert_with(|| parts.items(key, &names));
+                }
+                if let Err(fault) = parts.apply(output, *diff) {
+                    panic!("engine fault at {at}: {fault}");
+                }
+                if parts.is_empty() {
+                    self.edges.remove(&key);
+                }
+                continue;
+            }
+            if self.changes {
+                if let Some(item) = output.to_item(&names) {
+                    changes.push(Change {
+                        at: *at,
+                        diff: *diff,
+                        item,
+                    });
+                }
+            }
+            match self.state.entry(output.clone()) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() += diff;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(*diff);
+                }
+            }
+        }
+        let at = at_time.first().map_or(0, |(t, _, _)| *t);
+        for (key, before) in touched {
+            let after = self
+                .edges
+                .get(&key)
+                .map(|parts| parts.items(key, &names))
+                .unwrap_or_default();
+            for item in before.iter().filter(|i| !after.contains(i)) {
+                changes.push(Change {
+                    at,
+                    diff: -1,
+                    item: item.clone(),
+                });
+            }
+            for item in after.iter().filter(|i| !before.contains(i)) {
+                changes.push(Change {
+                    at,
+                    diff: 1,
+                    item: item.clone(),
+                });
+            }
+        }
+        changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
+        changes
+    }
+
+    fn report(&self, as_of: Time, stats: Stats) -> Report {
+        let names = self.names.read();
+        let mut artifacts: BTreeMap<String, ArtifactReport> = BTreeMap::new();
+        let edge_items = (self.edges.iter()).flat_map(|(key, parts)| parts.items(*key, &names));
+        let items = (self.state.iter())
+            .filter_map(|(output, count)| {
+                assert_eq!(
+                    *count, 1,
+                    "engine fault: {output:?} has multiplicity {count}"
+                );
+                output.to_item(&names)
+            })
+            .chain(edge_items);
+        for item in items {
+            match item {
+                ChangeItem::Edge { artifact, edge } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .observed_edges
+                    .push(edge),
+                ChangeItem::Reach { artifact, reach } => {
+                    artifacts.entry(artifact).or_default().reach = reach
+                }
+                ChangeItem::Verdict { artifact, verdict } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .verdicts
+                    .push(verdict),
+                ChangeItem::Conflict { artifact, conflict } => artifacts
+                    .entry(artifact)
+                    .or_default()
+                    .conflicts
+                    .push(conflict),
+            }
+        }
+        let mut report = Report::new(as_of, self.config.clone(), stats);
+        report.artifacts = artifacts
+            .into_iter()
+            .map(|(name, mut a)| {
+                a.artifact = name;
+                a
+            })
+            .collect();
+        report.seal()
+    }
+}
