@@ -87,7 +87,7 @@ impl Case {
                         _ => config.min_coverage = ms,
                     }
                 }
-                "--strategy" => config.strategy = value.parse()?,
+                "--strategy" => config.strategy = value.parse().map_err(|e| format!("{e}"))?,
                 "--quarantine" => {
                     let text = self
                         .files

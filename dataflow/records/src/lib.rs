@@ -11,11 +11,12 @@ pub mod record;
 pub mod report;
 
 pub use config::{
-    parse_duration, parse_nonzero_duration, Config, DurationError, Strategy, DURATION_HELP,
+    parse_duration, parse_nonzero_duration, Config, DurationError, QuarantineError, Strategy,
+    StrategyError, DURATION_HELP,
 };
 pub use record::{
-    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
-    Targets, Time, MAX_TIME,
+    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, RecordError,
+    StaticEdge, Targets, Time, MAX_TIME,
 };
 pub use report::{
     ArtifactReport, Change, Conflict, Hop, Item, ObservedEdge, Reach, Report, Resolution, State,
