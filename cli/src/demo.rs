@@ -9,7 +9,8 @@ pub fn run(output: Option<PathBuf>) -> Result<ExitCode, String> {
     let case = tracemerge_scenarios::cases::case("shop").ok_or("the shop scenario is missing")?;
     let records = case.records()?;
     let config = case.config()?;
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     print!(
         "{}",
         summary(&report, records.len(), &config.strategy.to_string())

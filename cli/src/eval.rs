@@ -57,7 +57,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, String> {
         ttl: args.ttl.unwrap_or(MAX_TIME),
         ..Config::default()
     };
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     let mut runtime: BTreeMap<&str, Vec<RuntimeEdge>> = BTreeMap::new();
     for artifact in &report.artifacts {
         let edges = artifact.observed_edges.iter().map(|e| RuntimeEdge {

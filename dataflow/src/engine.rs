@@ -120,22 +120,37 @@ pub fn tune(config: &mut timely::Config) {
 }
 
 /// Why a run stopped early.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RunError<E> {
     /// A bad record; everything before it was merged and reported.
+    #[error("{0}")]
     Record(E),
     /// The workers could not start or failed (for example, a cluster peer
     /// was unreachable).
+    #[error("engine: {0}")]
     Engine(String),
+    /// The engine's output broke one of its own invariants: a bug, reported
+    /// instead of a wrong report.
+    #[error(transparent)]
+    Fault(#[from] Fault),
 }
 
-impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Record(e) => e.fmt(f),
-            RunError::Engine(e) => write!(f, "engine: {e}"),
-        }
-    }
+/// An invariant of the engine's output that did not hold, checked in every
+/// build: each report item is held once or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// A report item (other than an edge part) held `count` times when the
+    /// report as of `as_of` was built.
+    #[error("engine fault: {output:?} has multiplicity {count} (report as of {as_of})")]
+    Multiplicity {
+        as_of: Time,
+        output: Output,
+        count: i64,
+    },
+    /// A part of an observed edge added twice or removed while absent, at
+    /// event time `at`.
+    #[error("engine fault at {at}: {what}")]
+    EdgePart { at: Time, what: String },
 }
 
 /// Output updates not yet final, by time.
@@ -229,8 +244,10 @@ where
         final_only: options.final_only && !options.watermark_reports && !options.changes,
         events: on_event.clone(),
         failed: Arc::new(AtomicBool::new(false)),
+        fault: Arc::new(Mutex::new(None)),
     };
     let failed = shared.failed.clone();
+    let fault = shared.fault.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
             .lock()
@@ -343,6 +360,9 @@ where
     for result in guards.join() {
         result.map_err(|e| RunError::Engine(format!("a worker failed: {e}")))?;
     }
+    if let Some(fault) = fault.lock().expect("fault").take() {
+        return Err(RunError::Fault(fault));
+    }
     match failure {
         Some(e) => Err(RunError::Record(e)),
         None => Ok(stats),
@@ -363,6 +383,8 @@ struct Shared {
     /// Set when a worker panics. Its peers would otherwise wait forever for
     /// its progress; they stop instead, and the run fails.
     failed: Arc<AtomicBool>,
+    /// The fault worker 0's sink found; it raises `failed` too.
+    fault: Arc<Mutex<Option<Fault>>>,
 }
 
 /// Raises [`Shared::failed`] if its worker unwinds.
@@ -418,6 +440,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         config: shared.config.clone(),
         names: shared.names.clone(),
         events: shared.events.clone(),
+        failed: shared.failed.clone(),
+        fault: shared.fault.clone(),
     });
 
     // Watermarks whose round the dataflow has not finished yet.
@@ -559,14 +583,24 @@ struct Sink {
     config: Config,
     names: Names,
     events: Events,
+    /// Raised with a fault: the run stops.
+    failed: Arc<AtomicBool>,
+    /// Where a fault goes; once it holds one, the sink emits nothing more.
+    fault: Arc<Mutex<Option<Fault>>>,
 }
 
 impl Sink {
+    /// Keeps the first fault and stops the run.
+    fn fail(&self, fault: Fault) {
+        self.fault.lock().expect("fault").get_or_insert(fault);
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
     /// Takes in every output update before `frontier` (all of them when
     /// `None`), emitting changes and due reports in event-time order.
     fn poll(&mut self, frontier: Option<Time>) {
         let before = |t: Time| frontier.is_none_or(|f| t < f);
-        if self.polled == Some(frontier) {
+        if self.polled == Some(frontier) || self.failed.load(Ordering::Relaxed) {
             return;
         }
         self.polled = Some(frontier);
@@ -599,13 +633,17 @@ impl Sink {
                 if as_of >= time {
                     break;
                 }
-                events(Event::Report {
-                    report: self.report(as_of, stats),
-                    last,
-                });
+                let report = match self.report(as_of, stats) {
+                    Ok(report) => report,
+                    Err(fault) => return self.fail(fault),
+                };
+                events(Event::Report { report, last });
                 self.reports.pop_front();
             }
-            let changes = self.apply(at_time);
+            let changes = match self.apply(at_time) {
+                Ok(changes) => changes,
+                Err(fault) => return self.fail(fault),
+            };
             for change in changes {
                 events(Event::Change(change));
             }
@@ -614,10 +652,11 @@ impl Sink {
             if !before(as_of) {
                 break;
             }
-            events(Event::Report {
-                report: self.report(as_of, stats),
-                last,
-            });
+            let report = match self.report(as_of, stats) {
+                Ok(report) => report,
+                Err(fault) => return self.fail(fault),
+            };
+            events(Event::Report { report, last });
             self.reports.pop_front();
         }
         events(Event::Progress(frontier));
@@ -627,7 +666,7 @@ impl Sink {
     /// they make (none unless the change feed is on), sorted by name, so
     /// the feed's order within a time does not depend on the order ids
     /// were given in.
-    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Vec<Change> {
+    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Result<Vec<Change>, Fault> {
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the items they showed before.
@@ -643,8 +682,8 @@ impl Sink {
                         .entry(key)
                         .or_insert_with(|| parts.items(key, &names));
                 }
-                if let Err(fault) = parts.apply(output, *diff) {
-                    panic!("engine fault at {at}: {fault}");
+                if let Err(what) = parts.apply(output, *diff) {
+                    return Err(Fault::EdgePart { at: *at, what });
                 }
                 if parts.is_empty() {
                     self.edges.remove(&key);
@@ -695,21 +734,22 @@ impl Sink {
             }
         }
         changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
-        changes
+        Ok(changes)
     }
 
-    fn report(&self, as_of: Time, stats: Stats) -> Report {
+    fn report(&self, as_of: Time, stats: Stats) -> Result<Report, Fault> {
         let names = self.names.read();
         let mut artifacts: BTreeMap<String, ArtifactReport> = BTreeMap::new();
+        if let Some((output, count)) = self.state.iter().find(|(_, count)| **count != 1) {
+            return Err(Fault::Multiplicity {
+                as_of,
+                output: output.clone(),
+                count: *count,
+            });
+        }
         let edge_items = (self.edges.iter()).flat_map(|(key, parts)| parts.items(*key, &names));
-        let items = (self.state.iter())
-            .filter_map(|(output, count)| {
-                assert_eq!(
-                    *count, 1,
-                    "engine fault: {output:?} has multiplicity {count}"
-                );
-                output.to_item(&names)
-            })
+        let items = (self.state.keys())
+            .filter_map(|output| output.to_item(&names))
             .chain(edge_items);
         for item in items {
             match item {
@@ -741,46 +781,57 @@ impl Sink {
                 a
             })
             .collect();
-        report.seal()
+        Ok(report.seal())
     }
 }
 
 /// Runs the whole stream in this process on `workers` threads and returns
 /// one report per advancing watermark (the state as of that watermark, with
 /// the stats of the stream up to it).
-pub fn reports_at_watermarks(records: &[Record], config: &Config, workers: usize) -> Vec<Report> {
+pub fn reports_at_watermarks(
+    records: &[Record],
+    config: &Config,
+    workers: usize,
+) -> Result<Vec<Report>, MergeError> {
     let mut options = Options::threads(workers);
     options.watermark_reports = true;
-    collect_reports(records, config, options)
+    Ok(collect_reports(records, config, options)?
         .into_iter()
         .filter(|(_, last)| !last)
         .map(|(r, _)| r)
-        .collect()
+        .collect())
 }
 
 /// Runs the whole stream in this process on `workers` threads; the final report.
-pub fn merge_records(records: &[Record], config: &Config, workers: usize) -> Report {
-    collect_reports(records, config, Options::threads(workers))
+pub fn merge_records(
+    records: &[Record],
+    config: &Config,
+    workers: usize,
+) -> Result<Report, MergeError> {
+    Ok(collect_reports(records, config, Options::threads(workers))?
         .pop()
-        .expect("a final report")
-        .0
+        .expect("a run ends with its final report")
+        .0)
 }
+
+/// Why a merge of records already read failed: records in memory are
+/// never bad, so only the engine can fail.
+pub type MergeError = RunError<std::convert::Infallible>;
 
 /// Runs with explicit options and returns every report, the final one last.
 pub fn collect_reports(
     records: &[Record],
     config: &Config,
     options: Options,
-) -> Vec<(Report, bool)> {
+) -> Result<Vec<(Report, bool)>, MergeError> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
-    let stream = records.iter().cloned().map(Ok::<_, String>);
+    let stream = records.iter().cloned().map(Ok);
     run(stream, config, options, move |event| {
         if let Event::Report { report, last } = event {
             sink.lock().expect("reports").push((report, last));
         }
-    })
-    .expect("records are valid");
+    })?;
     let reports = std::mem::take(&mut *out.lock().expect("reports"));
-    reports
+    Ok(reports)
 }

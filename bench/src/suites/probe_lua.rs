@@ -149,7 +149,7 @@ pub fn probed_run(
 }
 
 /// The verdict of each target from the merged records of a run.
-fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
+fn verdicts(run: &ProbedRun, targets: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut records = vec![Record::Targets(tracemerge_records::Targets {
         artifact: "lua".into(),
         at: 0,
@@ -161,7 +161,8 @@ fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
         min_coverage: 100,
         ..Default::default()
     };
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     let report = serde_json::to_value(&report).unwrap_or_default();
     let mut out = BTreeMap::new();
     for artifact in report["artifacts"].as_array().into_iter().flatten() {
@@ -172,7 +173,7 @@ fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -238,8 +239,8 @@ pub fn run(
                 .step_by(10)
                 .cloned(),
         );
-        let full_verdicts = verdicts(&full, &targets);
-        let budget_verdicts = verdicts(&budgeted, &targets);
+        let full_verdicts = verdicts(&full, &targets)?;
+        let budget_verdicts = verdicts(&budgeted, &targets)?;
         let differing: Vec<&String> = targets
             .iter()
             .filter(|t| full_verdicts.get(*t) != budget_verdicts.get(*t))
