@@ -11,7 +11,7 @@ fn main() {
             .parse()
             .expect("BUDGET: a percentage")
     });
-    let _lock = tracemerge_ebpf::testing::exclusive().expect("the BPF lock file");
+    let _lock = tracemerge_ebpf::lock::exclusive().expect("the BPF lock file");
     let dir = std::env::temp_dir().join("tracemerge-probe-lua");
     match tracemerge_bench::suites::probe_lua::run(&dir, scale, 3, budget) {
         Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap()),
