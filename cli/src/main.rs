@@ -3,6 +3,7 @@
 mod bench;
 mod convert;
 mod demo;
+mod error;
 mod etl;
 mod eval;
 mod probe;
@@ -145,15 +146,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<ExitCode, error::CliError> = match cli.command {
         Command::Demo { output } => demo::run(output),
-        Command::Merge { engine, output, .. } => run::merge(engine, output),
+        Command::Merge { engine, output, .. } => run::merge(engine, output).map_err(Into::into),
         Command::Replay {
             engine,
             speed,
             report,
             ..
-        } => run::replay(engine, speed, report),
+        } => run::replay(engine, speed, report).map_err(Into::into),
         Command::Generate {
             functions,
             records,
@@ -168,6 +169,7 @@ fn main() -> ExitCode {
             use tracemerge_scenarios::workload::Workload;
             if fleet {
                 run::generate(Workload::fleet(seed, records).fleet_stream(), output)
+                    .map_err(Into::into)
             } else {
                 let workload = Workload {
                     seed,
@@ -179,7 +181,7 @@ fn main() -> ExitCode {
                     step,
                     ..Default::default()
                 };
-                run::generate(workload.stream(), output)
+                run::generate(workload.stream(), output).map_err(Into::into)
             }
         }
         Command::Convert {
@@ -206,14 +208,15 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
             probe,
-        ),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchChild => bench::child(),
+        )
+        .map_err(Into::into),
+        Command::Bench(args) => bench::run(args).map_err(Into::into),
+        Command::BenchChild => bench::child().map_err(Into::into),
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("tracemerge: {message}");
+        Err(error) => {
+            eprintln!("tracemerge: {error}");
             ExitCode::FAILURE
         }
     }

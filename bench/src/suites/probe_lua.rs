@@ -132,7 +132,8 @@ pub fn probed_run(
             records.extend_from_slice(r);
             Ok(())
         },
-    )?;
+    )
+    .map_err(|e: tracemerge_ebpf::ProbeError| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     if outcome.exit_code != 0 {
         return Err(format!(
@@ -195,7 +196,7 @@ pub fn run(
     let mut out = serde_json::Map::new();
     let mut edge_sets = Vec::new();
     for (name, exe) in builds() {
-        let (plans, _) = tracemerge_ebpf::exact::plan(&exe, None)?;
+        let (plans, _) = tracemerge_ebpf::exact::plan(&exe, None).map_err(|e| e.to_string())?;
         let plan = PlanSummary::of(&plans);
         let native = median(
             (0..repeats.max(1))

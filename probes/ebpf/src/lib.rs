@@ -25,6 +25,7 @@ pub mod bench;
 pub mod budget;
 pub mod demangle;
 pub mod elf;
+pub mod error;
 pub mod exact;
 pub mod kernel;
 pub mod lock;
@@ -37,6 +38,7 @@ pub mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use error::ProbeError;
 pub use kernel::Losses;
 
 /// Why the probes cannot run here, or `None` when they can: needs Linux on
