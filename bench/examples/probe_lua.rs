@@ -22,7 +22,7 @@ fn main() {
         .into_iter()
         .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
         .collect();
-    let _lock = tracemerge_ebpf::testing::exclusive().expect("the BPF lock file");
+    let _lock = tracemerge_ebpf::lock::exclusive().expect("the BPF lock file");
     let dir = std::env::temp_dir().join("tracemerge-probe-lua");
     match tracemerge_bench::suites::probe_lua::run_builds(
         &dir, &builds, scale, reference, 3, budget,

@@ -2,6 +2,7 @@
 //! reads, detected by content, static call graphs of other analysers
 //! included) as NDJSON or as a binary replay log (.tmlog).
 
+use crate::error::CliError;
 use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::path::Path;
@@ -104,15 +105,15 @@ impl RecordWriter {
 
 /// Refuses an output that is one of the inputs: creating it would empty the
 /// input before it is read.
-fn check_not_an_input(output: &str, inputs: &[String]) -> Result<(), String> {
+fn check_not_an_input(output: &str, inputs: &[String]) -> Result<(), CliError> {
     let Ok(out) = Path::new(output).canonicalize() else {
         return Ok(()); // does not exist yet
     };
     for input in inputs.iter().filter(|i| *i != "-") {
         if Path::new(input).canonicalize().is_ok_and(|i| i == out) {
-            return Err(format!(
-                "{output}: the output is also an input; write to another file"
-            ));
+            return Err(
+                format!("{output}: the output is also an input; write to another file").into(),
+            );
         }
     }
     Ok(())
@@ -124,7 +125,7 @@ pub fn run(
     output: String,
     to: Option<OutputFormat>,
     static_graph: crate::args::StaticGraphArgs,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let (format, gzip) = output_format(&output, to)?;
     if output != "-" {
         check_not_an_input(&output, &inputs)?;
@@ -172,7 +173,7 @@ pub fn run(
                 input_error = Some(format!("{location}: {e}"));
                 break;
             }
-            Err(e) => return Err(out_error(e)),
+            Err(e) => return Err(out_error(e).into()),
         }
     }
     // What came before a bad record is kept, as a complete file.
@@ -184,7 +185,8 @@ pub fn run(
         None => Ok(ExitCode::SUCCESS),
         Some(e) => Err(format!(
             "{e} (stopped there: {out_name} holds the {written} records before it)"
-        )),
+        )
+        .into()),
     }
 }
 

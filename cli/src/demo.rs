@@ -1,15 +1,17 @@
 //! `tracemerge demo`: the embedded `shop` scenario, as a table.
 
+use crate::error::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tracemerge_records::{Conflict, Report};
 
-pub fn run(output: Option<PathBuf>) -> Result<ExitCode, String> {
+pub fn run(output: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let case = tracemerge_scenarios::cases::case("shop").ok_or("the shop scenario is missing")?;
     let records = case.records()?;
     let config = case.config()?;
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     print!(
         "{}",
         summary(&report, records.len(), &config.strategy.to_string())

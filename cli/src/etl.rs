@@ -1,5 +1,6 @@
 //! `tracemerge etl …`: inspect and import Windows ETW trace files (.etl).
 
+use crate::error::CliError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,15 +52,18 @@ pub enum GranularityArg {
     Module,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    Ok(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
-pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
+pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
     match cmd {
         EtlCommand::Inspect { file } => {
             let data = read(&file)?;
-            let trace = Trace::decode(&data).map_err(|e| format!("{}: {e}", file.display()))?;
+            let trace = Trace::decode(&data).map_err(|source| CliError::Etl {
+                file: file.clone(),
+                source,
+            })?;
             let mut summary = tracemerge_etl::inspect::summary(&trace);
             summary["file"] = file.display().to_string().into();
             summary["bytes"] = data.len().into();
@@ -78,12 +82,12 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
             output,
         } => {
             let artifact_map = match artifact_map {
-                Some(p) => ArtifactMap::load(&p).map_err(|e| e.to_string())?,
+                Some(p) => ArtifactMap::load(&p).map_err(CliError::EtlSide)?,
                 None => ArtifactMap::default(),
             };
             if let Some(dir) = &symbols {
                 if !dir.is_dir() {
-                    return Err(format!("--symbols {}: not a directory", dir.display()));
+                    return Err(format!("--symbols {}: not a directory", dir.display()).into());
                 }
             }
             let options = ImportOptions {
@@ -98,8 +102,11 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
                 lenient,
                 decode: DecodeOptions::default(),
             };
-            let imp = tracemerge_etl::import_report(&file, &options)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let imp =
+                tracemerge_etl::import_report(&file, &options).map_err(|source| CliError::Etl {
+                    file: file.clone(),
+                    source,
+                })?;
             if !imp.damage.is_empty() && !lenient {
                 for e in &imp.damage {
                     eprintln!("tracemerge: {}: {e}", file.display());
@@ -109,7 +116,8 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
                     file.display(),
                     imp.damage.len(),
                     imp.stats.edge_records
-                ));
+                )
+                .into());
             }
             let mut text = String::new();
             for r in &imp.records {
@@ -135,8 +143,12 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         EtlCommand::Bench { file, runs } => {
-            let v = tracemerge_etl::bench::decode_speed_runs(&file, runs)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let v = tracemerge_etl::bench::decode_speed_runs(&file, runs).map_err(|source| {
+                CliError::Etl {
+                    file: file.clone(),
+                    source,
+                }
+            })?;
             write_stdout(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -144,9 +156,9 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, String> {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn write_stdout(text: &str) -> Result<(), String> {
+fn write_stdout(text: &str) -> Result<(), CliError> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}").into()),
         _ => Ok(()),
     }
 }

@@ -2,6 +2,7 @@
 //! records, then measures each artifact's static graph against its live
 //! runtime edges (crate `tracemerge-eval`); canonical JSON and an HTML page.
 
+use crate::error::CliError;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub struct EvalArgs {
     html: Option<PathBuf>,
 }
 
-pub fn run(args: EvalArgs) -> Result<ExitCode, String> {
+pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     let stream = tracemerge_sources::open_all(&args.inputs, &args.static_graph.source_options())
         .map_err(|e| e.to_string())?;
     let mut records = Vec::new();
@@ -57,7 +58,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, String> {
         ttl: args.ttl.unwrap_or(MAX_TIME),
         ..Config::default()
     };
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     let mut runtime: BTreeMap<&str, Vec<RuntimeEdge>> = BTreeMap::new();
     for artifact in &report.artifacts {
         let edges = artifact.observed_edges.iter().map(|e| RuntimeEdge {

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod convert;
 mod demo;
+mod error;
 mod etl;
 mod eval;
 mod generate;
@@ -148,15 +149,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<ExitCode, error::CliError> = match cli.command {
         Command::Demo { output } => demo::run(output),
-        Command::Merge { engine, output, .. } => merge::merge(engine, output),
+        Command::Merge { engine, output, .. } => merge::merge(engine, output).map_err(Into::into),
         Command::Replay {
             engine,
             speed,
             report,
             ..
-        } => merge::replay(engine, speed, report),
+        } => merge::replay(engine, speed, report).map_err(Into::into),
         Command::Generate {
             functions,
             records,
@@ -171,6 +172,7 @@ fn main() -> ExitCode {
             use tracemerge_scenarios::workload::Workload;
             if fleet {
                 generate::generate(Workload::fleet(seed, records).fleet_stream(), output)
+                    .map_err(Into::into)
             } else {
                 let workload = Workload {
                     seed,
@@ -182,7 +184,7 @@ fn main() -> ExitCode {
                     step,
                     ..Default::default()
                 };
-                generate::generate(workload.stream(), output)
+                generate::generate(workload.stream(), output).map_err(Into::into)
             }
         }
         Command::Convert {
@@ -209,14 +211,15 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
             probe,
-        ),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchChild => bench::child(),
+        )
+        .map_err(Into::into),
+        Command::Bench(args) => bench::run(args).map_err(Into::into),
+        Command::BenchChild => bench::child().map_err(Into::into),
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("tracemerge: {message}");
+        Err(error) => {
+            eprintln!("tracemerge: {error}");
             ExitCode::FAILURE
         }
     }

@@ -118,6 +118,7 @@ fn execute(
         Ok(_) => Ok((report, None)),
         Err(RunError::Record(e)) => Ok((report, Some(e))),
         Err(RunError::Engine(e)) => Err(e),
+        Err(RunError::Fault(fault)) => Err(fault.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! hits, losses, attach/detach time) goes to stderr. With `-- COMMAND` the
 //! command runs under the probe and its exit code becomes ours.
 
+use crate::error::CliError;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ struct Output {
 }
 
 impl Output {
-    fn open(path: &Option<PathBuf>) -> Result<Output, String> {
+    fn open(path: &Option<PathBuf>) -> Result<Output, CliError> {
         let out: Box<dyn Write> = match path {
             Some(p) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -170,7 +171,7 @@ impl Output {
     }
 }
 
-fn read_functions(path: &PathBuf) -> Result<Vec<String>, String> {
+fn read_functions(path: &PathBuf) -> Result<Vec<String>, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(text
         .lines()
@@ -180,7 +181,7 @@ fn read_functions(path: &PathBuf) -> Result<Vec<String>, String> {
         .collect())
 }
 
-pub fn run(cmd: ProbeCommand) -> Result<ExitCode, String> {
+pub fn run(cmd: ProbeCommand) -> Result<ExitCode, CliError> {
     if let ProbeCommand::Plan {
         binary,
         functions,
@@ -215,7 +216,7 @@ fn output_path(cmd: &ProbeCommand) -> Option<PathBuf> {
 pub fn collect(
     cmd: ProbeCommand,
     sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     collect_to(cmd, sink, false)
 }
 
@@ -225,7 +226,7 @@ fn collect_to(
     cmd: ProbeCommand,
     sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
     stdout_free: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let mut file = match output_path(&cmd) {
         Some(path) => Some(Output::open(&Some(path))?),
         None => None,
@@ -244,7 +245,7 @@ fn collect_to(
         }
     };
     if let Some(why) = tracemerge_ebpf::unsupported() {
-        return Err(format!("probe: {why}"));
+        return Err(format!("probe: {why}").into());
     }
     let target = match (&common.pid, common.command.is_empty()) {
         (Some(pid), _) => Target::Pid(*pid),
@@ -264,7 +265,7 @@ fn collect_to(
         // Keep the record stream clean when it is our standard output.
         command_stdout_to_stderr: !stdout_free,
     };
-    let attach = |pid: Option<u32>| -> Result<Collector, String> {
+    let attach = |pid: Option<u32>| -> Result<Collector, CliError> {
         match &cmd {
             ProbeCommand::Exact { binary, budget, .. } => {
                 let mut config = tracemerge_ebpf::exact::Config::new(binary);
@@ -318,17 +319,19 @@ fn collect_to(
             }
         }
     };
-    let outcome = run::run(&target, options, attach, sink)?;
+    let outcome = run::run(&target, options, attach, &mut |records| {
+        sink(records).map_err(CliError::from)
+    })?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }
 
 /// `probe plan`: the entry plan of a binary's functions.
-fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCode, String> {
+fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCode, CliError> {
     let wanted = functions.map(read_functions).transpose()?;
     let (plans, skipped) = tracemerge_ebpf::exact::plan(binary, wanted.as_deref())?;
     if plans.is_empty() {
-        return Err(format!("{}: no function to probe", binary.display()));
+        return Err(format!("{}: no function to probe", binary.display()).into());
     }
     let summary = tracemerge_ebpf::plan::PlanSummary::of(&plans);
     let hex = |bytes: &[u8]| {
@@ -394,7 +397,7 @@ fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCo
 fn etw(
     args: &EtwArgs,
     sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let artifact_map = match &args.artifact_map {
         Some(path) => tracemerge_etl::ArtifactMap::load(path).map_err(|e| e.to_string())?,
         None => Default::default(),

@@ -52,7 +52,8 @@ pub fn watch(
         }
         tx.send(Record::Watermark { at: last + 1 })
             .map_err(|_| "the engine stopped".to_string())
-    });
+    })
+    .map_err(|e| e.to_string());
     drop(tx);
     let engine = engine.join().map_err(|_| "the engine failed".to_string())?;
     engine?;

@@ -89,6 +89,9 @@ pub enum ClosureItem {
     Path(Node, WitnessPath),
 }
 
+/// A [`GraphChange`] of an artifact, with its diff.
+type ArtifactChange = ((Artifact, GraphChange), isize);
+
 /// The runtime closure (over `Observed` edges) and the effective closure
 /// (over `Static` and `Accepted` edges) of every artifact, from its
 /// entrypoints: their sizes, and each target's witness path in the
@@ -107,8 +110,7 @@ pub fn dynamic_closures<'s>(
     changes
         .inner
         .unary_frontier(pact, "DynamicClosures", move |_, _| {
-            let mut pending: BTreeMap<Time, Vec<((Artifact, GraphChange), isize)>> =
-                BTreeMap::new();
+            let mut pending: BTreeMap<Time, Vec<ArtifactChange>> = BTreeMap::new();
             let mut capabilities = CapabilitySet::new();
             let mut graphs: FxHashMap<Artifact, ArtifactGraph> = FxHashMap::default();
             move |(input, frontier), output| {

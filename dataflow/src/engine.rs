@@ -31,7 +31,7 @@ use tracemerge_records::{Change, Config, Record, Report, Stats, Time};
 use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
-use crate::model::Timed;
+use crate::model::{Output, Timed};
 use crate::sink::{Pending, Polled, Sink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
@@ -120,22 +120,37 @@ pub fn tune(config: &mut timely::Config) {
 }
 
 /// Why a run stopped early.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RunError<E> {
     /// A bad record; everything before it was merged and reported.
+    #[error("{0}")]
     Record(E),
     /// The workers could not start or failed (for example, a cluster peer
     /// was unreachable).
+    #[error("engine: {0}")]
     Engine(String),
+    /// The engine's output broke one of its own invariants: a bug, reported
+    /// instead of a wrong report.
+    #[error(transparent)]
+    Fault(#[from] Fault),
 }
 
-impl<E: std::fmt::Display> std::fmt::Display for RunError<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Record(e) => e.fmt(f),
-            RunError::Engine(e) => write!(f, "engine: {e}"),
-        }
-    }
+/// An invariant of the engine's output that did not hold, checked in every
+/// build: each report item is held once or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// A report item (other than an edge part) held `count` times when the
+    /// report as of `as_of` was built.
+    #[error("engine fault: {output:?} has multiplicity {count} (report as of {as_of})")]
+    Multiplicity {
+        as_of: Time,
+        output: Output,
+        count: i64,
+    },
+    /// A part of an observed edge added twice or removed while absent, at
+    /// event time `at`.
+    #[error("engine fault at {at}: {what}")]
+    EdgePart { at: Time, what: String },
 }
 
 /// The caller's event callback, shared with worker 0.
@@ -226,8 +241,10 @@ where
         final_only: options.final_only && !options.watermark_reports && !options.changes,
         events: on_event.clone(),
         failed: Arc::new(AtomicBool::new(false)),
+        fault: Arc::new(Mutex::new(None)),
     };
     let failed = shared.failed.clone();
+    let fault = shared.fault.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
             .lock()
@@ -340,6 +357,9 @@ where
     for result in guards.join() {
         result.map_err(|e| RunError::Engine(format!("a worker failed: {e}")))?;
     }
+    if let Some(fault) = fault.lock().expect("fault").take() {
+        return Err(RunError::Fault(fault));
+    }
     match failure {
         Some(e) => Err(RunError::Record(e)),
         None => Ok(stats),
@@ -360,6 +380,8 @@ struct Shared {
     /// Set when a worker panics. Its peers would otherwise wait forever for
     /// its progress; they stop instead, and the run fails.
     failed: Arc<AtomicBool>,
+    /// The fault worker 0's sink found; it raises `failed` too.
+    fault: Arc<Mutex<Option<Fault>>>,
 }
 
 /// Raises [`Shared::failed`] if its worker unwinds.
@@ -415,6 +437,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         config: shared.config.clone(),
         names: shared.names.clone(),
         events: shared.events.clone(),
+        failed: shared.failed.clone(),
+        fault: shared.fault.clone(),
     });
 
     // Watermarks whose round the dataflow has not finished yet.
@@ -545,39 +569,50 @@ fn abandon(worker: &mut timely::worker::Worker) {
 /// Runs the whole stream in this process on `workers` threads and returns
 /// one report per advancing watermark (the state as of that watermark, with
 /// the stats of the stream up to it).
-pub fn reports_at_watermarks(records: &[Record], config: &Config, workers: usize) -> Vec<Report> {
+pub fn reports_at_watermarks(
+    records: &[Record],
+    config: &Config,
+    workers: usize,
+) -> Result<Vec<Report>, MergeError> {
     let mut options = Options::threads(workers);
     options.watermark_reports = true;
-    collect_reports(records, config, options)
+    Ok(collect_reports(records, config, options)?
         .into_iter()
         .filter(|(_, last)| !last)
         .map(|(r, _)| r)
-        .collect()
+        .collect())
 }
 
 /// Runs the whole stream in this process on `workers` threads; the final report.
-pub fn merge_records(records: &[Record], config: &Config, workers: usize) -> Report {
-    collect_reports(records, config, Options::threads(workers))
+pub fn merge_records(
+    records: &[Record],
+    config: &Config,
+    workers: usize,
+) -> Result<Report, MergeError> {
+    Ok(collect_reports(records, config, Options::threads(workers))?
         .pop()
-        .expect("a final report")
-        .0
+        .expect("a run ends with its final report")
+        .0)
 }
+
+/// Why a merge of records already read failed: records in memory are
+/// never bad, so only the engine can fail.
+pub type MergeError = RunError<std::convert::Infallible>;
 
 /// Runs with explicit options and returns every report, the final one last.
 pub fn collect_reports(
     records: &[Record],
     config: &Config,
     options: Options,
-) -> Vec<(Report, bool)> {
+) -> Result<Vec<(Report, bool)>, MergeError> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
-    let stream = records.iter().cloned().map(Ok::<_, String>);
+    let stream = records.iter().cloned().map(Ok);
     run(stream, config, options, move |event| {
         if let Event::Report { report, last } = event {
             sink.lock().expect("reports").push((report, last));
         }
-    })
-    .expect("records are valid");
+    })?;
     let reports = std::mem::take(&mut *out.lock().expect("reports"));
-    reports
+    Ok(reports)
 }

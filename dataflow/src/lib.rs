@@ -30,5 +30,6 @@ pub mod verdict;
 pub mod window;
 
 pub use engine::{
-    collect_reports, merge_records, reports_at_watermarks, run, tune, Event, Options, RunError,
+    collect_reports, merge_records, reports_at_watermarks, run, tune, Event, Fault, MergeError,
+    Options, RunError,
 };

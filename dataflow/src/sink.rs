@@ -6,10 +6,12 @@ use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
 
-use crate::engine::{Event, Events};
+use crate::engine::{Event, Events, Fault};
 use crate::model::{EdgeKey, EdgeParts, Output};
 use crate::symbols::Names;
 
@@ -30,6 +32,10 @@ pub(crate) struct Sink {
     pub(crate) config: Config,
     pub(crate) names: Names,
     pub(crate) events: Events,
+    /// Raised with a fault: the run stops.
+    pub(crate) failed: Arc<AtomicBool>,
+    /// Where a fault goes; once it holds one, the sink emits nothing more.
+    pub(crate) fault: Arc<Mutex<Option<Fault>>>,
 }
 
 /// When a [`Sink`] last took in output.
@@ -42,11 +48,17 @@ pub(crate) enum Polled {
 }
 
 impl Sink {
+    /// Keeps the first fault and stops the run.
+    fn fail(&self, fault: Fault) {
+        self.fault.lock().expect("fault").get_or_insert(fault);
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
     /// Takes in every output update before `frontier` (all of them when
     /// `None`), emitting changes and due reports in event-time order.
     pub(crate) fn poll(&mut self, frontier: Option<Time>) {
         let before = |t: Time| frontier.is_none_or(|f| t < f);
-        if self.polled == Polled::At(frontier) {
+        if self.polled == Polled::At(frontier) || self.failed.load(Ordering::Relaxed) {
             return;
         }
         self.polled = Polled::At(frontier);
@@ -79,13 +91,17 @@ impl Sink {
                 if as_of >= time {
                     break;
                 }
-                events(Event::Report {
-                    report: self.report(as_of, stats),
-                    last,
-                });
+                let report = match self.report(as_of, stats) {
+                    Ok(report) => report,
+                    Err(fault) => return self.fail(fault),
+                };
+                events(Event::Report { report, last });
                 self.reports.pop_front();
             }
-            let changes = self.apply(at_time);
+            let changes = match self.apply(at_time) {
+                Ok(changes) => changes,
+                Err(fault) => return self.fail(fault),
+            };
             for change in changes {
                 events(Event::Change(change));
             }
@@ -94,10 +110,11 @@ impl Sink {
             if !before(as_of) {
                 break;
             }
-            events(Event::Report {
-                report: self.report(as_of, stats),
-                last,
-            });
+            let report = match self.report(as_of, stats) {
+                Ok(report) => report,
+                Err(fault) => return self.fail(fault),
+            };
+            events(Event::Report { report, last });
             self.reports.pop_front();
         }
         events(Event::Progress(frontier));
@@ -107,7 +124,7 @@ impl Sink {
     /// they make (none unless the change feed is on), sorted by name, so
     /// the feed's order within a time does not depend on the order ids
     /// were given in.
-    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Vec<Change> {
+    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Result<Vec<Change>, Fault> {
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the items they showed before.
@@ -123,8 +140,8 @@ impl Sink {
                         .entry(key)
                         .or_insert_with(|| parts.items(key, &names));
                 }
-                if let Err(fault) = parts.apply(output, *diff) {
-                    panic!("engine fault at {at}: {fault}");
+                if let Err(what) = parts.apply(output, *diff) {
+                    return Err(Fault::EdgePart { at: *at, what });
                 }
                 if parts.is_empty() {
                     self.edges.remove(&key);
@@ -175,21 +192,22 @@ impl Sink {
             }
         }
         changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
-        changes
+        Ok(changes)
     }
 
-    fn report(&self, as_of: Time, stats: Stats) -> Report {
+    fn report(&self, as_of: Time, stats: Stats) -> Result<Report, Fault> {
         let names = self.names.read();
         let mut artifacts: BTreeMap<String, ArtifactReport> = BTreeMap::new();
+        if let Some((output, count)) = self.state.iter().find(|(_, count)| **count != 1) {
+            return Err(Fault::Multiplicity {
+                as_of,
+                output: output.clone(),
+                count: *count,
+            });
+        }
         let edge_items = (self.edges.iter()).flat_map(|(key, parts)| parts.items(*key, &names));
-        let items = (self.state.iter())
-            .filter_map(|(output, count)| {
-                assert_eq!(
-                    *count, 1,
-                    "engine fault: {output:?} has multiplicity {count}"
-                );
-                output.to_item(&names)
-            })
+        let items = (self.state.keys())
+            .filter_map(|output| output.to_item(&names))
             .chain(edge_items);
         for item in items {
             match item {
@@ -221,6 +239,6 @@ impl Sink {
                 a
             })
             .collect();
-        report.seal()
+        Ok(report.seal())
     }
 }

@@ -23,7 +23,7 @@ fn design_example_report() {
         min_coverage: 1000,
         ..Config::default()
     };
-    let report = merge_records(&design_stream(), &config, 1);
+    let report = merge_records(&design_stream(), &config, 1).unwrap();
     assert_eq!(report.as_of, 10000);
     assert_eq!(report.stats.records, 6);
     let a = &report.artifacts[0];
@@ -57,15 +57,17 @@ fn design_example_report() {
 #[test]
 fn same_digest_for_any_worker_count() {
     let config = Config::default();
-    let one = merge_records(&design_stream(), &config, 1);
+    let one = merge_records(&design_stream(), &config, 1).unwrap();
     for workers in [2, 3] {
         assert_eq!(
-            merge_records(&design_stream(), &config, workers).digest,
+            merge_records(&design_stream(), &config, workers)
+                .unwrap()
+                .digest,
             one.digest
         );
     }
     assert_eq!(
-        reports_at_watermarks(&design_stream(), &config, 2),
+        reports_at_watermarks(&design_stream(), &config, 2).unwrap(),
         vec![one]
     );
 }

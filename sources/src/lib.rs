@@ -160,7 +160,8 @@ impl fmt::Display for Location {
 }
 
 /// Bad input or a failed read, with where it happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
 pub struct SourceError {
     pub location: Location,
     pub message: String,
@@ -187,14 +188,6 @@ impl SourceError {
         }
     }
 }
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
-    }
-}
-
-impl std::error::Error for SourceError {}
 
 /// One item of a record stream.
 pub type Item = Result<(Location, Record), SourceError>;
@@ -437,7 +430,7 @@ pub fn import_program(
             options.at.unwrap_or(0),
             options.entrypoints.as_deref(),
         )
-        .map_err(|e| SourceError::fatal(Location::file(&first), e))
+        .map_err(|e| SourceError::fatal(Location::file(&first), e.to_string()))
 }
 
 /// Opens the next input of `paths`; a run of consecutive static call-graph

@@ -13,8 +13,8 @@ use std::thread;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::lines::{Line, LineReader};
-use crate::{clean_json_message, Item, Location, SourceError};
-use tracemerge_records::Record;
+use crate::{Item, Location, SourceError};
+use tracemerge_records::{Record, RecordError};
 
 /// Lines per chunk of a file, and the bytes at which a chunk is sent early.
 pub(crate) const CHUNK_LINES: usize = 1024;
@@ -188,7 +188,11 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Record, String> {
             e.valid_up_to()
         )
     })?;
-    Record::from_json(text).map_err(|m| clean_json_message(&m))
+    // A line is one line of JSON: its column says where.
+    Record::from_json(text).map_err(|e| match e {
+        RecordError::Json { what, line, column } if line > 0 => format!("{what} (column {column})"),
+        other => other.to_string(),
+    })
 }
 
 impl Iterator for NdjsonReader {

@@ -156,7 +156,10 @@ pub(crate) fn read_callgraph(
             let record = Record::Graph(graph);
             if let Err(message) = record.validate() {
                 // map_callgraph checks all of this with paths; kept as a guard.
-                return vec![Err(SourceError::fatal(Location::file(name), message))];
+                return vec![Err(SourceError::fatal(
+                    Location::file(name),
+                    message.to_string(),
+                ))];
             }
             let mut out = vec![Ok((Location::file(name), record))];
             out.extend(runtime.into_iter().map(|(path, edge)| {

@@ -131,7 +131,7 @@ const KEEP_CAPACITY: usize = 4 << 20;
 /// What a record must satisfy to be written or read: what
 /// [`Record::from_json`] accepts.
 fn check(record: &Record) -> Result<(), String> {
-    record.validate()?;
+    record.validate().map_err(|e| e.to_string())?;
     // `validate` has made sure that a coverage's `from` ≤ `to` = `time()`.
     let time = record.time();
     if time > MAX_TIME {

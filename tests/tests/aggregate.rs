@@ -138,7 +138,7 @@ fn statistics_equal_the_oracle_at_every_watermark() {
         assert!(expected.iter().any(|r| r.stats.late > 0));
         assert!(expected.iter().any(|r| r.stats.duplicate > 0));
         for workers in [1, 2] {
-            let got = reports_at_watermarks(&records, &config, workers);
+            let got = reports_at_watermarks(&records, &config, workers).unwrap();
             assert_eq!(got.len(), expected.len(), "seed {seed}, {workers} workers");
             for (g, e) in got.iter().zip(&expected) {
                 assert_eq!(g, e, "seed {seed}, {workers} workers, as of {}", e.as_of);
@@ -152,6 +152,7 @@ fn statistics_equal_the_oracle_at_every_watermark() {
             options.round_every = 150;
             options.final_only = final_only;
             let (last, _) = collect_reports(&records, &config, options)
+                .unwrap()
                 .pop()
                 .expect("a final report");
             assert_eq!(&last, expected.last().expect("reports"), "seed {seed}");
@@ -173,13 +174,14 @@ fn a_key_with_a_million_sightings() {
     };
     // A window of 100 ms holds two windows of 125,000 sightings.
     assert!(expected.iter().any(|r| hot(r) >= Some(200_000)));
-    let got = reports_at_watermarks(&records, &config, 2);
+    let got = reports_at_watermarks(&records, &config, 2).unwrap();
     assert_eq!(got, expected);
     // As `merge` runs it too: the evidence enters once, at the end.
     let mut options = Options::threads(2);
     options.final_only = true;
     options.round_every = 1000;
     let (last, _) = collect_reports(&records, &config, options)
+        .unwrap()
         .pop()
         .expect("a final report");
     assert_eq!(&last, expected.last().expect("reports"));
@@ -213,7 +215,7 @@ fn an_edge_is_estimated_while_an_estimated_sighting_of_it_is_live() {
             .collect()
     };
     let expected = oracle::reports_at_watermarks(&records, &config);
-    let got = reports_at_watermarks(&records, &config, 2);
+    let got = reports_at_watermarks(&records, &config, 2).unwrap();
     assert_eq!(got, expected);
     let states: Vec<_> = got.iter().map(marked).collect();
     let a = |i: usize| states[i].iter().find(|(c, _)| c == "a").map(|(_, e)| *e);

@@ -121,7 +121,8 @@ fn engine_matches_oracle_at_every_watermark() {
             let config = random_config(&mut rng, &params);
             let workers = [1, 2, 3][rng.gen_range(0..3)];
             let expected = oracle::reports_at_watermarks(&records, &config);
-            let got = tracemerge_dataflow::reports_at_watermarks(&records, &config, workers);
+            let got =
+                tracemerge_dataflow::reports_at_watermarks(&records, &config, workers).unwrap();
             compare(
                 &format!("preset {name}, seed {seed}, workers {workers}"),
                 &records,
@@ -146,7 +147,8 @@ fn engine_matches_oracle_after_a_final_watermark() {
             let config = random_config(&mut rng, &params);
             let workers = [1, 2, 3][rng.gen_range(0..3)];
             let expected = oracle::report(&records, &config);
-            let got = tracemerge_dataflow::reports_at_watermarks(&records, &config, workers);
+            let got =
+                tracemerge_dataflow::reports_at_watermarks(&records, &config, workers).unwrap();
             compare(
                 &format!("preset {name}, seed {seed}, workers {workers}, final watermark {end}"),
                 &records,
@@ -180,6 +182,7 @@ fn engine_is_deterministic_under_reordering() {
             options.round_every = round_every;
             options.final_only = final_only;
             let (got, last) = collect_reports(&shuffled, &config, options)
+                .unwrap()
                 .pop()
                 .expect("a final report");
             assert!(last);

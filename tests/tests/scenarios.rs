@@ -51,7 +51,8 @@ fn engine_reproduces_expected_reports() {
             case.name
         );
         for workers in [1, 3] {
-            let reports = tracemerge_dataflow::reports_at_watermarks(&records, &config, workers);
+            let reports =
+                tracemerge_dataflow::reports_at_watermarks(&records, &config, workers).unwrap();
             let last = reports.last().expect("a report per watermark");
             let got = last.to_pretty_json();
             assert!(
@@ -72,7 +73,7 @@ fn engine_matches_oracle_at_every_watermark_of_the_cases() {
         let records = case.records().unwrap();
         let config = case.config().unwrap();
         let expected = oracle::reports_at_watermarks(&records, &config);
-        let got = tracemerge_dataflow::reports_at_watermarks(&records, &config, 2);
+        let got = tracemerge_dataflow::reports_at_watermarks(&records, &config, 2).unwrap();
         let as_of = |v: &[Report]| {
             v.iter()
                 .map(|r| (r.as_of, r.stats.records))

@@ -16,7 +16,7 @@ pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, String> {
     }
     // The probe tests take this lock too: one BPF user at a time, so their
     // leak checks never see our programs.
-    let _lock = tracemerge_ebpf::testing::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
+    let _lock = tracemerge_ebpf::lock::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
     let options = tracemerge_ebpf::bench::Options {
         work_dir: work_dir.join("probe"),
         calls: plan.calls,

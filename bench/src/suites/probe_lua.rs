@@ -152,7 +152,8 @@ pub fn probed_run(
             records.extend_from_slice(r);
             Ok(())
         },
-    )?;
+    )
+    .map_err(|e: tracemerge_ebpf::ProbeError| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = children_cpu_seconds() - cpu;
     if outcome.exit_code != 0 {
@@ -171,7 +172,7 @@ pub fn probed_run(
 }
 
 /// The verdict of each target from the merged records of a run.
-fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
+fn verdicts(run: &ProbedRun, targets: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut records = vec![Record::Targets(tracemerge_records::Targets {
         artifact: "lua".into(),
         at: 0,
@@ -183,7 +184,8 @@ fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
         min_coverage: 100,
         ..Default::default()
     };
-    let report = tracemerge_dataflow::merge_records(&records, &config, 1);
+    let report =
+        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
     let report = serde_json::to_value(&report).unwrap_or_default();
     let mut out = BTreeMap::new();
     for artifact in report["artifacts"].as_array().into_iter().flatten() {
@@ -194,7 +196,7 @@ fn verdicts(run: &ProbedRun, targets: &[String]) -> BTreeMap<String, String> {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -243,7 +245,7 @@ pub fn run_builds(
     let mut edge_sets = Vec::new();
     for (name, exe) in builds {
         let exe = exe.as_path();
-        let (plans, _) = tracemerge_ebpf::exact::plan(exe, None)?;
+        let (plans, _) = tracemerge_ebpf::exact::plan(exe, None).map_err(|e| e.to_string())?;
         let plan = PlanSummary::of(&plans);
         let full = probed_run(exe, &script, reference_scale, None)?;
         let reference_native = median(
@@ -313,8 +315,8 @@ pub fn run_builds(
                 .step_by(10)
                 .cloned(),
         );
-        let full_verdicts = verdicts(&full, &targets);
-        let budget_verdicts = verdicts(&budgeted, &targets);
+        let full_verdicts = verdicts(&full, &targets)?;
+        let budget_verdicts = verdicts(&budgeted, &targets)?;
         let differing: Vec<&String> = targets
             .iter()
             .filter(|t| full_verdicts.get(*t) != budget_verdicts.get(*t))

@@ -364,8 +364,7 @@ fn measure(
     let probe = match tracemerge_ebpf::unsupported() {
         Some(why) => Err(why),
         None => {
-            let _lock =
-                tracemerge_ebpf::testing::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
+            let _lock = tracemerge_ebpf::lock::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
             let mut args: Vec<String> = vec![
                 "probe".into(),
                 "exact".into(),

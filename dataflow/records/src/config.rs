@@ -19,14 +19,19 @@ pub enum Strategy {
     Quorum { hits: u64, sources: u64 },
 }
 
+/// A strategy that is not `union`, `static` or `quorum:H:S`: what was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad strategy {0:?}: expected union, static or quorum:H:S")]
+pub struct StrategyError(pub String);
+
 impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = StrategyError;
+    fn from_str(s: &str) -> Result<Self, StrategyError> {
         match s {
             "union" => Ok(Strategy::Union),
             "static" => Ok(Strategy::Static),
             _ => {
-                let bad = || format!("bad strategy {s:?}: expected union, static or quorum:H:S");
+                let bad = || StrategyError(s.to_string());
                 let rest = s.strip_prefix("quorum:").ok_or_else(bad)?;
                 let (h, src) = rest.split_once(':').ok_or_else(bad)?;
                 let hits = h.parse().map_err(|_| bad())?;
@@ -95,7 +100,7 @@ impl Config {
     /// Reads a quarantine list: one entry per line, `caller -> callee` for
     /// an edge, a bare symbol otherwise; `#` starts a comment. Errors name
     /// the line.
-    pub fn add_quarantine(&mut self, text: &str) -> Result<(), String> {
+    pub fn add_quarantine(&mut self, text: &str) -> Result<(), QuarantineError> {
         for (i, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -105,7 +110,7 @@ impl Config {
                 Some((caller, callee)) => {
                     let (caller, callee) = (caller.trim(), callee.trim());
                     if caller.is_empty() || callee.is_empty() {
-                        return Err(format!("line {}: edge needs caller -> callee", i + 1));
+                        return Err(QuarantineError::HalfEdge { line: i + 1 });
                     }
                     self.quarantine_edges
                         .insert((caller.to_string(), callee.to_string()));
@@ -117,6 +122,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A quarantine list that cannot be read, with its 1-based line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuarantineError {
+    /// An `->` entry with an empty caller or callee.
+    #[error("line {line}: edge needs caller -> callee")]
+    HalfEdge { line: usize },
 }
 
 /// How every duration option is written, for help texts.
@@ -226,9 +239,8 @@ mod tests {
         assert!(c.quarantined("x", "evil"));
         assert!(c.quarantined("a", "b"));
         assert!(!c.quarantined("b", "a"));
-        assert!(c
-            .add_quarantine("ok\n -> b")
-            .unwrap_err()
-            .starts_with("line 2"));
+        let err = c.add_quarantine("ok\n -> b").unwrap_err();
+        assert_eq!(err, QuarantineError::HalfEdge { line: 2 });
+        assert!(err.to_string().starts_with("line 2"));
     }
 }

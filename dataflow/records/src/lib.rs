@@ -16,11 +16,12 @@ pub mod record;
 pub mod report;
 
 pub use config::{
-    parse_duration, parse_nonzero_duration, Config, DurationError, Strategy, DURATION_HELP,
+    parse_duration, parse_nonzero_duration, Config, DurationError, QuarantineError, Strategy,
+    StrategyError, DURATION_HELP,
 };
 pub use record::{
     union_length, Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record,
-    StaticEdge, Targets, Time, MAX_TIME,
+    RecordError, StaticEdge, Targets, Time, MAX_TIME,
 };
 pub use report::{
     ArtifactReport, Change, ChangeItem, Conflict, Hop, ObservedEdge, Reach, Report, Resolution,

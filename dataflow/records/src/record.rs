@@ -11,6 +11,56 @@ pub type Time = u64;
 /// overflow and rejects nonsense such as nanosecond timestamps.
 pub const MAX_TIME: Time = 253_402_300_799_999;
 
+/// A line or record that the stream contract (DESIGN.md §3) rejects.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON, or JSON that is not a record: serde's message, and the
+    /// 1-based line and column in the JSON text (0 when it has none).
+    #[error("{}", json_message(what, *line, *column))]
+    Json {
+        what: String,
+        line: usize,
+        column: usize,
+    },
+    /// A graph lists node `node` twice, the second time at `nodes[index]`.
+    #[error("nodes[{index}]: duplicate node {node:?}")]
+    DuplicateNode { index: usize, node: String },
+    /// The `end` (`caller` or `callee`) of `edges[index]` is not a node.
+    #[error("edges[{index}]: {end} {symbol:?} is not a node")]
+    EdgeEndNotANode {
+        index: usize,
+        end: &'static str,
+        symbol: String,
+    },
+    /// `entrypoints[index]` is not a node.
+    #[error("entrypoints[{index}]: {symbol:?} is not a node")]
+    EntrypointNotANode { index: usize, symbol: String },
+    /// A coverage statement ends before it starts.
+    #[error("coverage interval is reversed: from {from} > to {to}")]
+    ReversedCoverage { from: Time, to: Time },
+}
+
+/// serde_json's own wording: `what at line L column C`.
+fn json_message(what: &str, line: usize, column: usize) -> String {
+    if line == 0 {
+        what.to_string()
+    } else {
+        format!("{what} at line {line} column {column}")
+    }
+}
+
+impl From<serde_json::Error> for RecordError {
+    fn from(e: serde_json::Error) -> RecordError {
+        let (line, column) = (e.line(), e.column());
+        let full = e.to_string();
+        let what = match full.strip_suffix(&format!(" at line {line} column {column}")) {
+            Some(what) if line > 0 => what.to_string(),
+            _ => full,
+        };
+        RecordError::Json { what, line, column }
+    }
+}
+
 /// One record of the stream. The JSON form carries the variant in `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -169,19 +219,19 @@ impl Record {
 
     /// Checks what serde cannot: edge endpoints and entrypoints are nodes,
     /// node ids are unique, coverage intervals are ordered.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RecordError> {
         match self {
             Record::Graph(g) => g.validate(),
-            Record::Coverage(c) if c.from > c.to => Err(format!(
-                "coverage interval is reversed: from {} > to {}",
-                c.from, c.to
-            )),
+            Record::Coverage(c) if c.from > c.to => Err(RecordError::ReversedCoverage {
+                from: c.from,
+                to: c.to,
+            }),
             _ => Ok(()),
         }
     }
 
     /// Parses one NDJSON line and validates it.
-    pub fn from_json(line: &str) -> Result<Record, String> {
+    pub fn from_json(line: &str) -> Result<Record, RecordError> {
         // Most lines of a stream are edges: read those straight into their
         // struct, without serde's buffering of an internally tagged enum
         // (about twice as fast). Anything else, or any error, takes the
@@ -197,7 +247,7 @@ impl Record {
                 event_id: e.event_id,
                 estimated: e.estimated,
             }),
-            Err(_) => serde_json::from_str(line).map_err(|e| e.to_string())?,
+            Err(_) => serde_json::from_str(line)?,
         };
         record.validate()?;
         Ok(record)
@@ -210,23 +260,33 @@ impl Record {
 }
 
 impl GraphSnapshot {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), RecordError> {
         let mut nodes = std::collections::HashSet::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
             if !nodes.insert(node.as_str()) {
-                return Err(format!("nodes[{i}]: duplicate node {node:?}"));
+                return Err(RecordError::DuplicateNode {
+                    index: i,
+                    node: node.clone(),
+                });
             }
         }
         for (i, edge) in self.edges.iter().enumerate() {
             for (end, symbol) in [("caller", &edge.caller), ("callee", &edge.callee)] {
                 if !nodes.contains(symbol.as_str()) {
-                    return Err(format!("edges[{i}]: {end} {symbol:?} is not a node"));
+                    return Err(RecordError::EdgeEndNotANode {
+                        index: i,
+                        end,
+                        symbol: symbol.clone(),
+                    });
                 }
             }
         }
         for (i, entry) in self.entrypoints.iter().enumerate() {
             if !nodes.contains(entry.as_str()) {
-                return Err(format!("entrypoints[{i}]: {entry:?} is not a node"));
+                return Err(RecordError::EntrypointNotANode {
+                    index: i,
+                    symbol: entry.clone(),
+                });
             }
         }
         Ok(())
@@ -407,7 +467,7 @@ mod tests {
     fn edge_lines_read_directly_equal_the_general_reading() {
         let general = |line: &str| {
             serde_json::from_str::<Record>(line)
-                .map_err(|e| e.to_string())
+                .map_err(RecordError::from)
                 .and_then(|r| r.validate().map(|()| r))
         };
         for line in [
@@ -490,8 +550,24 @@ mod tests {
             ("[1,2]", "invalid type"),
         ];
         for (line, needle) in bad {
-            let err = Record::from_json(line).unwrap_err();
+            let err = Record::from_json(line).unwrap_err().to_string();
             assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn json_errors_keep_serde_wording_and_position() {
+        for line in ["", "[1,2]", r#"{"type":"nope","at":1}"#, "{\n\"at\":x}"] {
+            let serde = serde_json::from_str::<Record>(line).unwrap_err();
+            let ours = Record::from_json(line).unwrap_err();
+            assert_eq!(ours.to_string(), serde.to_string(), "{line:?}");
+            let RecordError::Json {
+                line: l, column, ..
+            } = ours
+            else {
+                panic!("{line:?}: {ours:?}")
+            };
+            assert_eq!((l, column), (serde.line(), serde.column()), "{line:?}");
         }
     }
 

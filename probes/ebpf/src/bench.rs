@@ -143,7 +143,7 @@ fn call_cost(
     let plain = time()?;
     let mut config = Config::new(exe);
     config.functions = Some(vec![function.into()]);
-    let mut session = Session::attach(&config)?;
+    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
     // The program's own run time, as the kernel measures it.
     let stats_sysctl = "/proc/sys/kernel/bpf_stats_enabled";
     let stats_before = std::fs::read_to_string(stats_sysctl).unwrap_or_default();
@@ -151,7 +151,7 @@ fn call_cost(
     let probed = time()?;
     let prog_stats = session.program_stats();
     let _ = std::fs::write(stats_sysctl, stats_before.trim());
-    let records = session.finish()?;
+    let records = session.finish().map_err(|e| e.to_string())?;
     let counted: u64 = records
         .iter()
         .filter_map(|r| match r {
@@ -180,7 +180,7 @@ pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Durati
     let mut names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
     names.truncate(n);
     config.functions = Some(names);
-    let mut session = Session::attach(&config)?;
+    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
     if session.functions().len() != n {
         return Err(format!(
             "attached {} of {n} functions",
@@ -222,7 +222,8 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
         ("nops_x5", "entry_nops"),
         ("endbr_push", "entry_endbr_push"),
     ] {
-        let (plans, _) = crate::exact::plan(&entries, Some(&[function.to_string()]))?;
+        let (plans, _) = crate::exact::plan(&entries, Some(&[function.to_string()]))
+            .map_err(|e| e.to_string())?;
         let kind = plans.first().map(|p| p.kind.name()).unwrap_or("?");
         call.insert(
             key.into(),
@@ -244,7 +245,7 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     // distinct edges in the kernel map, drained and named in one window.
     let mut config = Config::new(&exe);
     config.functions = Some((0..max).map(|i| format!("f{i}")).collect());
-    let mut session = Session::attach(&config)?;
+    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
     let status = Command::new(&exe)
         .arg("all")
         .status()
@@ -253,7 +254,7 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
         return Err("benchmark program failed".into());
     }
     let started = Instant::now();
-    let records = session.drain()?;
+    let records = session.drain().map_err(|e| e.to_string())?;
     let drain = started.elapsed();
     let edges = records
         .iter()

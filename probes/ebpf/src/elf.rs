@@ -1,6 +1,7 @@
 //! ELF facts the collector needs: function symbols, load segments (file
 //! offset ↔ virtual address) and the build id.
 
+use crate::error::ProbeError;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
@@ -38,8 +39,8 @@ pub struct ElfInfo {
 
 /// Reads a whole file into 8-byte aligned memory (the `object` crate wants
 /// its ELF structures aligned).
-fn read_aligned(path: &Path) -> Result<Vec<u64>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_aligned(path: &Path) -> Result<Vec<u64>, ProbeError> {
+    let bytes = std::fs::read(path).map_err(|e| ProbeError::file(path, e))?;
     let mut words = vec![0u64; bytes.len().div_ceil(8)];
     // SAFETY: `words` has at least `bytes.len()` bytes, and any byte
     // pattern is a valid u64.
@@ -61,10 +62,9 @@ impl ElfInfo {
     /// distribution libraries are) and a separate debug file with the same
     /// build id is installed under /usr/lib/debug/.build-id, its symbol
     /// table is used as well.
-    pub fn read(path: &Path) -> Result<ElfInfo, String> {
+    pub fn read(path: &Path) -> Result<ElfInfo, ProbeError> {
         let words = read_aligned(path)?;
-        let file = object::File::parse(as_bytes(&words))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = object::File::parse(as_bytes(&words)).map_err(|e| ProbeError::file(path, e))?;
         let build_id = file
             .build_id()
             .ok()

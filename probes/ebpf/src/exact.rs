@@ -4,6 +4,7 @@
 //! emits `edge` records, plus a `coverage` record for the functions that
 //! were probed during the window.
 
+use crate::error::ProbeError;
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -239,7 +240,7 @@ struct BudgetState {
     /// Estimated cost of the visits started since the ledger's last update.
     committed_ms: f64,
     /// An error attaching a visit between windows, reported at the drain.
-    visit_error: Option<String>,
+    visit_error: Option<ProbeError>,
     rates: std::collections::HashMap<usize, Rate>,
     /// Entry kind of each function (its cost per call).
     kinds: Vec<EntryKind>,
@@ -322,7 +323,7 @@ pub fn choose_functions<'a>(
 pub fn plan(
     binary: &std::path::Path,
     functions: Option<&[String]>,
-) -> Result<(Vec<EntryPlan>, Vec<String>), String> {
+) -> Result<(Vec<EntryPlan>, Vec<String>), ProbeError> {
     let info = ElfInfo::read(binary)?;
     let (chosen, skipped) = choose_functions(&info, functions);
     let kernel = KernelFeatures::running();
@@ -343,21 +344,16 @@ pub fn default_source() -> String {
 
 impl Session {
     /// Loads the program and attaches it to the chosen functions.
-    pub fn attach(config: &Config) -> Result<Session, String> {
+    pub fn attach(config: &Config) -> Result<Session, ProbeError> {
         let binary = std::fs::canonicalize(&config.binary)
-            .map_err(|e| format!("{}: {e}", config.binary.display()))?;
+            .map_err(|e| ProbeError::file(&config.binary, e))?;
         let info = ElfInfo::read(&binary)?;
         let (chosen, skipped) = choose_functions(&info, config.functions.as_deref());
         if chosen.is_empty() {
-            return Err(format!(
-                "{}: no function to probe (none with a symbol{})",
-                binary.display(),
-                if skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not found: {}", skipped.join(", "))
-                }
-            ));
+            return Err(ProbeError::NothingToProbe {
+                binary,
+                missing: skipped,
+            });
         }
         let kernel_features = KernelFeatures::running();
         let plans: Vec<EntryPlan> = chosen
@@ -385,10 +381,13 @@ impl Session {
             config.pid.unwrap_or(0),
         )
         .map_err(|e| {
-            format!(
-                "attaching {} uprobes to {} (uprobe_multi): {e}",
-                offsets.len(),
-                binary.display()
+            ProbeError::kernel(
+                format!(
+                    "attaching {} uprobes to {} (uprobe_multi)",
+                    offsets.len(),
+                    binary.display()
+                ),
+                e,
             )
         })?;
         let attach = started.elapsed();
@@ -501,7 +500,7 @@ impl Session {
     /// Ends one window: the edges counted since the last drain, and the
     /// coverage of the window (withheld if events were lost in it: a lost
     /// call must not pass for a function that did not run).
-    pub fn drain(&mut self) -> Result<Vec<Record>, String> {
+    pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
         let now = now_ms();
         self.end_visit();
         if let Some(e) = self.budget.as_mut().and_then(|b| b.visit_error.take()) {
@@ -559,7 +558,7 @@ impl Session {
     /// Budget mode, after a window: pauses the functions whose probes cost
     /// too much (they leave the link, rebuilt without them), once the
     /// warm-up is over.
-    fn rebalance(&mut self, window_ms: f64) -> Result<(), String> {
+    fn rebalance(&mut self, window_ms: f64) -> Result<(), ProbeError> {
         let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
@@ -601,7 +600,7 @@ impl Session {
     /// Replaces the link by one without the paused functions. The new link
     /// goes in before the old one leaves, so a function in both is never
     /// unprobed; the generation switch makes exactly one of them count.
-    fn rebuild_link(&mut self) -> Result<(), String> {
+    fn rebuild_link(&mut self) -> Result<(), ProbeError> {
         let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
@@ -625,7 +624,7 @@ impl Session {
                     &cookies,
                     self.pid,
                 )
-                .map_err(|e| format!("rebuilding the uprobe_multi link: {e}"))?,
+                .map_err(|e| ProbeError::kernel("rebuilding the uprobe_multi link", e))?,
             )
         };
         self.kernel.set_exact_generation(generation)?;
@@ -652,7 +651,7 @@ impl Session {
     /// own until [`Session::tick`] ends the visit (see
     /// [`crate::budget::choose_visit`]). Each function visits at most once
     /// every `revisit_every` windows.
-    fn start_visit(&mut self) -> Result<(), String> {
+    fn start_visit(&mut self) -> Result<(), ProbeError> {
         let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
@@ -691,7 +690,7 @@ impl Session {
             .collect();
         let link =
             crate::sys::uprobe_multi_link(&self._prog, &self.binary, &offsets, &cookies, self.pid)
-                .map_err(|e| format!("attaching a visit of paused functions: {e}"))?;
+                .map_err(|e| ProbeError::kernel("attaching a visit of paused functions", e))?;
         for &f in &plan.functions {
             state.last_visit[f] = state.window;
         }
@@ -710,7 +709,7 @@ impl Session {
 
     /// Calls counted since the last read. Keys of reaped processes are
     /// dropped after their last read (`/proc/TGID` gone: no thread left).
-    fn read_counts(&mut self) -> Result<Vec<(crate::kernel::ExactKey, u64)>, String> {
+    fn read_counts(&mut self) -> Result<Vec<(crate::kernel::ExactKey, u64)>, ProbeError> {
         self.kernel.exact_deltas(&mut self.counts, |tgid| {
             !std::path::Path::new(&format!("/proc/{tgid}")).exists()
         })
@@ -718,7 +717,7 @@ impl Session {
 
     /// Detaches every probe (one link: a single close) and returns the
     /// records of the last window.
-    pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+    pub fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
         self.end_visit();
         self.detach();
         let now = self.detached_at.unwrap_or_else(now_ms);
@@ -747,7 +746,7 @@ impl Session {
         &mut self,
         entries: Vec<(crate::kernel::ExactKey, u64)>,
         now: u64,
-    ) -> Result<Vec<Record>, String> {
+    ) -> Result<Vec<Record>, ProbeError> {
         self.symbolizer.new_round();
         // Calls per callee (function index) and caller.
         let mut measured: BTreeMap<usize, BTreeMap<String, u64>> = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! (created and owned by aya), the lossless exact-count reader and the
 //! double-buffered sampling drain.
 
+use crate::error::ProbeError;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -107,14 +108,14 @@ fn map_fd(map: &Map) -> Option<RawFd> {
 impl Kernel {
     /// Creates the maps. `exact_entries` / `sample_entries` size the count
     /// maps (each of the two buffers).
-    pub fn load(exact_entries: u32, sample_entries: u32) -> Result<Kernel, String> {
+    pub fn load(exact_entries: u32, sample_entries: u32) -> Result<Kernel, ProbeError> {
         let ebpf = aya::EbpfLoader::new()
             .btf(None)
             .map_max_entries("exact", exact_entries)
             .map_max_entries("sample0", sample_entries)
             .map_max_entries("sample1", sample_entries)
             .load(object_bytes())
-            .map_err(|e| format!("creating BPF maps: {e}"))?;
+            .map_err(|e| ProbeError::kernel("creating BPF maps", e))?;
         Ok(Kernel { ebpf, active: 0 })
     }
 
@@ -126,7 +127,7 @@ impl Kernel {
     /// a program with the `BPF_TRACE_UPROBE_MULTI` expected attach type, so
     /// this reads the program's instructions from the object, points its map
     /// references at aya's map fds, and loads it with bpf(BPF_PROG_LOAD).
-    pub fn load_exact_program(&self) -> Result<OwnedFd, String> {
+    pub fn load_exact_program(&self) -> Result<OwnedFd, ProbeError> {
         let insns = self.relocated("uprobe/tm_exact")?;
         sys::prog_load(
             sys::PROG_TYPE_KPROBE,
@@ -135,34 +136,44 @@ impl Kernel {
             "Dual MIT/GPL",
             "tm_exact",
         )
-        .map_err(|e| format!("loading the exact-mode BPF program: {e}"))
+        .map_err(|e| ProbeError::kernel("loading the exact-mode BPF program", e))
     }
 
     /// The instructions of program section `section`, with every map
     /// reference (`ld_imm64` + `R_BPF_64_64` relocation) turned into a
     /// `BPF_PSEUDO_MAP_FD` load of the map aya created.
-    fn relocated(&self, section: &str) -> Result<Vec<u8>, String> {
-        let file = object::File::parse(object_bytes()).map_err(|e| e.to_string())?;
-        let sec = file
-            .section_by_name(section)
-            .ok_or_else(|| format!("BPF object has no section {section}"))?;
-        let mut insns = sec.data().map_err(|e| e.to_string())?.to_vec();
+    fn relocated(&self, section: &str) -> Result<Vec<u8>, ProbeError> {
+        let file =
+            object::File::parse(object_bytes()).map_err(|e| ProbeError::object(None, None, e))?;
+        let sec = file.section_by_name(section).ok_or_else(|| {
+            ProbeError::object(
+                Some(section),
+                None,
+                format!("BPF object has no section {section}"),
+            )
+        })?;
+        let mut insns = sec
+            .data()
+            .map_err(|e| ProbeError::object(Some(section), None, e))?
+            .to_vec();
         for (offset, rel) in sec.relocations() {
+            let bad = |what: String| ProbeError::object(Some(section), Some(offset), what);
             let RelocationTarget::Symbol(index) = rel.target() else {
-                return Err(format!("{section}: unexpected relocation at {offset}"));
+                return Err(bad(format!("{section}: unexpected relocation at {offset}")));
             };
-            let sym = file.symbol_by_index(index).map_err(|e| e.to_string())?;
-            let name = sym.name().map_err(|e| e.to_string())?;
-            let fd = self
-                .ebpf
-                .map(name)
-                .and_then(map_fd)
-                .ok_or_else(|| format!("{section}: relocation against unknown map {name}"))?;
+            let sym = file
+                .symbol_by_index(index)
+                .map_err(|e| bad(e.to_string()))?;
+            let name = sym.name().map_err(|e| bad(e.to_string()))?;
+            let fd =
+                self.ebpf.map(name).and_then(map_fd).ok_or_else(|| {
+                    bad(format!("{section}: relocation against unknown map {name}"))
+                })?;
             let at = offset as usize;
             if at + 16 > insns.len() || insns[at] != 0x18 {
-                return Err(format!(
+                return Err(bad(format!(
                     "{section}: relocation at {offset} is not an ld_imm64"
-                ));
+                )));
             }
             const BPF_PSEUDO_MAP_FD: u8 = 1;
             insns[at + 1] = (insns[at + 1] & 0x0f) | (BPF_PSEUDO_MAP_FD << 4);
@@ -172,33 +183,33 @@ impl Kernel {
         Ok(insns)
     }
 
-    fn ctl(&mut self) -> Result<Array<&mut MapData, u64>, String> {
-        let map = self.ebpf.map_mut("ctl").ok_or("no ctl map")?;
-        Array::try_from(map).map_err(|e| e.to_string())
+    fn ctl(&mut self) -> Result<Array<&mut MapData, u64>, ProbeError> {
+        let map = (self.ebpf.map_mut("ctl")).ok_or_else(|| ProbeError::map("ctl", "no ctl map"))?;
+        Array::try_from(map).map_err(|e| ProbeError::map("ctl", e))
     }
 
     /// Restricts sampling to one process (`0`: every process).
-    pub fn set_sample_filter(&mut self, tgid: u32) -> Result<(), String> {
+    pub fn set_sample_filter(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.ctl()?
             .set(1, tgid as u64, 0)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ProbeError::map("ctl", e))
     }
 
     /// Makes the exact-mode links of `generation` (the high half of their
     /// cookies) the ones that count.
-    pub fn set_exact_generation(&mut self, generation: u32) -> Result<(), String> {
+    pub fn set_exact_generation(&mut self, generation: u32) -> Result<(), ProbeError> {
         self.ctl()?
             .set(2, generation as u64, 0)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ProbeError::map("ctl", e))
     }
 
     /// Makes the other buffer active and returns the now idle one, once
     /// programs that saw the old index have finished.
-    pub fn flip(&mut self) -> Result<u32, String> {
+    pub fn flip(&mut self) -> Result<u32, ProbeError> {
         let idle = self.active;
         self.active ^= 1;
         let active = self.active as u64;
-        self.ctl()?.set(0, active, 0).map_err(|e| e.to_string())?;
+        (self.ctl()?.set(0, active, 0)).map_err(|e| ProbeError::map("ctl", e))?;
         std::thread::sleep(FLIP_GRACE);
         Ok(idle)
     }
@@ -209,10 +220,11 @@ impl Kernel {
         &mut self,
         counts: &mut ExactCounts,
         gone: impl Fn(u32) -> bool,
-    ) -> Result<Vec<(ExactKey, u64)>, String> {
-        let map = self.ebpf.map_mut("exact").ok_or("no map exact")?;
-        let mut hash =
-            HashMap::<&mut MapData, ExactKey, u64>::try_from(map).map_err(|e| e.to_string())?;
+    ) -> Result<Vec<(ExactKey, u64)>, ProbeError> {
+        let map =
+            (self.ebpf.map_mut("exact")).ok_or_else(|| ProbeError::map("exact", "no map exact"))?;
+        let mut hash = HashMap::<&mut MapData, ExactKey, u64>::try_from(map)
+            .map_err(|e| ProbeError::map("exact", e))?;
         // Decide which processes are gone *before* reading: their counters
         // are final only if no thread of theirs could run after the read.
         let gone = counts.processes_gone(gone);
@@ -240,15 +252,15 @@ impl Kernel {
             Vec<(SampleKey, u64)>,
             std::collections::HashMap<u32, Vec<u64>>,
         ),
-        String,
+        ProbeError,
     > {
         let counts = take_hash::<SampleKey>(
             &mut self.ebpf,
             if buffer == 0 { "sample0" } else { "sample1" },
         )?;
         let name = if buffer == 0 { "stacks0" } else { "stacks1" };
-        let map = self.ebpf.map_mut(name).ok_or("no stack map")?;
-        let mut stacks = StackTraceMap::try_from(map).map_err(|e| e.to_string())?;
+        let map = (self.ebpf.map_mut(name)).ok_or_else(|| ProbeError::map(name, "no stack map"))?;
+        let mut stacks = StackTraceMap::try_from(map).map_err(|e| ProbeError::map(name, e))?;
         let ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
         let mut frames = std::collections::HashMap::new();
         for id in ids {
@@ -261,9 +273,11 @@ impl Kernel {
     }
 
     /// Loss counters so far (summed over CPUs).
-    pub fn losses(&self) -> Result<Losses, String> {
-        let map = self.ebpf.map("losses").ok_or("no losses map")?;
-        let arr = PerCpuArray::<&MapData, u64>::try_from(map).map_err(|e| e.to_string())?;
+    pub fn losses(&self) -> Result<Losses, ProbeError> {
+        let map =
+            (self.ebpf.map("losses")).ok_or_else(|| ProbeError::map("losses", "no losses map"))?;
+        let arr = PerCpuArray::<&MapData, u64>::try_from(map)
+            .map_err(|e| ProbeError::map("losses", e))?;
         let slot = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
         Ok(Losses {
             exact_map_full: slot(0),
@@ -339,9 +353,14 @@ impl ExactCounts {
     }
 }
 
-fn take_hash<K: aya::Pod>(ebpf: &mut aya::Ebpf, name: &str) -> Result<Vec<(K, u64)>, String> {
-    let map = ebpf.map_mut(name).ok_or_else(|| format!("no map {name}"))?;
-    let mut hash = HashMap::<&mut MapData, K, u64>::try_from(map).map_err(|e| e.to_string())?;
+fn take_hash<K: aya::Pod>(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+) -> Result<Vec<(K, u64)>, ProbeError> {
+    let map =
+        (ebpf.map_mut(name)).ok_or_else(|| ProbeError::map(name, format!("no map {name}")))?;
+    let mut hash =
+        HashMap::<&mut MapData, K, u64>::try_from(map).map_err(|e| ProbeError::map(name, e))?;
     // Collect the keys first: deleting while walking with get_next_key can
     // restart the walk.
     let keys: Vec<K> = hash.keys().filter_map(Result::ok).collect();

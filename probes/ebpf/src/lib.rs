@@ -15,21 +15,30 @@
 //! sampler; the exact-mode program is loaded and attached through two raw
 //! bpf(2) calls ([`sys`]), because aya 0.14 has no uprobe_multi.
 //! Names come from ELF symbol tables and /proc/PID/maps ([`symbolize`]).
+//!
+//! Two optional modules are not part of the collector: `bench` (the
+//! `probe` suite of `tracemerge bench`, feature `bench`) and `testing`
+//! (helpers of the tests that load BPF programs, feature `testing`).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod budget;
 pub mod demangle;
 pub mod elf;
+pub mod error;
 pub mod exact;
 pub mod kernel;
+pub mod lock;
 pub mod plan;
 pub mod run;
 pub mod sample;
 pub mod symbolize;
 pub mod sys;
 pub mod target;
+#[cfg(feature = "testing")]
 pub mod testing;
 
+pub use error::ProbeError;
 pub use kernel::Losses;
 
 /// Why the probes cannot run here, or `None` when they can: needs Linux on

@@ -3,6 +3,7 @@
 //! a sink, stop on exit, SIGINT/SIGTERM or a time limit, and end with a
 //! watermark.
 
+use crate::error::ProbeError;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
@@ -17,13 +18,13 @@ pub enum Collector {
 }
 
 impl Collector {
-    pub fn drain(&mut self) -> Result<Vec<Record>, String> {
+    pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
         match self {
             Collector::Exact(s) => s.drain(),
             Collector::Sample(s) => s.drain(),
         }
     }
-    pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+    pub fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
         match self {
             Collector::Exact(s) => s.finish(),
             Collector::Sample(s) => s.finish(),
@@ -94,12 +95,14 @@ pub struct Outcome {
 /// every process) and returns the attached collector; `sink` receives the
 /// records of every window, and finally the watermark.
 /// Call [`target::catch_interrupts`] first to stop cleanly on SIGINT.
-pub fn run(
+/// `E` is the caller's error: that of its `attach` and `sink`, which the
+/// collector's own errors convert into.
+pub fn run<E: From<ProbeError>>(
     target: &Target,
     options: Options,
-    attach: impl FnOnce(Option<u32>) -> Result<Collector, String>,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
-) -> Result<Outcome, String> {
+    attach: impl FnOnce(Option<u32>) -> Result<Collector, E>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), E>,
+) -> Result<Outcome, E> {
     // Start the command first, stopped right after its exec, so that it is
     // probed from its first instruction and only it is probed.
     let mut command = match target {
@@ -113,7 +116,7 @@ pub fn run(
         Target::Command(_) => command.as_ref().map(|c| c.pid),
         Target::Pid(p) => {
             if !target::alive(*p) {
-                return Err(format!("no process {p}"));
+                return Err(ProbeError::NoProcess { pid: *p }.into());
             }
             Some(*p)
         }

@@ -5,6 +5,7 @@
 //! (leaf frames). Cheap, but only sees what was on CPU at a sample: it
 //! never proves that a function did not run, so it emits no coverage.
 
+use crate::error::ProbeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -109,20 +110,20 @@ pub struct Session {
 
 impl Session {
     /// Loads the sampler and starts it on every online CPU.
-    pub fn attach(config: &Config) -> Result<Session, String> {
+    pub fn attach(config: &Config) -> Result<Session, ProbeError> {
         let started = Instant::now();
         let mut kernel = Kernel::load(1, config.map_entries)?;
         kernel.set_sample_filter(config.pid.unwrap_or(0))?;
-        let cpus = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| ProbeError::kernel(what, e))?;
         {
             let prog: &mut PerfEvent = kernel
                 .ebpf_mut()
                 .program_mut("tm_sample")
-                .ok_or("BPF object has no tm_sample")?
+                .ok_or_else(|| ProbeError::object(None, None, "BPF object has no tm_sample"))?
                 .try_into()
-                .map_err(|e| format!("tm_sample: {e}"))?;
+                .map_err(|e| ProbeError::object(None, None, format!("tm_sample: {e}")))?;
             prog.load()
-                .map_err(|e| format!("loading the sampler: {e}"))?;
+                .map_err(|e| ProbeError::kernel("loading the sampler", e))?;
             for &cpu in &cpus {
                 prog.attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
@@ -130,7 +131,7 @@ impl Session {
                     SamplePolicy::Frequency(config.frequency),
                     false,
                 )
-                .map_err(|e| format!("starting the sampler on CPU {cpu}: {e}"))?;
+                .map_err(|e| ProbeError::kernel(format!("starting the sampler on CPU {cpu}"), e))?;
             }
         }
         let summary = Summary {
@@ -199,14 +200,14 @@ impl Session {
 
     /// Ends one window: edges and hits of the stacks sampled since the last
     /// drain.
-    pub fn drain(&mut self) -> Result<Vec<Record>, String> {
+    pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
         let idle = self.kernel.flip()?;
         let (counts, stacks) = self.kernel.take_samples(idle)?;
         self.window(counts, stacks, now_ms())
     }
 
     /// Stops sampling and returns the records of the last window.
-    pub fn finish(&mut self) -> Result<Vec<Record>, String> {
+    pub fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
         self.detach();
         let now = now_ms();
         let mut counts = Vec::new();
@@ -256,7 +257,7 @@ impl Session {
         counts: Vec<(crate::kernel::SampleKey, u64)>,
         stacks: HashMap<u32, Vec<u64>>,
         now: u64,
-    ) -> Result<Vec<Record>, String> {
+    ) -> Result<Vec<Record>, ProbeError> {
         self.symbolizer.new_round();
         let mut edges: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let mut hits: BTreeMap<(String, String), u64> = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! probed from its first instruction and its memory maps can be read at its
 //! exit), or a process that was already running.
 
+use crate::error::ProbeError;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -57,8 +58,15 @@ impl Command {
     /// the same thread from then on (ptrace's rule).
     /// With `stdout_to_stderr`, the command's standard output goes to our
     /// standard error (when our standard output carries the records).
-    pub fn spawn(argv: &[OsString], stdout_to_stderr: bool) -> Result<Command, String> {
-        let (prog, args) = argv.split_first().ok_or("no command given")?;
+    pub fn spawn(argv: &[OsString], stdout_to_stderr: bool) -> Result<Command, ProbeError> {
+        let (prog, args) = argv.split_first().ok_or_else(|| ProbeError::Command {
+            program: String::new(),
+            what: "no command given".into(),
+        })?;
+        let failed = |what: String| ProbeError::Command {
+            program: prog.to_string_lossy().into_owned(),
+            what,
+        };
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args);
         if stdout_to_stderr {
@@ -66,7 +74,7 @@ impl Command {
             let err = std::io::stderr()
                 .as_fd()
                 .try_clone_to_owned()
-                .map_err(|e| format!("duplicating stderr: {e}"))?;
+                .map_err(|e| failed(format!("duplicating stderr: {e}")))?;
             cmd.stdout(std::process::Stdio::from(err));
         }
         // SAFETY: PTRACE_TRACEME is async-signal-safe and touches no memory.
@@ -80,7 +88,7 @@ impl Command {
         }
         let child = cmd
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", prog.to_string_lossy()))?;
+            .map_err(|e| failed(format!("starting {}: {e}", prog.to_string_lossy())))?;
         let pid = child.id();
         // We reap it ourselves with waitpid; std's handle is not used again.
         drop(child);
@@ -88,17 +96,17 @@ impl Command {
         // SAFETY: waiting for our own child.
         let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::__WALL) };
         if r < 0 || !libc::WIFSTOPPED(status) {
-            return Err(format!(
+            return Err(failed(format!(
                 "{}: did not stop at exec (status {status:#x})",
                 prog.to_string_lossy()
-            ));
+            )));
         }
         let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
         if ptrace(libc::PTRACE_SETOPTIONS, pid, opts as usize) < 0 {
-            return Err(format!(
+            return Err(failed(format!(
                 "ptrace(SETOPTIONS): {}",
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
         Ok(Command { pid, exited: None })
     }
@@ -190,8 +198,9 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// The executable of a running process.
-pub fn exe(pid: u32) -> Result<std::path::PathBuf, String> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| format!("process {pid}: {e}"))
+pub fn exe(pid: u32) -> Result<std::path::PathBuf, ProbeError> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_err(|cause| ProbeError::Process { pid, cause })
 }
 
 /// Milliseconds since the Unix epoch.

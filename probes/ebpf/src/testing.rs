@@ -2,34 +2,14 @@
 //! user at a time on this machine, a skip with a printed reason where the
 //! probes cannot run (a failure instead under `TRACEMERGE_REQUIRE_ALL=1`,
 //! as CI sets it), and a check that nothing was left loaded.
+//!
+//! Test support, not part of the collector: compiled only with the
+//! `testing` feature, which the tests of this crate and of the command
+//! turn on through their dev-dependencies.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-static IN_PROCESS: Mutex<()> = Mutex::new(());
-
-/// Held while BPF is in use: an in-process lock for test threads, and a file
-/// lock for other processes (test binaries run in parallel, the bench), so
-/// that a leak check never sees someone else's programs.
-pub struct Exclusive {
-    _thread: MutexGuard<'static, ()>,
-    _file: std::fs::File,
-}
-
-/// Waits until no one else on this machine uses BPF through tracemerge.
-pub fn exclusive() -> std::io::Result<Exclusive> {
-    let thread = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("tracemerge-bpf-tests.lock"))?;
-    file.lock()?;
-    Ok(Exclusive {
-        _thread: thread,
-        _file: file,
-    })
-}
+pub use crate::lock::{exclusive, Exclusive};
 
 /// [`exclusive`] use of BPF when the probes can run here; otherwise prints
 /// why `test` is skipped and returns `None`, or panics under

@@ -35,6 +35,11 @@ fn plan_matches_the_known_entries() {
         assert_eq!((p.probe_addr - p.addr, p.kind), (offset, kind), "{name}");
     }
     let err = exact::plan(std::path::Path::new("/proc/self/status"), None).unwrap_err();
+    assert!(
+        matches!(&err, tracemerge_ebpf::ProbeError::File { path, .. } if path.ends_with("status")),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.starts_with("/proc/self/status: "), "{err}");
 }
 

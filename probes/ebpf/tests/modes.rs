@@ -12,7 +12,7 @@ use tracemerge_records::Record;
 
 fn collect(
     target: Target,
-    attach: impl FnOnce(Option<u32>) -> Result<Collector, String>,
+    attach: impl FnOnce(Option<u32>) -> Result<Collector, tracemerge_ebpf::ProbeError>,
 ) -> (Vec<Record>, run::Outcome) {
     let mut records = Vec::new();
     let outcome = run::run(

@@ -13,6 +13,7 @@
 //! buffers before (and where possible after) it still decode.
 #![recursion_limit = "256"]
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod edges;
 pub mod error;

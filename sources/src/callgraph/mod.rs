@@ -66,6 +66,17 @@ pub struct ImportError {
     pub what: String,
 }
 
+/// A program's call graph that cannot become a `graph` record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// A qualified id (`file.c:name`) equals another function's plain name.
+    #[error("two functions resolve to the same node name")]
+    NameClash,
+    /// Entrypoints given that are not nodes of the graph.
+    #[error("entrypoints not in the call graph: {}", missing.join(", "))]
+    MissingEntrypoints { missing: Vec<String> },
+}
+
 impl ImportError {
     pub fn new(file: &str, line: u64, what: impl Into<String>) -> ImportError {
         ImportError {
@@ -166,7 +177,7 @@ impl ProgramGraph {
         artifact: &str,
         at: Time,
         entrypoints: Option<&[String]>,
-    ) -> Result<Imported, String> {
+    ) -> Result<Imported, GraphError> {
         let plain_of = |id: &'_ str, f: &'_ Function| -> String {
             f.plain.clone().unwrap_or_else(|| id.to_string())
         };
@@ -197,7 +208,7 @@ impl ProgramGraph {
         let node_set: BTreeSet<&str> = name_of.values().copied().collect();
         if node_set.len() != nodes.len() {
             // A qualified id equal to another function's plain name.
-            return Err("two functions resolve to the same node name".into());
+            return Err(GraphError::NameClash);
         }
         let named_edges: BTreeSet<(&str, &str)> = self
             .edges
@@ -210,16 +221,13 @@ impl ProgramGraph {
             .collect::<Vec<_>>();
         let entrypoints = match entrypoints {
             Some(given) => {
-                let missing: Vec<&str> = given
+                let missing: Vec<String> = given
                     .iter()
                     .filter(|e| !node_set.contains(e.as_str()))
-                    .map(String::as_str)
+                    .cloned()
                     .collect();
                 if !missing.is_empty() {
-                    return Err(format!(
-                        "entrypoints not in the call graph: {}",
-                        missing.join(", ")
-                    ));
+                    return Err(GraphError::MissingEntrypoints { missing });
                 }
                 given.to_vec()
             }
@@ -365,7 +373,13 @@ mod tests {
         let mut g = ProgramGraph::default();
         g.edge("a", "b");
         let err = g.finish("p", 0, Some(&["zz".to_string()])).unwrap_err();
-        assert!(err.contains("zz"), "{err}");
+        assert_eq!(
+            err,
+            GraphError::MissingEntrypoints {
+                missing: vec!["zz".into()]
+            }
+        );
+        assert!(err.to_string().contains("zz"), "{err}");
         let mut g = ProgramGraph::default();
         g.edge("a", "b");
         g.edge("c", "b");
