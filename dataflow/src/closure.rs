@@ -199,8 +199,8 @@ impl ArtifactGraph {
             roles: FxHashMap::default(),
             entrypoints: FxHashMap::default(),
             targets: FxHashMap::default(),
-            runtime: ShortestPaths::new(false),
-            effective: ShortestPaths::new(true),
+            runtime: ShortestPaths::new(),
+            effective: ShortestPaths::new(),
             paths: FxHashMap::default(),
         }
     }
@@ -293,51 +293,55 @@ impl ArtifactGraph {
                 }
             }
         };
+        let key = |s: Symbol| s as u64;
         let before = self.runtime.reached();
-        self.runtime.apply(
+        (self.runtime).apply(
             &runtime_added,
             &runtime_removed,
             &roots_added,
             &roots_removed,
-            |s| s as u64,
-            |a, b| a.cmp(&b),
+            key,
         );
         size_change(DynamicClosure::Runtime, before, self.runtime.reached());
+        let names = names.read();
+        let key = |s: Symbol| name_prefix(names.get(s));
+        let order = |a: Symbol, b: Symbol| names.get(a).cmp(names.get(b));
         let before = self.effective.reached();
-        let changed = {
-            let names = names.read();
-            let key = |s: Symbol| name_prefix(names.get(s));
-            let order = |a: Symbol, b: Symbol| names.get(a).cmp(names.get(b));
-            self.effective.apply(
-                &effective_added,
-                &effective_removed,
-                &roots_added,
-                &roots_removed,
-                key,
-                order,
-            )
-        };
+        let effective_changed = !(effective_added.is_empty()
+            && effective_removed.is_empty()
+            && roots_added.is_empty()
+            && roots_removed.is_empty());
+        (self.effective).apply(
+            &effective_added,
+            &effective_removed,
+            &roots_added,
+            &roots_removed,
+            key,
+        );
         size_change(DynamicClosure::Effective, before, self.effective.reached());
 
-        // Witness paths: of new targets, and of targets whose path passes
-        // through a node whose distance, parent or incoming label changed.
+        // Witness paths: of new targets, and of targets whose path may have
+        // changed or has a hop whose label changed.
         for target in targets_removed {
             if let Some(path) = self.paths.remove(&target) {
                 items.push((ClosureItem::Path((artifact, target), path), -1));
             }
         }
-        let touched: FxHashSet<Symbol> = changed.nodes.into_iter().chain(relabelled).collect();
+        let relabelled: FxHashSet<Symbol> = relabelled.into_iter().collect();
         let mut recheck: Vec<Symbol> = targets_added;
-        if !touched.is_empty() {
-            recheck.extend(self.targets.keys().filter(|t| match self.paths.get(t) {
-                Some((path, _)) => path.iter().any(|n| touched.contains(n)),
-                None => touched.contains(t),
+        if effective_changed || !relabelled.is_empty() {
+            recheck.extend(self.targets.keys().filter(|&&t| match self.paths.get(&t) {
+                Some((path, _)) => {
+                    path.iter().any(|n| relabelled.contains(n))
+                        || (effective_changed && self.effective.path_may_have_changed(path))
+                }
+                None => self.effective.moved(t),
             }));
             recheck.sort_unstable();
             recheck.dedup();
         }
         for target in recheck {
-            let path = self.effective.path_to(target).map(|path| {
+            let path = self.effective.path_to(target, order).map(|path| {
                 let hops = (path.windows(2))
                     .map(|hop| {
                         effective_label(&self.roles[&(hop[0], hop[1])])

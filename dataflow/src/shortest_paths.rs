@@ -10,6 +10,11 @@
 //! what changed, and a batch that changes much of the graph is one plain BFS.
 //! Nodes are dense local indices and distances only grow by one along an
 //! edge, so the work is array lookups and FIFO queues.
+//!
+//! Parents are not kept: a witness path is walked back on demand from its
+//! target, and [`ShortestPaths::path_may_have_changed`] says which paths to
+//! walk again after a batch, so a batch that moves half the graph costs no
+//! parent work for nodes on no witness path.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -20,7 +25,7 @@ use rustc_hash::FxHashMap;
 const UNREACHED: u32 = u32::MAX;
 const NO_PARENT: u32 = u32::MAX;
 
-/// Distances and (optionally) parents of one graph's nodes from its roots.
+/// Distances of one graph's nodes from its roots, and their parents.
 ///
 /// `parent(v)` is the first in-neighbour `u` in the given order with
 /// `dist(u) = dist(v) - 1`; roots have distance 0 and no parent.
@@ -33,8 +38,6 @@ pub struct ShortestPaths<N> {
     into: Vec<Vec<u32>>,
     is_root: Vec<bool>,
     dist: Vec<u32>,
-    parent: Vec<u32>,
-    track_parents: bool,
     /// A batch changing more than 1/`recompute_ratio` of the edges is one
     /// plain BFS (0: never).
     recompute_ratio: usize,
@@ -50,10 +53,11 @@ struct Scratch {
     epoch: u32,
     seen: Vec<u32>,
     affected: Vec<u32>,
+    /// Heads of changed edges and changed roots.
     touched: Vec<u32>,
     recorded: Vec<u32>,
-    /// Distance and parent before this pass, of the recorded nodes.
-    previous: Vec<(u32, u32)>,
+    /// Distance before this pass, of the recorded nodes.
+    previous: Vec<u32>,
     recorded_list: Vec<u32>,
 }
 
@@ -63,7 +67,7 @@ impl Scratch {
         self.affected.push(0);
         self.touched.push(0);
         self.recorded.push(0);
-        self.previous.push((UNREACHED, NO_PARENT));
+        self.previous.push(UNREACHED);
     }
 
     fn next_epoch(&mut self) {
@@ -117,13 +121,19 @@ impl MonotoneQueue {
 
 /// What one [`ShortestPaths::apply`] changed.
 pub struct Changed<N> {
-    /// Nodes whose distance or parent changed (reached or not included).
+    /// Nodes whose distance changed (reached or not included).
     pub nodes: Vec<N>,
 }
 
+impl<N: Copy + Eq + Hash> Default for ShortestPaths<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<N: Copy + Eq + Hash> ShortestPaths<N> {
-    /// An empty graph; `track_parents` says whether parents are kept.
-    pub fn new(track_parents: bool) -> Self {
+    /// An empty graph.
+    pub fn new() -> Self {
         ShortestPaths {
             index: FxHashMap::default(),
             nodes: Vec::new(),
@@ -132,8 +142,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             into: Vec::new(),
             is_root: Vec::new(),
             dist: Vec::new(),
-            parent: Vec::new(),
-            track_parents,
             recompute_ratio: 8,
             reached: 0,
             edges: 0,
@@ -153,26 +161,54 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     }
 
     /// The BFS parent of `node`, if it is reachable and not a root.
-    pub fn parent(&self, node: N) -> Option<N> {
+    pub fn parent(&self, node: N, order: impl Fn(N, N) -> Ordering) -> Option<N> {
         let &x = self.index.get(&node)?;
-        let p = self.parent[x as usize];
+        let p = self.best_parent(x, &order);
         (p != NO_PARENT).then(|| self.nodes[p as usize])
     }
 
     /// The path from a root to `node` along parents, if `node` is reachable.
-    pub fn path_to(&self, node: N) -> Option<Vec<N>> {
+    pub fn path_to(&self, node: N, order: impl Fn(N, N) -> Ordering) -> Option<Vec<N>> {
         let &x = self.index.get(&node)?;
         if self.dist[x as usize] == UNREACHED {
             return None;
         }
         let mut path = vec![node];
-        let mut at = x;
-        while self.parent[at as usize] != NO_PARENT {
-            at = self.parent[at as usize];
+        let mut at = self.best_parent(x, &order);
+        while at != NO_PARENT {
             path.push(self.nodes[at as usize]);
+            at = self.best_parent(at, &order);
         }
         path.reverse();
         Some(path)
+    }
+
+    /// Whether the last [`ShortestPaths::apply`] may have changed the path
+    /// to `path`'s last node, given the path before it: a node on it moved,
+    /// one of their in-neighbours moved (the candidates changed), or an edge
+    /// into one of them or a root among them came or went. False means the
+    /// path is unchanged; true, that it must be walked again.
+    pub fn path_may_have_changed(&self, path: &[N]) -> bool {
+        let s = &self.scratch;
+        let moved = |x: u32| {
+            s.recorded[x as usize] == s.epoch && s.previous[x as usize] != self.dist[x as usize]
+        };
+        path.iter().any(|node| {
+            let Some(&x) = self.index.get(node) else {
+                return true;
+            };
+            s.touched[x as usize] == s.epoch
+                || moved(x)
+                || self.into[x as usize].iter().any(|&w| moved(w))
+        })
+    }
+
+    /// Whether `node`'s distance changed in the last [`ShortestPaths::apply`].
+    pub fn moved(&self, node: N) -> bool {
+        let s = &self.scratch;
+        self.index.get(&node).is_some_and(|&x| {
+            s.recorded[x as usize] == s.epoch && s.previous[x as usize] != self.dist[x as usize]
+        })
     }
 
     fn local(&mut self, node: N, key: &impl Fn(N) -> u64) -> u32 {
@@ -187,7 +223,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.into.push(Vec::new());
         self.is_root.push(false);
         self.dist.push(UNREACHED);
-        self.parent.push(NO_PARENT);
         self.scratch.push_node();
         x
     }
@@ -197,17 +232,16 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         let s = &mut self.scratch;
         if s.recorded[x as usize] != s.epoch {
             s.recorded[x as usize] = s.epoch;
-            s.previous[x as usize] = (self.dist[x as usize], self.parent[x as usize]);
+            s.previous[x as usize] = self.dist[x as usize];
             s.recorded_list.push(x);
         }
     }
 
     /// Applies a batch of changes: edges and roots that appeared or
-    /// disappeared (each listed once, as a change of presence). `order`
-    /// orders candidate parents; `key` gives each node a sort key that
-    /// agrees with it (`key(a) < key(b)` only if `a` comes first), compared
-    /// before `order` is asked. Returns the nodes whose distance or parent
-    /// changed.
+    /// disappeared (each listed once, as a change of presence). `key` gives
+    /// each new node a sort key that agrees with the order parents are
+    /// chosen in (`key(a) < key(b)` only if `a` comes first), compared
+    /// before that order is asked. Returns the nodes whose distance changed.
     pub fn apply(
         &mut self,
         added_edges: &[(N, N)],
@@ -215,7 +249,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         added_roots: &[N],
         removed_roots: &[N],
         key: impl Fn(N) -> u64,
-        order: impl Fn(N, N) -> Ordering,
     ) -> Changed<N> {
         let removed: Vec<(u32, u32)> = (removed_edges.iter())
             .map(|&(u, v)| (self.local(u, &key), self.local(v, &key)))
@@ -228,6 +261,13 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             .collect();
         let added_roots: Vec<u32> = added_roots.iter().map(|&r| self.local(r, &key)).collect();
         self.scratch.next_epoch();
+        let epoch = self.scratch.epoch;
+        for &(_, v) in added.iter().chain(&removed) {
+            self.scratch.touched[v as usize] = epoch;
+        }
+        for &r in added_roots.iter().chain(&removed_roots) {
+            self.scratch.touched[r as usize] = epoch;
+        }
         let large = (added.len() + removed.len()) * self.recompute_ratio > self.edges.max(1);
         self.edges = self.edges + added.len() - removed.len();
 
@@ -247,7 +287,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             for &r in &added_roots {
                 self.is_root[r as usize] = true;
             }
-            return self.recompute(&order);
+            return self.recompute();
         }
         let mut queue = MonotoneQueue::default();
         for &(u, v) in &removed {
@@ -264,7 +304,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         queue.start();
         // Nodes that lost every shortest-path parent, in distance order:
         // when a node at distance d is decided, every node at d - 1 is.
-        let epoch = self.scratch.epoch;
         let mut affected = Vec::new();
         while let Some((d, x)) = queue.pop() {
             let s = &mut self.scratch;
@@ -323,10 +362,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         }
         queue.start();
         self.settle(&mut queue);
-
-        if self.track_parents {
-            self.update_parents(&added, &removed, &added_roots, &removed_roots, &order);
-        }
         self.finish()
     }
 
@@ -342,46 +377,6 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 if d + 1 < self.dist[y as usize] {
                     queue.push(d + 1, y);
                 }
-            }
-        }
-    }
-
-    /// Parents of nodes whose distance changed, of their out-neighbours
-    /// (their candidates changed), and of the heads of changed edges.
-    fn update_parents(
-        &mut self,
-        added: &[(u32, u32)],
-        removed: &[(u32, u32)],
-        added_roots: &[u32],
-        removed_roots: &[u32],
-        order: &impl Fn(N, N) -> Ordering,
-    ) {
-        let epoch = self.scratch.epoch;
-        let moved: Vec<u32> = (self.scratch.recorded_list.iter().copied())
-            .filter(|&x| self.scratch.previous[x as usize].0 != self.dist[x as usize])
-            .collect();
-        let mut touched = Vec::new();
-        let marks = &mut self.scratch.touched;
-        let mut touch = |x: u32| {
-            if marks[x as usize] != epoch {
-                marks[x as usize] = epoch;
-                touched.push(x);
-            }
-        };
-        for &x in &moved {
-            touch(x);
-            self.out[x as usize].iter().for_each(|&y| touch(y));
-        }
-        added.iter().chain(removed).for_each(|&(_, v)| touch(v));
-        added_roots
-            .iter()
-            .chain(removed_roots)
-            .for_each(|&r| touch(r));
-        for x in touched {
-            let parent = self.best_parent(x, order);
-            if parent != self.parent[x as usize] {
-                self.record(x);
-                self.parent[x as usize] = parent;
             }
         }
     }
@@ -411,10 +406,9 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         }
     }
 
-    /// One plain BFS from the roots, then every parent; reports what differs.
-    fn recompute(&mut self, order: &impl Fn(N, N) -> Ordering) -> Changed<N> {
+    /// One plain BFS from the roots; reports what differs.
+    fn recompute(&mut self) -> Changed<N> {
         let old_dist = std::mem::replace(&mut self.dist, vec![UNREACHED; self.nodes.len()]);
-        let old_parent = std::mem::replace(&mut self.parent, vec![NO_PARENT; self.nodes.len()]);
         let mut queue = VecDeque::new();
         for x in 0..self.nodes.len() as u32 {
             if self.is_root[x as usize] {
@@ -431,16 +425,11 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 }
             }
         }
-        if self.track_parents {
-            for x in 0..self.nodes.len() as u32 {
-                self.parent[x as usize] = self.best_parent(x, order);
-            }
-        }
         for x in 0..self.nodes.len() {
-            if old_dist[x] != self.dist[x] || old_parent[x] != self.parent[x] {
+            if old_dist[x] != self.dist[x] {
                 let s = &mut self.scratch;
                 s.recorded[x] = s.epoch;
-                s.previous[x] = (old_dist[x], old_parent[x]);
+                s.previous[x] = old_dist[x];
                 s.recorded_list.push(x as u32);
             }
         }
@@ -452,9 +441,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     fn finish(&mut self) -> Changed<N> {
         let mut nodes = Vec::new();
         for &x in &self.scratch.recorded_list {
-            let (d, p) = self.scratch.previous[x as usize];
-            let (nd, np) = (self.dist[x as usize], self.parent[x as usize]);
-            if nd == d && np == p {
+            let (d, nd) = (self.scratch.previous[x as usize], self.dist[x as usize]);
+            if nd == d {
                 continue;
             }
             if d == UNREACHED && nd != UNREACHED {
@@ -519,7 +507,13 @@ mod tests {
 
     fn state(paths: &ShortestPaths<u8>, universe: u8) -> BTreeMap<u8, (u32, Option<u8>)> {
         (0..universe)
-            .filter_map(|v| Some((v, (paths.dist(v)?, paths.parent(v)))))
+            .filter_map(|v| Some((v, (paths.dist(v)?, paths.parent(v, |a, b| a.cmp(&b))))))
+            .collect()
+    }
+
+    fn all_paths(paths: &ShortestPaths<u8>, universe: u8) -> BTreeMap<u8, Vec<u8>> {
+        (0..universe)
+            .filter_map(|v| Some((v, paths.path_to(v, |a, b| a.cmp(&b))?)))
             .collect()
     }
 
@@ -540,15 +534,16 @@ mod tests {
         /// changed list match a BFS over the graph as it now is.
         #[test]
         fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], keyed: bool) {
-            let mut paths = ShortestPaths::new(true);
+            let mut paths = ShortestPaths::new();
             paths.recompute_ratio = recompute_ratio;
             let mut edges = BTreeSet::new();
             let mut roots = BTreeSet::from([initial_root]);
             // Either every order question is settled by keys, or none is.
             let key = move |n: u8| if keyed { n as u64 } else { 0 };
-            paths.apply(&[], &[], &[initial_root], &[], key, |a, b| a.cmp(&b));
+            paths.apply(&[], &[], &[initial_root], &[], key);
             for (toggled_edges, toggled_roots) in steps {
                 let before = state(&paths, 12);
+                let paths_before = all_paths(&paths, 12);
                 let (mut added, mut removed) = (Vec::new(), Vec::new());
                 for e in toggled_edges.into_iter().collect::<BTreeSet<_>>() {
                     if edges.remove(&e) { removed.push(e) } else { edges.insert(e); added.push(e) }
@@ -557,15 +552,32 @@ mod tests {
                 for r in toggled_roots.into_iter().collect::<BTreeSet<_>>() {
                     if roots.remove(&r) { removed_roots.push(r) } else { roots.insert(r); added_roots.push(r) }
                 }
-                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, key, |a, b| a.cmp(&b));
+                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, key);
                 let expected = reference(&edges, &roots);
                 let after = state(&paths, 12);
                 prop_assert_eq!(&after, &expected);
                 prop_assert_eq!(paths.reached(), expected.len());
-                let really: BTreeSet<u8> = (0..12).filter(|v| before.get(v) != after.get(v)).collect();
-                prop_assert_eq!(changed.nodes.into_iter().collect::<BTreeSet<_>>(), really);
+                let moved: BTreeSet<u8> = (0..12)
+                    .filter(|v| before.get(v).map(|s| s.0) != after.get(v).map(|s| s.0))
+                    .collect();
+                prop_assert_eq!(changed.nodes.into_iter().collect::<BTreeSet<_>>(), moved.clone());
+                for v in 0..12 {
+                    prop_assert_eq!(paths.moved(v), moved.contains(&v));
+                }
+                // Every path that changed is flagged (from its old form), or
+                // its target moved (it was not reachable before).
+                let paths_after = all_paths(&paths, 12);
+                for v in 0..12u8 {
+                    let (old, new) = (paths_before.get(&v), paths_after.get(&v));
+                    if old != new {
+                        match old {
+                            Some(old) => prop_assert!(paths.path_may_have_changed(old)),
+                            None => prop_assert!(paths.moved(v)),
+                        }
+                    }
+                }
                 for &v in expected.keys() {
-                    let path = paths.path_to(v).unwrap();
+                    let path = &paths_after[&v];
                     prop_assert!(roots.contains(&path[0]));
                     prop_assert_eq!(path.len() as u32, expected[&v].0 + 1);
                 }
@@ -576,20 +588,17 @@ mod tests {
     /// A parent is the first candidate in the given order, not by id.
     #[test]
     fn parents_follow_the_order() {
-        let mut paths = ShortestPaths::new(true);
+        let mut paths = ShortestPaths::new();
         let reverse = |a: u8, b: u8| b.cmp(&a);
         let key = |_| 0;
-        paths.apply(
-            &[(0, 1), (0, 2), (1, 3), (2, 3)],
-            &[],
-            &[0],
-            &[],
-            key,
-            reverse,
-        );
-        assert_eq!(paths.parent(3), Some(2));
-        paths.apply(&[], &[(2, 3)], &[], &[], key, reverse);
-        assert_eq!(paths.parent(3), Some(1));
-        assert_eq!(paths.path_to(3), Some(vec![0, 1, 3]));
+        paths.apply(&[(0, 1), (0, 2), (1, 3), (2, 3)], &[], &[0], &[], key);
+        assert_eq!(paths.parent(3, reverse), Some(2));
+        assert!(paths.path_may_have_changed(&[0, 2, 3]));
+        paths.apply(&[], &[(2, 3)], &[], &[], key);
+        assert_eq!(paths.parent(3, reverse), Some(1));
+        assert_eq!(paths.path_to(3, reverse), Some(vec![0, 1, 3]));
+        // Nothing about 0 → 1 → 3 changes when an unrelated edge comes.
+        paths.apply(&[(2, 4)], &[], &[], &[], key);
+        assert!(!paths.path_may_have_changed(&[0, 1, 3]));
     }
 }
