@@ -425,11 +425,11 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 }
             }
         }
-        for x in 0..self.nodes.len() {
-            if old_dist[x] != self.dist[x] {
-                let s = &mut self.scratch;
+        let s = &mut self.scratch;
+        for (x, (&old, &new)) in old_dist.iter().zip(&self.dist).enumerate() {
+            if old != new {
                 s.recorded[x] = s.epoch;
-                s.previous[x] = old_dist[x];
+                s.previous[x] = old;
                 s.recorded_list.push(x as u32);
             }
         }
