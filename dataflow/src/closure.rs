@@ -184,6 +184,28 @@ fn name_prefix(name: &str) -> u64 {
     u64::from_be_bytes(prefix)
 }
 
+/// Adds `deltas` to the member counts of a set; returns the members that
+/// joined it and those that left.
+fn count_members(
+    counts: &mut FxHashMap<Symbol, isize>,
+    deltas: FxHashMap<Symbol, isize>,
+) -> (Vec<Symbol>, Vec<Symbol>) {
+    let (mut joined, mut left) = (Vec::new(), Vec::new());
+    for (member, delta) in deltas {
+        let count = counts.entry(member).or_default();
+        match presence_change(*count, *count + delta) {
+            Some(true) => joined.push(member),
+            Some(false) => left.push(member),
+            None => {}
+        }
+        *count += delta;
+        if *count == 0 {
+            counts.remove(&member);
+        }
+    }
+    (joined, left)
+}
+
 /// Whether a count became positive (`Some(true)`) or stopped being so.
 fn presence_change(before: isize, after: isize) -> Option<bool> {
     match (before > 0, after > 0) {
@@ -256,32 +278,8 @@ impl ArtifactGraph {
                 None => {}
             }
         }
-        let (mut roots_added, mut roots_removed) = (Vec::new(), Vec::new());
-        for (symbol, delta) in entrypoints {
-            let count = self.entrypoints.entry(symbol).or_default();
-            match presence_change(*count, *count + delta) {
-                Some(true) => roots_added.push(symbol),
-                Some(false) => roots_removed.push(symbol),
-                None => {}
-            }
-            *count += delta;
-            if *count == 0 {
-                self.entrypoints.remove(&symbol);
-            }
-        }
-        let (mut targets_added, mut targets_removed) = (Vec::new(), Vec::new());
-        for (symbol, delta) in targets {
-            let count = self.targets.entry(symbol).or_default();
-            match presence_change(*count, *count + delta) {
-                Some(true) => targets_added.push(symbol),
-                Some(false) => targets_removed.push(symbol),
-                None => {}
-            }
-            *count += delta;
-            if *count == 0 {
-                self.targets.remove(&symbol);
-            }
-        }
+        let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
+        let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 
         let mut size_change = |closure: DynamicClosure, before: usize, after: usize| {
             if before != after {

@@ -87,16 +87,8 @@ impl Sink {
         let mut events = shared_events.lock().expect("events");
         for at_time in ready.chunk_by(|a, b| a.0 == b.0) {
             let time = at_time[0].0;
-            while let Some(&(as_of, stats, last)) = self.reports.front() {
-                if as_of >= time {
-                    break;
-                }
-                let report = match self.report(as_of, stats) {
-                    Ok(report) => report,
-                    Err(fault) => return self.fail(fault),
-                };
-                events(Event::Report { report, last });
-                self.reports.pop_front();
+            if let Err(fault) = self.emit_reports(|as_of| as_of < time, &mut *events) {
+                return self.fail(fault);
             }
             let changes = match self.apply(at_time) {
                 Ok(changes) => changes,
@@ -106,18 +98,27 @@ impl Sink {
                 events(Event::Change(change));
             }
         }
+        if let Err(fault) = self.emit_reports(before, &mut *events) {
+            return self.fail(fault);
+        }
+        events(Event::Progress(frontier));
+    }
+
+    /// Emits the due reports as of times that `due` accepts, oldest first.
+    fn emit_reports(
+        &mut self,
+        due: impl Fn(Time) -> bool,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), Fault> {
         while let Some(&(as_of, stats, last)) = self.reports.front() {
-            if !before(as_of) {
+            if !due(as_of) {
                 break;
             }
-            let report = match self.report(as_of, stats) {
-                Ok(report) => report,
-                Err(fault) => return self.fail(fault),
-            };
+            let report = self.report(as_of, stats)?;
             events(Event::Report { report, last });
             self.reports.pop_front();
         }
-        events(Event::Progress(frontier));
+        Ok(())
     }
 
     /// Takes in the output updates of one time; returns the change lines
