@@ -243,3 +243,93 @@ impl Sink {
         Ok(report.seal())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracemerge_records::Reach;
+
+    use super::*;
+    use crate::symbols::Interner;
+
+    /// A sink over `outputs` (at time 1) with a report due as of 2; returns
+    /// the fault it found and the reports it emitted.
+    fn poll(outputs: Vec<(Output, i64)>) -> (Option<Fault>, usize) {
+        let mut interner = Interner::new();
+        interner.intern("app");
+        let names = interner.names();
+        let reports = Arc::new(Mutex::new(0));
+        let seen = reports.clone();
+        let events: Events = Arc::new(Mutex::new(Box::new(move |event| {
+            if let Event::Report { .. } = event {
+                *seen.lock().unwrap() += 1;
+            }
+        })));
+        let fault = Arc::new(Mutex::new(None));
+        let mut sink = Sink {
+            pending: Rc::new(RefCell::new(BTreeMap::from([(1, outputs)]))),
+            polled: Polled::Stale,
+            state: HashMap::new(),
+            edges: HashMap::new(),
+            reports: VecDeque::from([(2, Stats::default(), true)]),
+            changes: true,
+            config: Config::default(),
+            names,
+            events,
+            failed: Arc::new(AtomicBool::new(false)),
+            fault: fault.clone(),
+        };
+        sink.poll(None);
+        assert_eq!(
+            sink.failed.load(Ordering::Relaxed),
+            fault.lock().unwrap().is_some()
+        );
+        let found = fault.lock().unwrap().take();
+        let emitted = *reports.lock().unwrap();
+        (found, emitted)
+    }
+
+    fn reach(effective: u64) -> Output {
+        Output::Reach {
+            artifact: 0,
+            reach: Reach {
+                static_: 1,
+                runtime: 0,
+                effective,
+            },
+        }
+    }
+
+    #[test]
+    fn a_sound_output_makes_a_report() {
+        assert_eq!(poll(vec![(reach(1), 1)]), (None, 1));
+    }
+
+    /// In every build, not only with debug assertions: a report item held
+    /// twice stops the run with a fault instead of a wrong report.
+    #[test]
+    fn an_item_held_twice_is_a_fault_and_no_report() {
+        let (fault, reports) = poll(vec![(reach(1), 2)]);
+        assert!(matches!(
+            fault,
+            Some(Fault::Multiplicity {
+                count: 2,
+                as_of: 2,
+                ..
+            })
+        ));
+        assert_eq!(reports, 0);
+    }
+
+    #[test]
+    fn an_edge_part_removed_while_absent_is_a_fault() {
+        let edge = Output::Edge {
+            artifact: 0,
+            caller: 0,
+            callee: 0,
+            in_static: true,
+        };
+        let (fault, reports) = poll(vec![(edge, -1)]);
+        assert!(matches!(fault, Some(Fault::EdgePart { at: 1, .. })));
+        assert_eq!(reports, 0);
+    }
+}
