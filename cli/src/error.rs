@@ -85,6 +85,9 @@ pub enum CliError {
         location: String,
         source: std::io::Error,
     },
+    /// `eval` inputs without a static call graph.
+    #[error("no static call graph among the inputs: nothing to evaluate")]
+    NoStaticGraph,
     /// The engine thread of `watch` stopped taking records.
     #[error("the engine stopped")]
     EngineStopped,
@@ -130,7 +133,7 @@ impl CliError {
     }
 }
 
-/// The untyped errors of commands not converted yet (eval, demo, etl).
+/// The untyped errors of commands not converted yet (demo, etl).
 impl From<String> for CliError {
     fn from(message: String) -> CliError {
         CliError::Message(message)
