@@ -8,6 +8,8 @@ use tracemerge_dataflow::Options;
 use tracemerge_records::args::ConfigArgs;
 use tracemerge_records::Config;
 
+use crate::error::CliError;
+
 /// Options shared by every command that runs the engine.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EngineArgs {
@@ -78,19 +80,18 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    pub fn timely_config(&self) -> Result<timely::Config, String> {
+    pub fn timely_config(&self) -> Result<timely::Config, CliError> {
         let workers = self.workers.max(1);
         let communication = if self.processes > 1 {
             if self.process >= self.processes {
-                return Err(format!(
-                    "--process {} is out of range for {} processes",
-                    self.process, self.processes
-                ));
+                return Err(CliError::ProcessOutOfRange {
+                    process: self.process,
+                    processes: self.processes,
+                });
             }
             let addresses = match &self.hostfile {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
                     let hosts: Vec<String> = text
                         .lines()
                         .map(str::trim)
@@ -98,12 +99,11 @@ impl ClusterArgs {
                         .map(String::from)
                         .collect();
                     if hosts.len() < self.processes {
-                        return Err(format!(
-                            "{}: {} addresses for {} processes",
-                            path.display(),
-                            hosts.len(),
-                            self.processes
-                        ));
+                        return Err(CliError::TooFewHosts {
+                            path: path.clone(),
+                            found: hosts.len(),
+                            processes: self.processes,
+                        });
                     }
                     hosts[..self.processes].to_vec()
                 }
@@ -121,10 +121,7 @@ impl ClusterArgs {
         } else {
             timely::CommunicationConfig::Process(workers)
         };
-        let mode = self
-            .progress_mode
-            .parse()
-            .map_err(|e| format!("--progress-mode: {e}"))?;
+        let mode = self.progress_mode.parse().map_err(CliError::ProgressMode)?;
         let mut config = timely::Config {
             communication,
             worker: timely::WorkerConfig::default().progress_mode(mode),
@@ -135,13 +132,17 @@ impl ClusterArgs {
 }
 
 impl EngineArgs {
-    pub fn config(&self) -> Result<Config, String> {
-        self.config_args.config(|path| {
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-        })
+    /// The engine configuration. [`ConfigArgs::config`] (in the records
+    /// crate) reports its errors, the quarantine file's included, as text.
+    pub fn config(&self) -> Result<Config, CliError> {
+        self.config_args
+            .config(|path| {
+                std::fs::read_to_string(path).map_err(|e| CliError::io(path, e).to_string())
+            })
+            .map_err(CliError::Config)
     }
 
-    pub fn options(&self) -> Result<Options, String> {
+    pub fn options(&self) -> Result<Options, CliError> {
         let mut options = Options::threads(self.cluster.workers);
         options.timely = self.cluster.timely_config()?;
         options.batch = self.batch;

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use tracemerge_bench::{Launcher, Plan, Suite};
 
+use crate::error::CliError;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Suites to run (default: all): ingest, update, cascade, memory,
@@ -72,7 +74,7 @@ fn parse_count(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("bad count {s:?}: expected a number such as 100, 10k or 1M"))
 }
 
-fn plan(args: &BenchArgs) -> Result<Plan, String> {
+fn plan(args: &BenchArgs) -> Result<Plan, CliError> {
     let mut plan = if args.quick {
         Plan::quick()
     } else {
@@ -81,7 +83,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, String> {
     if !args.suites.is_empty() {
         plan.suites = args.suites.clone();
     }
-    plan.memory.launcher = Some(Launcher::current_exe(&["bench-child"])?);
+    plan.memory.launcher = Some(Launcher::current_exe(&["bench-child"]).map_err(CliError::Bench)?);
     plan.research.tracemerge = std::env::current_exe().ok();
     if let Some(v) = &args.sizes {
         plan.update.sizes = v.clone();
@@ -120,7 +122,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, String> {
 }
 
 /// `tracemerge bench`.
-pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
+pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
     let plan = plan(&args)?;
     let started = Instant::now();
     let mut log = |line: &str| {
@@ -131,31 +133,33 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     text.push('\n');
     match &args.output {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(path, &text).map_err(|e| CliError::io(path, e))?;
             eprintln!("results: {}", path.display());
         }
         None => print!("{text}"),
     }
     if let Some(path) = &args.html {
         std::fs::write(path, tracemerge_bench::html::report(&results))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| CliError::io(path, e))?;
         eprintln!("report: {}", path.display());
     }
-    let failed: Vec<&str> = Suite::ALL
+    let failed: Vec<String> = Suite::ALL
         .iter()
         .filter(|s| results[s.name()].get("error").is_some())
-        .map(|s| s.name())
+        .map(|s| s.name().to_string())
         .collect();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        Err(format!("suites failed: {}", failed.join(", ")))
+        Err(CliError::SuitesFailed(failed))
     }
 }
 
 /// The hidden `bench-child` command: one memory measurement.
-pub fn child() -> Result<ExitCode, String> {
-    tracemerge_bench::child_main().map(|()| ExitCode::SUCCESS)
+pub fn child() -> Result<ExitCode, CliError> {
+    tracemerge_bench::child_main()
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(CliError::Bench)
 }
 
 #[cfg(test)]

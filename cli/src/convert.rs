@@ -23,7 +23,7 @@ pub enum OutputFormat {
 
 /// The output format and whether to gzip it: `--to` if given, else the
 /// name (`.ndjson`/`.jsonl`/`.tmlog`, each optionally `.gz`).
-fn output_format(output: &str, to: Option<OutputFormat>) -> Result<(OutputFormat, bool), String> {
+fn output_format(output: &str, to: Option<OutputFormat>) -> Result<(OutputFormat, bool), CliError> {
     let lower = output.to_ascii_lowercase();
     let (stem, gzip) = match lower.strip_suffix(".gz") {
         Some(stem) => (stem, true),
@@ -38,11 +38,10 @@ fn output_format(output: &str, to: Option<OutputFormat>) -> Result<(OutputFormat
     };
     match (to.or(by_name), output) {
         (Some(format), _) => Ok((format, gzip)),
-        (None, "-") => Err("writing to stdout (-o -) needs --to ndjson or --to tmlog".into()),
-        (None, _) => Err(format!(
-            "{output}: cannot tell the output format from the name; give --to ndjson or \
-             --to tmlog, or name it .ndjson, .tmlog (either may end in .gz)"
-        )),
+        (None, "-") => Err(CliError::StdoutNeedsFormat),
+        (None, _) => Err(CliError::UnknownOutputFormat {
+            output: output.to_string(),
+        }),
     }
 }
 
@@ -111,9 +110,9 @@ fn check_not_an_input(output: &str, inputs: &[String]) -> Result<(), CliError> {
     };
     for input in inputs.iter().filter(|i| *i != "-") {
         if Path::new(input).canonicalize().is_ok_and(|i| i == out) {
-            return Err(
-                format!("{output}: the output is also an input; write to another file").into(),
-            );
+            return Err(CliError::OutputIsInput {
+                output: output.to_string(),
+            });
         }
     }
     Ok(())
@@ -131,8 +130,7 @@ pub fn run(
         check_not_an_input(&output, &inputs)?;
     }
     // Inputs first: a missing or unreadable input leaves no output behind.
-    let stream = tracemerge_sources::open_all(&inputs, &static_graph.source_options())
-        .map_err(|e| e.to_string())?;
+    let stream = tracemerge_sources::open_all(&inputs, &static_graph.source_options())?;
     let out_name = if output == "-" {
         "<stdout>".to_string()
     } else {
@@ -141,7 +139,7 @@ pub fn run(
     let raw: Box<dyn Write> = if output == "-" {
         Box::new(io::stdout())
     } else {
-        Box::new(File::create(&output).map_err(|e| format!("{output}: {e}"))?)
+        Box::new(File::create(&output).map_err(|e| CliError::io(&output, e))?)
     };
     let buffered = BufWriter::with_capacity(1 << 20, raw);
     let sink = if gzip {
@@ -149,7 +147,7 @@ pub fn run(
     } else {
         Sink::Plain(buffered)
     };
-    let out_error = |e: io::Error| format!("{out_name}: {e}");
+    let out_error = |e: io::Error| CliError::output(out_name.as_str(), e);
     let mut writer = match format {
         OutputFormat::Ndjson => RecordWriter::Ndjson(sink),
         OutputFormat::Tmlog => RecordWriter::Tmlog(tmlog::Writer::new(sink).map_err(out_error)?),
@@ -160,7 +158,7 @@ pub fn run(
         let (location, record) = match item {
             Ok(item) => item,
             Err(e) => {
-                input_error = Some(e.to_string());
+                input_error = Some(CliError::from(e));
                 break;
             }
         };
@@ -170,10 +168,13 @@ pub fn run(
             Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
             // The log refuses a record no reader would accept.
             Err(e) if e.kind() == ErrorKind::InvalidInput => {
-                input_error = Some(format!("{location}: {e}"));
+                input_error = Some(CliError::BadRecord {
+                    location: location.to_string(),
+                    source: e,
+                });
                 break;
             }
-            Err(e) => return Err(out_error(e).into()),
+            Err(e) => return Err(out_error(e)),
         }
     }
     // What came before a bad record is kept, as a complete file.
@@ -183,10 +184,11 @@ pub fn run(
     }
     match input_error {
         None => Ok(ExitCode::SUCCESS),
-        Some(e) => Err(format!(
-            "{e} (stopped there: {out_name} holds the {written} records before it)"
-        )
-        .into()),
+        Some(e) => Err(CliError::Stopped {
+            source: Box::new(e),
+            output: out_name,
+            written,
+        }),
     }
 }
 
@@ -197,15 +199,27 @@ mod tests {
     #[test]
     fn format_from_to_or_name() {
         use OutputFormat::*;
-        assert_eq!(output_format("a.tmlog", None), Ok((Tmlog, false)));
-        assert_eq!(output_format("a.TMLOG.gz", None), Ok((Tmlog, true)));
-        assert_eq!(output_format("a.ndjson", None), Ok((Ndjson, false)));
-        assert_eq!(output_format("a.ndjson.gz", None), Ok((Ndjson, true)));
-        assert_eq!(output_format("a.jsonl", None), Ok((Ndjson, false)));
-        assert_eq!(output_format("a.tmlog", Some(Ndjson)), Ok((Ndjson, false)));
-        assert_eq!(output_format("-", Some(Tmlog)), Ok((Tmlog, false)));
-        assert!(output_format("-", None).unwrap_err().contains("--to"));
-        assert!(output_format("a.txt", None).unwrap_err().contains("a.txt"));
+        assert_eq!(output_format("a.tmlog", None).ok(), Some((Tmlog, false)));
+        assert_eq!(output_format("a.TMLOG.gz", None).ok(), Some((Tmlog, true)));
+        assert_eq!(output_format("a.ndjson", None).ok(), Some((Ndjson, false)));
+        assert_eq!(
+            output_format("a.ndjson.gz", None).ok(),
+            Some((Ndjson, true))
+        );
+        assert_eq!(output_format("a.jsonl", None).ok(), Some((Ndjson, false)));
+        assert_eq!(
+            output_format("a.tmlog", Some(Ndjson)).ok(),
+            Some((Ndjson, false))
+        );
+        assert_eq!(output_format("-", Some(Tmlog)).ok(), Some((Tmlog, false)));
+        assert!(output_format("-", None)
+            .unwrap_err()
+            .to_string()
+            .contains("--to"));
+        assert!(output_format("a.txt", None)
+            .unwrap_err()
+            .to_string()
+            .contains("a.txt"));
         assert!(output_format("a.gz", None).is_err());
     }
 }

@@ -23,12 +23,117 @@ pub enum CliError {
     /// The engine failed.
     #[error(transparent)]
     Merge(#[from] tracemerge_dataflow::MergeError),
-    /// What the command itself finds wrong: arguments, outputs, and the
-    /// errors of commands not yet typed (merge, replay, watch, bench).
+    /// The engine's workers could not start or failed (the message of
+    /// [`tracemerge_dataflow::RunError::Engine`], shown without its prefix).
+    #[error("{0}")]
+    Engine(String),
+    /// The engine broke one of its own invariants.
+    #[error(transparent)]
+    Fault(#[from] tracemerge_dataflow::Fault),
+    /// A file that cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing to an output that is not a named file (`stdout`,
+    /// `<stdout>`, "writing records", ...): `what` names it.
+    #[error("{what}: {source}")]
+    Output {
+        what: String,
+        source: std::io::Error,
+    },
+    /// `--process` not below `--processes`.
+    #[error("--process {process} is out of range for {processes} processes")]
+    ProcessOutOfRange { process: usize, processes: usize },
+    /// A hostfile with fewer addresses than processes.
+    #[error("{}: {found} addresses for {processes} processes", path.display())]
+    TooFewHosts {
+        path: PathBuf,
+        found: usize,
+        processes: usize,
+    },
+    /// An engine configuration (`--quarantine` file and the like) that
+    /// cannot be read or is wrong; the records crate words the message.
+    #[error("{0}")]
+    Config(String),
+    /// A `--progress-mode` timely does not know.
+    #[error("--progress-mode: {0}")]
+    ProgressMode(String),
+    /// `convert -o -` without `--to`.
+    #[error("writing to stdout (-o -) needs --to ndjson or --to tmlog")]
+    StdoutNeedsFormat,
+    /// `convert -o NAME` whose format the name does not tell.
+    #[error(
+        "{output}: cannot tell the output format from the name; give --to ndjson or \
+         --to tmlog, or name it .ndjson, .tmlog (either may end in .gz)"
+    )]
+    UnknownOutputFormat { output: String },
+    /// `convert` output that is one of its inputs.
+    #[error("{output}: the output is also an input; write to another file")]
+    OutputIsInput { output: String },
+    /// `convert` stopped at a bad input record; what came before was written.
+    #[error("{source} (stopped there: {output} holds the {written} records before it)")]
+    Stopped {
+        source: Box<CliError>,
+        output: String,
+        written: u64,
+    },
+    /// A record the replay log refuses (`location`: where it was read).
+    #[error("{location}: {source}")]
+    BadRecord {
+        location: String,
+        source: std::io::Error,
+    },
+    /// `eval` inputs without a static call graph.
+    #[error("no static call graph among the inputs: nothing to evaluate")]
+    NoStaticGraph,
+    /// The engine thread of `watch` stopped taking records.
+    #[error("the engine stopped")]
+    EngineStopped,
+    /// The engine thread of `watch` panicked.
+    #[error("the engine failed")]
+    EngineFailed,
+    /// `bench`: suites that reported an error.
+    #[error("suites failed: {}", .0.join(", "))]
+    SuitesFailed(Vec<String>),
+    /// `bench` setup or its child process failed.
+    #[error("{0}")]
+    Bench(String),
+    /// The probe cannot run here, or was asked for nothing to attach.
+    #[error("probe: {0}")]
+    ProbeUnsupported(String),
+    /// `probe plan` of a binary with no function to probe.
+    #[error("{}: no function to probe", binary.display())]
+    NothingToProbe { binary: PathBuf },
+    /// The live ETW collector failed.
+    #[error("probe etw: {0}")]
+    Etw(tracemerge_etw::CollectError),
+    /// Other arguments the command
+    /// itself finds wrong.
     #[error("{0}")]
     Message(String),
 }
 
+impl CliError {
+    /// An I/O error on the file at `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> CliError {
+        CliError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An I/O error writing to `what`.
+    pub fn output(what: impl Into<String>, source: std::io::Error) -> CliError {
+        CliError::Output {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// The untyped errors of commands not converted yet (demo, etl).
 impl From<String> for CliError {
     fn from(message: String) -> CliError {
         CliError::Message(message)

@@ -33,13 +33,12 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
-    let stream = tracemerge_sources::open_all(&args.inputs, &args.static_graph.source_options())
-        .map_err(|e| e.to_string())?;
+    let stream = tracemerge_sources::open_all(&args.inputs, &args.static_graph.source_options())?;
     let mut records = Vec::new();
     let mut graphs: BTreeMap<String, GraphSnapshot> = BTreeMap::new();
     let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for item in stream {
-        let (_, record) = item.map_err(|e| e.to_string())?;
+        let (_, record) = item?;
         match &record {
             Record::Graph(g) => {
                 graphs.insert(g.artifact.clone(), g.clone());
@@ -52,14 +51,13 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         records.push(record);
     }
     if graphs.is_empty() {
-        return Err("no static call graph among the inputs: nothing to evaluate".into());
+        return Err(CliError::NoStaticGraph);
     }
     let config = Config {
         ttl: args.ttl.unwrap_or(MAX_TIME),
         ..Config::default()
     };
-    let report =
-        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
+    let report = tracemerge_dataflow::merge_records(&records, &config, 1)?;
     let mut runtime: BTreeMap<&str, Vec<RuntimeEdge>> = BTreeMap::new();
     for artifact in &report.artifacts {
         let edges = artifact.observed_edges.iter().map(|e| RuntimeEdge {
@@ -100,16 +98,14 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     let mut json = eval.canonical_bytes();
     json.push(b'\n');
     match &args.output {
-        Some(path) => {
-            std::fs::write(path, &json).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Some(path) => std::fs::write(path, &json).map_err(|e| CliError::io(path, e))?,
         None => std::io::stdout()
             .write_all(&json)
-            .map_err(|e| format!("<stdout>: {e}"))?,
+            .map_err(|e| CliError::output("<stdout>", e))?,
     }
     if let Some(path) = &args.html {
         std::fs::write(path, tracemerge_eval::html::render(&eval))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| CliError::io(path, e))?;
     }
     Ok(ExitCode::SUCCESS)
 }

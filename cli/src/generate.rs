@@ -6,14 +6,16 @@ use std::process::ExitCode;
 
 use tracemerge_records::Record;
 
+use crate::error::CliError;
+
 /// `tracemerge generate`.
 pub fn generate(
     records: impl Iterator<Item = Record>,
     output: Option<PathBuf>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let (mut out, name): (Box<dyn Write>, String) = match &output {
         Some(path) => (
-            Box::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+            Box::new(std::fs::File::create(path).map_err(|e| CliError::io(path, e))?),
             path.display().to_string(),
         ),
         None => (Box::new(std::io::stdout()), "stdout".into()),
@@ -26,10 +28,10 @@ pub fn generate(
             .and_then(|_| out.write_all(b"\n"))
         {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-            Err(e) => return Err(format!("{name}: {e}")),
+            Err(e) => return Err(CliError::output(name, e)),
             Ok(()) => {}
         }
     }
-    out.flush().map_err(|e| format!("{name}: {e}"))?;
+    out.flush().map_err(|e| CliError::output(name, e))?;
     Ok(ExitCode::SUCCESS)
 }

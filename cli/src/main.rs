@@ -151,13 +151,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode, error::CliError> = match cli.command {
         Command::Demo { output } => demo::run(output),
-        Command::Merge { engine, output, .. } => merge::merge(engine, output).map_err(Into::into),
+        Command::Merge { engine, output, .. } => merge::merge(engine, output),
         Command::Replay {
             engine,
             speed,
             report,
             ..
-        } => merge::replay(engine, speed, report).map_err(Into::into),
+        } => merge::replay(engine, speed, report),
         Command::Generate {
             functions,
             records,
@@ -172,7 +172,6 @@ fn main() -> ExitCode {
             use tracemerge_scenarios::workload::Workload;
             if fleet {
                 generate::generate(Workload::fleet(seed, records).fleet_stream(), output)
-                    .map_err(Into::into)
             } else {
                 let workload = Workload {
                     seed,
@@ -184,7 +183,7 @@ fn main() -> ExitCode {
                     step,
                     ..Default::default()
                 };
-                generate::generate(workload.stream(), output).map_err(Into::into)
+                generate::generate(workload.stream(), output)
             }
         }
         Command::Convert {
@@ -211,10 +210,9 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
             probe,
-        )
-        .map_err(Into::into),
-        Command::Bench(args) => bench::run(args).map_err(Into::into),
-        Command::BenchChild => bench::child().map_err(Into::into),
+        ),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchChild => bench::child(),
     };
     match result {
         Ok(code) => code,

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use tracemerge_dataflow::{run, Event, Options, RunError};
 use tracemerge_records::{Record, Report, Time};
+use tracemerge_sources::SourceError;
 
 use crate::args::{ClusterArgs, EngineArgs};
+use crate::error::CliError;
 
 /// How fast `replay` feeds records: as fast as possible, or paced by event time.
 #[derive(Clone, Copy, Debug)]
@@ -37,15 +39,15 @@ impl std::str::FromStr for Speed {
 pub fn records(
     files: &[String],
     options: &tracemerge_sources::Options,
-) -> Result<impl Iterator<Item = Result<Record, String>>, String> {
-    let stream = tracemerge_sources::open_all(files, options).map_err(|e| e.to_string())?;
-    Ok(stream.map(|item| item.map(|(_, record)| record).map_err(|e| e.to_string())))
+) -> Result<impl Iterator<Item = Result<Record, SourceError>>, SourceError> {
+    let stream = tracemerge_sources::open_all(files, options)?;
+    Ok(stream.map(|item| item.map(|(_, record)| record)))
 }
 
 /// Counts records and shows records/s on stderr when it is a terminal.
-fn with_progress<I: Iterator<Item = Result<Record, String>>>(
+fn with_progress<I: Iterator<Item = Result<Record, SourceError>>>(
     inner: I,
-) -> impl Iterator<Item = Result<Record, String>> {
+) -> impl Iterator<Item = Result<Record, SourceError>> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -71,10 +73,10 @@ fn with_progress<I: Iterator<Item = Result<Record, String>>>(
 }
 
 /// Paces records so that event time advances `factor` times faster than wall time.
-fn paced<I: Iterator<Item = Result<Record, String>>>(
+fn paced<I: Iterator<Item = Result<Record, SourceError>>>(
     inner: I,
     speed: Speed,
-) -> impl Iterator<Item = Result<Record, String>> {
+) -> impl Iterator<Item = Result<Record, SourceError>> {
     let mut start: Option<(Instant, Time)> = None;
     inner.inspect(move |item| {
         let (Speed::Factor(factor), Ok(record)) = (speed, item) else {
@@ -96,7 +98,7 @@ fn execute(
     mut options: Options,
     speed: Option<Speed>,
     mut on_change: impl FnMut(&tracemerge_records::Change) + Send + 'static,
-) -> Result<(Option<Report>, Option<String>), String> {
+) -> Result<(Option<Report>, Option<SourceError>), CliError> {
     let config = args.config()?;
     options.changes = speed.is_some();
     let report = Arc::new(Mutex::new(None));
@@ -117,8 +119,8 @@ fn execute(
     match result {
         Ok(_) => Ok((report, None)),
         Err(RunError::Record(e)) => Ok((report, Some(e))),
-        Err(RunError::Engine(e)) => Err(e),
-        Err(RunError::Fault(fault)) => Err(fault.to_string()),
+        Err(RunError::Engine(e)) => Err(CliError::Engine(e)),
+        Err(RunError::Fault(fault)) => Err(CliError::Fault(fault)),
     }
 }
 
@@ -143,7 +145,7 @@ fn output_stream(cluster: &ClusterArgs) -> Box<dyn Write + Send> {
 }
 
 /// `tracemerge merge`.
-pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, String> {
+pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let options = args.options()?;
     let mut out = output_stream(&args.cluster);
     let (report, error) = execute(&args, options, None, |_| {})?;
@@ -157,7 +159,11 @@ pub fn merge(args: EngineArgs, output: Option<PathBuf>) -> Result<ExitCode, Stri
 }
 
 /// `tracemerge replay`: the change feed on stdout.
-pub fn replay(args: EngineArgs, speed: Speed, report: Option<PathBuf>) -> Result<ExitCode, String> {
+pub fn replay(
+    args: EngineArgs,
+    speed: Speed,
+    report: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
     let options = args.options()?;
     let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(output_stream(
         &args.cluster,
@@ -176,31 +182,31 @@ pub fn replay(args: EngineArgs, speed: Speed, report: Option<PathBuf>) -> Result
     finish(error)
 }
 
-fn finish(error: Option<String>) -> Result<ExitCode, String> {
+fn finish(error: Option<SourceError>) -> Result<ExitCode, CliError> {
     match error {
         None => Ok(ExitCode::SUCCESS),
         // The report of everything before the bad record was written.
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
     }
 }
 
-pub fn write_report(report: &Report, output: Option<&PathBuf>) -> Result<(), String> {
+pub fn write_report(report: &Report, output: Option<&PathBuf>) -> Result<(), CliError> {
     match output {
         Some(path) => {
             let mut text = report.to_pretty_json();
             text.push('\n');
-            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+            std::fs::write(path, text).map_err(|e| CliError::io(path, e))
         }
         None => write_json(report, &mut std::io::stdout()),
     }
 }
 
-fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), String> {
+fn write_json(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
     let mut text = report.to_pretty_json();
     text.push('\n');
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         // A reader that stopped early (`| head`) is not an error.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::output("stdout", e)),
         _ => Ok(()),
     }
 }

@@ -155,24 +155,23 @@ impl Output {
     fn open(path: &Option<PathBuf>) -> Result<Output, CliError> {
         let out: Box<dyn Write> = match path {
             Some(p) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+                std::fs::File::create(p).map_err(|e| CliError::io(p, e))?,
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
         Ok(Output { out })
     }
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    fn write(&mut self, records: &[Record]) -> Result<(), CliError> {
+        let error = |e| CliError::output("writing records", e);
         for r in records {
-            writeln!(self.out, "{}", r.to_json()).map_err(|e| format!("writing records: {e}"))?;
+            writeln!(self.out, "{}", r.to_json()).map_err(error)?;
         }
-        self.out
-            .flush()
-            .map_err(|e| format!("writing records: {e}"))
+        self.out.flush().map_err(error)
     }
 }
 
 fn read_functions(path: &PathBuf) -> Result<Vec<String>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -215,7 +214,7 @@ fn output_path(cmd: &ProbeCommand) -> Option<PathBuf> {
 /// standard error.
 pub fn collect(
     cmd: ProbeCommand,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), CliError>,
 ) -> Result<ExitCode, CliError> {
     collect_to(cmd, sink, false)
 }
@@ -224,14 +223,14 @@ pub fn collect(
 /// output (the records go elsewhere).
 fn collect_to(
     cmd: ProbeCommand,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), CliError>,
     stdout_free: bool,
 ) -> Result<ExitCode, CliError> {
     let mut file = match output_path(&cmd) {
         Some(path) => Some(Output::open(&Some(path))?),
         None => None,
     };
-    let sink = &mut |records: &[Record]| -> Result<(), String> {
+    let sink = &mut |records: &[Record]| -> Result<(), CliError> {
         if let Some(file) = file.as_mut() {
             file.write(records)?;
         }
@@ -241,11 +240,13 @@ fn collect_to(
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => common,
         ProbeCommand::Etw(args) => return etw(args, sink),
         ProbeCommand::Plan { .. } => {
-            return Err("probe plan attaches nothing: use probe exact or probe sample".into())
+            return Err(CliError::ProbeUnsupported(
+                "plan attaches nothing: use probe exact or probe sample".into(),
+            ))
         }
     };
     if let Some(why) = tracemerge_ebpf::unsupported() {
-        return Err(format!("probe: {why}").into());
+        return Err(CliError::ProbeUnsupported(why.to_string()));
     }
     let target = match (&common.pid, common.command.is_empty()) {
         (Some(pid), _) => Target::Pid(*pid),
@@ -298,7 +299,7 @@ fn collect_to(
                 Ok(Collector::Exact(session))
             }
             ProbeCommand::Etw(_) | ProbeCommand::Plan { .. } => {
-                Err("probe: not an eBPF collector".into())
+                Err(CliError::ProbeUnsupported("not an eBPF collector".into()))
             }
             ProbeCommand::Sample { frequency, .. } => {
                 let config = tracemerge_ebpf::sample::Config {
@@ -319,9 +320,7 @@ fn collect_to(
             }
         }
     };
-    let outcome = run::run(&target, options, attach, &mut |records| {
-        sink(records).map_err(CliError::from)
-    })?;
+    let outcome = run::run(&target, options, attach, sink)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }
@@ -331,7 +330,9 @@ fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCo
     let wanted = functions.map(read_functions).transpose()?;
     let (plans, skipped) = tracemerge_ebpf::exact::plan(binary, wanted.as_deref())?;
     if plans.is_empty() {
-        return Err(format!("{}: no function to probe", binary.display()).into());
+        return Err(CliError::NothingToProbe {
+            binary: binary.to_path_buf(),
+        });
     }
     let summary = tracemerge_ebpf::plan::PlanSummary::of(&plans);
     let hex = |bytes: &[u8]| {
@@ -342,7 +343,7 @@ fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCo
             .join(" ")
     };
     let mut out = std::io::BufWriter::new(std::io::stdout());
-    let write_err = |e: std::io::Error| format!("writing the plan: {e}");
+    let write_err = |e| CliError::output("writing the plan", e);
     if json {
         let functions: Vec<serde_json::Value> = plans
             .iter()
@@ -396,10 +397,10 @@ fn plan(binary: &Path, functions: Option<&PathBuf>, json: bool) -> Result<ExitCo
 /// `probe etw`: the live ETW collector (Windows only).
 fn etw(
     args: &EtwArgs,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), CliError>,
 ) -> Result<ExitCode, CliError> {
     let artifact_map = match &args.artifact_map {
-        Some(path) => tracemerge_etl::ArtifactMap::load(path).map_err(|e| e.to_string())?,
+        Some(path) => tracemerge_etl::ArtifactMap::load(path).map_err(CliError::EtlSide)?,
         None => Default::default(),
     };
     let source = args.source.clone().unwrap_or_else(|| {
@@ -429,7 +430,9 @@ fn etw(
         },
         command_stdout_to_stderr: args.output.is_none(),
     };
-    let outcome = tracemerge_etw::collect(&config, sink).map_err(|e| format!("probe etw: {e}"))?;
+    // The collector takes a sink whose errors are text.
+    let sink = &mut |records: &[Record]| sink(records).map_err(|e| e.to_string());
+    let outcome = tracemerge_etw::collect(&config, sink).map_err(CliError::Etw)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use tracemerge_dataflow::{run, Event, Options};
 use tracemerge_records::{Config, Record};
 
+use crate::error::CliError;
 use crate::merge::records;
 
 /// `tracemerge watch`: the probe feeds the engine window by window; each
@@ -15,7 +16,7 @@ pub fn watch(
     graphs: Vec<String>,
     config: Config,
     probe: crate::probe::ProbeCommand,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let mut static_records = Vec::new();
     if !graphs.is_empty() {
         for item in records(&graphs, &tracemerge_sources::Options::default())? {
@@ -27,7 +28,10 @@ pub fn watch(
         let mut options = Options::threads(1);
         options.changes = true;
         options.batch = 1;
-        let stream = static_records.into_iter().chain(rx).map(Ok::<_, String>);
+        let stream = static_records
+            .into_iter()
+            .chain(rx)
+            .map(Ok::<_, std::convert::Infallible>);
         let mut out = std::io::stdout();
         run(stream, &config, options, move |event| {
             if let Event::Change(change) = event {
@@ -41,21 +45,19 @@ pub fn watch(
                 }
             }
         })
-        .map_err(|e| e.to_string())
     });
     let mut last = 0;
     let code = crate::probe::collect(probe, &mut |window| {
         for record in window {
             last = last.max(record.time());
             tx.send(record.clone())
-                .map_err(|_| "the engine stopped".to_string())?;
+                .map_err(|_| CliError::EngineStopped)?;
         }
         tx.send(Record::Watermark { at: last + 1 })
-            .map_err(|_| "the engine stopped".to_string())
-    })
-    .map_err(|e| e.to_string());
+            .map_err(|_| CliError::EngineStopped)
+    });
     drop(tx);
-    let engine = engine.join().map_err(|_| "the engine failed".to_string())?;
+    let engine = engine.join().map_err(|_| CliError::EngineFailed)?;
     engine?;
     code
 }

@@ -401,7 +401,7 @@ fn map_event(
     };
 
     let at_time = match field(o, &["observedAt", "observed_at"]) {
-        Some((key, v)) => parse_json_time(v).map_err(|m| at(join(base, key), m))?,
+        Some((key, v)) => parse_json_time(v).map_err(|e| at(join(base, key), e.to_string()))?,
         None => options.at.ok_or_else(|| {
             at(
                 join(base, "observedAt"),

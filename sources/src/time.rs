@@ -2,6 +2,24 @@
 
 use tracemerge_records::{Time, MAX_TIME};
 
+/// A timestamp that cannot be read. The caller places it (file, line, key):
+/// see [`crate::SourceError`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Not an RFC 3339 timestamp; `why` says what is wrong with it.
+    #[error("invalid RFC 3339 timestamp {text:?}: {why}")]
+    Rfc3339 { text: String, why: String },
+    /// Epoch milliseconds past [`MAX_TIME`].
+    #[error("time {value} is out of range (milliseconds since the epoch, at most {MAX_TIME})")]
+    OutOfRange { value: String },
+    /// A JSON number that is not a non-negative integer.
+    #[error("time {value} is not a non-negative integer (milliseconds since the epoch)")]
+    NotAnInteger { value: String },
+    /// A JSON value that is neither a string nor a number (`found`: its type).
+    #[error("expected an RFC 3339 string or epoch milliseconds, got {found}")]
+    WrongType { found: &'static str },
+}
+
 /// Parses an RFC 3339 timestamp (`2025-11-26T07:47:08.123Z`,
 /// `2025-11-26 09:47:08+02:00`) into milliseconds since the Unix epoch.
 ///
@@ -14,10 +32,13 @@ use tracemerge_records::{Time, MAX_TIME};
 /// The grammar above is read here; the calendar is `jiff`'s. (jiff's own
 /// parser reads a wider grammar, RFC 9557 with annotations and basic
 /// formats, and clamps a leap second to `:59`: not the rules of this format.)
-pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
-    let err = |what: &str| format!("invalid RFC 3339 timestamp {s:?}: {what}");
+pub fn parse_rfc3339(s: &str) -> Result<Time, TimeError> {
+    let err = |why: &str| TimeError::Rfc3339 {
+        text: s.to_string(),
+        why: why.to_string(),
+    };
     let b = s.as_bytes();
-    let num = |range: std::ops::Range<usize>, what: &str| -> Result<i64, String> {
+    let num = |range: std::ops::Range<usize>, what: &str| -> Result<i64, TimeError> {
         let part = b
             .get(range)
             .ok_or_else(|| err(&format!("{what} is missing")))?;
@@ -26,7 +47,7 @@ pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
         }
         Ok(part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
     };
-    let expect = |i: usize, set: &[u8], what: &str| -> Result<(), String> {
+    let expect = |i: usize, set: &[u8], what: &str| -> Result<(), TimeError> {
         match b.get(i) {
             Some(c) if set.contains(c) => Ok(()),
             _ => Err(err(&format!("expected {what} at character {}", i + 1))),
@@ -114,30 +135,29 @@ pub fn parse_rfc3339(s: &str) -> Result<Time, String> {
 
 /// A JSON timestamp: an RFC 3339 string, a string of digits, or an integer,
 /// the last two read as milliseconds since the epoch.
-pub fn parse_json_time(v: &serde_json::Value) -> Result<Time, String> {
+pub fn parse_json_time(v: &serde_json::Value) -> Result<Time, TimeError> {
     match v {
         serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => {
             match s.parse::<u64>() {
                 Ok(ms) if ms <= MAX_TIME => Ok(ms),
-                _ => Err(format!(
-                    "time {s} is out of range (milliseconds since the epoch, at most {MAX_TIME})"
-                )),
+                _ => Err(TimeError::OutOfRange {
+                    value: s.to_string(),
+                }),
             }
         }
         serde_json::Value::String(s) => parse_rfc3339(s),
         serde_json::Value::Number(n) => match n.as_u64() {
             Some(ms) if ms <= MAX_TIME => Ok(ms),
-            Some(ms) => Err(format!(
-                "time {ms} is out of range (milliseconds since the epoch, at most {MAX_TIME})"
-            )),
-            None => Err(format!(
-                "time {n} is not a non-negative integer (milliseconds since the epoch)"
-            )),
+            Some(ms) => Err(TimeError::OutOfRange {
+                value: ms.to_string(),
+            }),
+            None => Err(TimeError::NotAnInteger {
+                value: n.to_string(),
+            }),
         },
-        other => Err(format!(
-            "expected an RFC 3339 string or epoch milliseconds, got {}",
-            crate::json_type(other)
-        )),
+        other => Err(TimeError::WrongType {
+            found: crate::json_type(other),
+        }),
     }
 }
 
@@ -200,6 +220,33 @@ mod tests {
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// The messages are those of the readers' errors: unchanged by typing.
+    #[test]
+    fn error_messages() {
+        use serde_json::json;
+        assert_eq!(
+            parse_rfc3339("2025").unwrap_err().to_string(),
+            "invalid RFC 3339 timestamp \"2025\": expected '-' at character 5"
+        );
+        assert_eq!(
+            parse_json_time(&json!(-1)).unwrap_err().to_string(),
+            "time -1 is not a non-negative integer (milliseconds since the epoch)"
+        );
+        assert_eq!(
+            parse_json_time(&json!(MAX_TIME + 1))
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "time {} is out of range (milliseconds since the epoch, at most {MAX_TIME})",
+                MAX_TIME + 1
+            )
+        );
+        assert_eq!(
+            parse_json_time(&json!(null)).unwrap_err().to_string(),
+            "expected an RFC 3339 string or epoch milliseconds, got null"
+        );
     }
 
     #[test]
