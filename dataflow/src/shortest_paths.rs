@@ -119,12 +119,6 @@ impl MonotoneQueue {
     }
 }
 
-/// What one [`ShortestPaths::apply`] changed.
-pub struct Changed<N> {
-    /// Nodes whose distance changed (reached or not included).
-    pub nodes: Vec<N>,
-}
-
 impl<N: Copy + Eq + Hash> Default for ShortestPaths<N> {
     fn default() -> Self {
         Self::new()
@@ -241,7 +235,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     /// disappeared (each listed once, as a change of presence). `key` gives
     /// each new node a sort key that agrees with the order parents are
     /// chosen in (`key(a) < key(b)` only if `a` comes first), compared
-    /// before that order is asked. Returns the nodes whose distance changed.
+    /// before that order is asked. [`ShortestPaths::moved`] then says which
+    /// nodes' distances changed.
     pub fn apply(
         &mut self,
         added_edges: &[(N, N)],
@@ -249,7 +244,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         added_roots: &[N],
         removed_roots: &[N],
         key: impl Fn(N) -> u64,
-    ) -> Changed<N> {
+    ) {
         let removed: Vec<(u32, u32)> = (removed_edges.iter())
             .map(|&(u, v)| (self.local(u, &key), self.local(v, &key)))
             .collect();
@@ -407,7 +402,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     }
 
     /// One plain BFS from the roots; reports what differs.
-    fn recompute(&mut self) -> Changed<N> {
+    fn recompute(&mut self) {
         let old_dist = std::mem::replace(&mut self.dist, vec![UNREACHED; self.nodes.len()]);
         let mut queue = VecDeque::new();
         for x in 0..self.nodes.len() as u32 {
@@ -436,23 +431,16 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.finish()
     }
 
-    /// Counts reached nodes anew from the recorded previous states and lists
-    /// the nodes that really changed.
-    fn finish(&mut self) -> Changed<N> {
-        let mut nodes = Vec::new();
+    /// Counts reached nodes anew from the recorded previous distances.
+    fn finish(&mut self) {
         for &x in &self.scratch.recorded_list {
             let (d, nd) = (self.scratch.previous[x as usize], self.dist[x as usize]);
-            if nd == d {
-                continue;
-            }
             if d == UNREACHED && nd != UNREACHED {
                 self.reached += 1;
             } else if d != UNREACHED && nd == UNREACHED {
                 self.reached -= 1;
             }
-            nodes.push(self.nodes[x as usize]);
         }
-        Changed { nodes }
     }
 }
 
@@ -552,7 +540,7 @@ mod tests {
                 for r in toggled_roots.into_iter().collect::<BTreeSet<_>>() {
                     if roots.remove(&r) { removed_roots.push(r) } else { roots.insert(r); added_roots.push(r) }
                 }
-                let changed = paths.apply(&added, &removed, &added_roots, &removed_roots, key);
+                paths.apply(&added, &removed, &added_roots, &removed_roots, key);
                 let expected = reference(&edges, &roots);
                 let after = state(&paths, 12);
                 prop_assert_eq!(&after, &expected);
@@ -560,7 +548,6 @@ mod tests {
                 let moved: BTreeSet<u8> = (0..12)
                     .filter(|v| before.get(v).map(|s| s.0) != after.get(v).map(|s| s.0))
                     .collect();
-                prop_assert_eq!(changed.nodes.into_iter().collect::<BTreeSet<_>>(), moved.clone());
                 for v in 0..12 {
                     prop_assert_eq!(paths.moved(v), moved.contains(&v));
                 }
