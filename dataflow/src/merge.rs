@@ -196,6 +196,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         quarantine,
     } = rules;
     let executed = evidence.executed.distinct_total();
+    let executed_artifacts = executed.clone().map(|(a, _)| a).distinct_total();
     let covered = evidence.covered;
 
     // The edge set changes only when an edge appears or expires, not with
@@ -294,8 +295,9 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     let conflicts = conflicts(ConflictInputs {
         snapshots: graph.snapshots.clone(),
         nodes: key_set(graph.nodes),
-        executed: executed.clone(),
+        executed,
         executed_set,
+        executed_artifacts: executed_artifacts.clone(),
         reach_static: reach_static_set,
         targets: graph.targets.clone(),
         covered: covered_set,
@@ -306,7 +308,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         graph
             .snapshots
             .concat(graph.targets.map(|(a, _)| a))
-            .concat(executed.map(|(a, _)| a))
+            .concat(executed_artifacts)
             .distinct_total(),
         reach_static,
         dynamic_sizes,

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
@@ -107,6 +106,8 @@ pub struct ConflictInputs<'s> {
     pub nodes: KeySet<'s, Node>,
     pub executed: Coll<'s, Node>,
     pub executed_set: KeySet<'s, Node>,
+    /// The artifacts with an executed symbol, distinct.
+    pub executed_artifacts: Coll<'s, Artifact>,
     pub reach_static: KeySet<'s, Node>,
     pub targets: Coll<'s, Node>,
     pub covered: KeySet<'s, Node>,
@@ -118,8 +119,8 @@ pub struct ConflictInputs<'s> {
 pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictIds)> {
     let snapshot_keys = c.snapshots.clone();
 
-    let live_artifacts = c.executed.clone().map(|(a, _)| a).distinct_total();
-    let no_snapshot = live_artifacts
+    let no_snapshot = c
+        .executed_artifacts
         .map(|a| (a, ()))
         .antijoin(snapshot_keys.clone())
         .map(|(a, ())| (a, ConflictIds::NoStaticSnapshot));
@@ -139,10 +140,18 @@ pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictIds)>
             (artifact, conflict)
         });
 
-    let unreachable = outside(within(c.executed.clone(), &c.nodes), &c.reach_static)
+    // Executed symbols the snapshot has, from the two arranged sets: the
+    // executed symbols change with every window, so each arrangement of
+    // them costs a copy of that churn.
+    let known =
+        (c.executed_set.clone()).join_core(c.nodes.clone(), |symbol, &(), &()| Some(*symbol));
+    let unreachable = outside(known.clone(), &c.reach_static)
         .map(|(a, symbol)| (a, ConflictIds::ExecutedButStaticallyUnreachable(symbol)));
 
-    let unknown = outside(c.executed.semijoin(snapshot_keys), &c.nodes)
+    // Nodes exist only while their artifact has a snapshot, so the known
+    // symbols are among those of artifacts with one.
+    let unknown = (c.executed.semijoin(snapshot_keys))
+        .concat(known.negate())
         .map(|(a, symbol)| (a, ConflictIds::UnknownSymbol(symbol)));
 
     let unobserved = within(c.targets, &c.reach_static);
