@@ -15,7 +15,7 @@
 //! bounded channels then hold back the reader, so the lag, and with it the
 //! state, stays bounded however fast the records come.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use differential_dataflow::trace::ExertionLogic;
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::ProbeHandle;
@@ -110,13 +111,40 @@ impl Options {
     }
 }
 
+/// Merge effort an idle arrangement spends per scheduling, in updates.
+const IDLE_MERGE_EFFORT: usize = 1000;
+
+thread_local! {
+    /// Whether this worker has input to take or a round in flight. Then an
+    /// arrangement merges only as fast as updates come into it
+    /// (differential's amortised merging); otherwise it also merges on its
+    /// own, toward one batch. Forcing that merge while rounds run made every
+    /// round copy part of the largest batches (a static graph of millions of
+    /// edges) again: after a load, most of a one-edge update's time.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Applies the differential settings every run needs: idle merging, so
-/// traces compact while the stream is quiet.
+/// traces compact while the stream is quiet, and only then.
 pub fn tune(config: &mut timely::Config) {
     differential_dataflow::configure(
         &mut config.worker,
-        &differential_dataflow::Config::default().idle_merge_effort(Some(1000)),
+        &differential_dataflow::Config::default()
+            .idle_merge_effort(Some(IDLE_MERGE_EFFORT as isize)),
     );
+    let logic: ExertionLogic = Arc::new(|batches: &[(usize, usize, usize)]| {
+        let merging = batches.iter().any(|&(_, count, _)| count > 1);
+        let non_empty = batches.iter().filter(|&&(_, _, len)| len > 0).count();
+        if !merging && non_empty <= 1 {
+            return None;
+        }
+        // While busy, the least effort that keeps the operator scheduled,
+        // so that it goes on merging as soon as the worker is idle.
+        Some(if BUSY.get() { 1 } else { IDLE_MERGE_EFFORT })
+    });
+    config
+        .worker
+        .set::<ExertionLogic>("differential/default_exert_logic".to_string(), logic);
 }
 
 /// Why a run stopped early.
@@ -517,6 +545,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                 break;
             }
         }
+        BUSY.set(received > 0 || !in_flight.is_empty());
         if received == 0 && open {
             worker.step_or_park(Some(Duration::from_micros(500)));
         } else {
@@ -538,6 +567,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
     }
     drop(inputs);
+    // What is left is the last rounds: no merging for its own sake.
+    BUSY.set(true);
     while worker.step() {
         if failed() {
             return abandon(worker);
