@@ -54,9 +54,9 @@ pub enum CliError {
         processes: usize,
     },
     /// An engine configuration (`--quarantine` file and the like) that
-    /// cannot be read or is wrong; the records crate words the message.
-    #[error("{0}")]
-    Config(String),
+    /// cannot be read or is wrong; it names the file.
+    #[error(transparent)]
+    Config(#[from] tracemerge_records::args::ConfigError),
     /// A `--progress-mode` timely does not know.
     #[error("--progress-mode: {0}")]
     ProgressMode(String),
@@ -143,5 +143,57 @@ impl From<String> for CliError {
 impl From<&str> for CliError {
     fn from(message: &str) -> CliError {
         CliError::Message(message.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tracemerge_records::args::ConfigError;
+
+    use super::CliError;
+
+    fn engine(words: &[&str]) -> crate::args::EngineArgs {
+        let argv = ["tracemerge", "merge", "x.ndjson"].iter().chain(words);
+        match crate::Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(crate::Command::Merge { engine, .. }) => engine,
+            _ => panic!("merge parses"),
+        }
+    }
+
+    /// A bad `--quarantine` file is a typed configuration error that names
+    /// the file (and the line, when the file was read).
+    #[test]
+    fn a_bad_quarantine_file_is_a_config_error_naming_it() {
+        let dir =
+            std::env::temp_dir().join(format!("tracemerge-cli-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("quarantine.txt");
+        std::fs::write(&bad, "ok\n -> callee\n").unwrap();
+        let err = engine(&["--quarantine", bad.to_str().unwrap()])
+            .config()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CliError::Config(ConfigError::Quarantine { path, .. }) if *path == bad),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}: line 2: edge needs caller -> callee", bad.display())
+        );
+        let missing = dir.join("missing.txt");
+        let err = engine(&["--quarantine", missing.to_str().unwrap()])
+            .config()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CliError::Config(ConfigError::Read { path, .. }) if *path == missing),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", missing.display())),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
