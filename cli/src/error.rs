@@ -20,6 +20,12 @@ pub enum CliError {
     /// An ETL side file (artifact map) that cannot be read; it names itself.
     #[error(transparent)]
     EtlSide(tracemerge_etl::EtlError),
+    /// An embedded scenario that is not there.
+    #[error("the {name} scenario is missing")]
+    NoScenario { name: &'static str },
+    /// An embedded scenario that cannot be read (it names the case).
+    #[error(transparent)]
+    Case(#[from] tracemerge_scenarios::cases::CaseError),
     /// The engine failed.
     #[error(transparent)]
     Merge(#[from] tracemerge_dataflow::MergeError),
