@@ -17,6 +17,18 @@ pub enum CliError {
         file: PathBuf,
         source: tracemerge_etl::EtlError,
     },
+    /// An ETL file that decodes only in part, imported without
+    /// `--lenient`: how many problems, and how many edge records decode.
+    #[error(
+        "{}: the file is damaged ({problems} problem(s)); --lenient imports the \
+         {edge_records} edge record(s) that decode",
+        file.display()
+    )]
+    EtlDamaged {
+        file: PathBuf,
+        problems: usize,
+        edge_records: u64,
+    },
     /// An ETL side file (artifact map) that cannot be read; it names itself.
     #[error(transparent)]
     EtlSide(tracemerge_etl::EtlError),
@@ -63,6 +75,12 @@ pub enum CliError {
     /// cannot be read or is wrong; it names the file.
     #[error(transparent)]
     Config(#[from] tracemerge_records::args::ConfigError),
+    /// An option naming a directory that is not one.
+    #[error("{option} {}: not a directory", path.display())]
+    NotADirectory { option: &'static str, path: PathBuf },
+    /// A JSON document that cannot be written.
+    #[error("JSON: {0}")]
+    Json(serde_json::Error),
     /// A `--progress-mode` timely does not know.
     #[error("--progress-mode: {0}")]
     ProgressMode(String),
@@ -115,10 +133,6 @@ pub enum CliError {
     /// The live ETW collector failed.
     #[error("probe etw: {0}")]
     Etw(tracemerge_etw::CollectError),
-    /// Other arguments the command
-    /// itself finds wrong.
-    #[error("{0}")]
-    Message(String),
 }
 
 impl CliError {
@@ -136,19 +150,6 @@ impl CliError {
             what: what.into(),
             source,
         }
-    }
-}
-
-/// The untyped errors of commands not converted yet (demo, etl).
-impl From<String> for CliError {
-    fn from(message: String) -> CliError {
-        CliError::Message(message)
-    }
-}
-
-impl From<&str> for CliError {
-    fn from(message: &str) -> CliError {
-        CliError::Message(message.to_string())
     }
 }
 
