@@ -122,8 +122,8 @@ pub enum CliError {
     #[error("suites failed: {}", .0.join(", "))]
     SuitesFailed(Vec<String>),
     /// `bench` setup or its child process failed.
-    #[error("{0}")]
-    Bench(String),
+    #[error(transparent)]
+    Bench(#[from] tracemerge_bench::BenchError),
     /// The probe cannot run here, or was asked for nothing to attach.
     #[error("probe: {0}")]
     ProbeUnsupported(String),
