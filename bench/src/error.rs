@@ -153,3 +153,45 @@ pub fn boxed<E: Into<RecordError>>(e: RunError<E>) -> BenchError {
         RunError::Fault(fault) => RunError::Fault(fault),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tracemerge_dataflow::Options;
+    use tracemerge_records::{Config, Record};
+
+    use super::*;
+    use crate::driver::run_to_end;
+
+    /// A bad record of the stream stops the run; its error comes back
+    /// whole (here an I/O error), not as text.
+    #[test]
+    fn a_record_error_comes_back_whole() {
+        let records = vec![
+            Ok(Record::Watermark { at: 1 }),
+            Err(std::io::Error::other("line 2: cut short")),
+        ];
+        let err = run_to_end(records, &Config::default(), Options::threads(1)).unwrap_err();
+        let BenchError::Run(RunError::Record(source)) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
+        assert_eq!(err.to_string(), "line 2: cut short");
+    }
+
+    #[test]
+    fn io_errors_name_the_path() {
+        let err = BenchError::io("/no/such/dir")(std::io::Error::other("gone"));
+        assert!(
+            matches!(&err, BenchError::Io { path, .. } if path == std::path::Path::new("/no/such/dir"))
+        );
+        assert_eq!(err.to_string(), "/no/such/dir: gone");
+        let err = BenchError::ChildFailed {
+            status: 256,
+            stderr: String::new(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "memory child failed (wait status 256): no output"
+        );
+    }
+}

@@ -342,3 +342,32 @@ pub fn run(options: &Options) -> Result<serde_json::Value, BenchError> {
         "attach": attach,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A work directory that cannot be made is an I/O error naming it.
+    #[test]
+    fn an_unusable_work_dir_is_named() {
+        let file =
+            std::env::temp_dir().join(format!("tracemerge-bench-file-{}", std::process::id()));
+        std::fs::write(&file, "not a directory").unwrap();
+        let dir = file.join("sub");
+        let err = generate_program(&dir, 1).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::Io { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!("{}: ", dir.display())),
+            "{err}"
+        );
+        let err = build_entries_program(&dir).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::Io { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+}
