@@ -2,6 +2,7 @@
 //! its own, reading records from a channel, so that a suite can hand it a
 //! change and time how long the verdicts take to catch up.
 
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -9,8 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tracemerge_dataflow::{run, Event, Options};
+use tracemerge_dataflow::{run, Event, MergeError, Options};
 use tracemerge_records::{Config, Record, Report, Time};
+
+use crate::error::{boxed, BenchError, RecordError};
 
 /// A running engine fed through a channel.
 pub struct Driver {
@@ -18,7 +21,7 @@ pub struct Driver {
     progress: Receiver<Option<Time>>,
     frontier: Option<Option<Time>>,
     last: Arc<Mutex<Option<Report>>>,
-    engine: Option<JoinHandle<Result<(), String>>>,
+    engine: Option<JoinHandle<Result<(), MergeError>>>,
 }
 
 impl Driver {
@@ -42,13 +45,12 @@ impl Driver {
                     _ => {}
                 };
                 run(
-                    rx.into_iter().map(Ok::<_, String>),
+                    rx.into_iter().map(Ok::<_, Infallible>),
                     &config,
                     options,
                     on_event,
                 )
                 .map(|_| ())
-                .map_err(|e| e.to_string())
             })
             .expect("spawn the engine thread");
         Driver {
@@ -68,7 +70,7 @@ impl Driver {
 
     /// Blocks until all output before `time` is final (the engine's
     /// frontier reached `time`).
-    pub fn wait(&mut self, time: Time) -> Result<(), String> {
+    pub fn wait(&mut self, time: Time) -> Result<(), BenchError> {
         loop {
             if let Some(f) = self.frontier {
                 if f.is_none_or(|f| f >= time) {
@@ -77,11 +79,7 @@ impl Driver {
             }
             match self.progress.recv_timeout(Duration::from_secs(3600)) {
                 Ok(f) => self.frontier = Some(f),
-                Err(_) => {
-                    return Err(format!(
-                        "the engine stopped or took over an hour to reach {time}"
-                    ))
-                }
+                Err(_) => return Err(BenchError::EngineStalled { time }),
             }
         }
     }
@@ -95,7 +93,7 @@ impl Driver {
         &mut self,
         records: impl IntoIterator<Item = Record>,
         watermark: Time,
-    ) -> Result<Duration, String> {
+    ) -> Result<Duration, BenchError> {
         let started = Instant::now();
         for r in records {
             self.send(r);
@@ -107,12 +105,13 @@ impl Driver {
     }
 
     /// Ends the input and waits for the engine; the final report.
-    pub fn finish(mut self) -> Result<Option<Report>, String> {
+    pub fn finish(mut self) -> Result<Option<Report>, BenchError> {
         self.records.take();
         let engine = self.engine.take().expect("running");
         engine
             .join()
-            .map_err(|_| "the engine thread panicked".to_string())??;
+            .map_err(|_| BenchError::EnginePanicked)?
+            .map_err(boxed)?;
         let report = self.last.lock().expect("report slot").take();
         Ok(report)
     }
@@ -215,11 +214,12 @@ pub fn ratio(a: f64, b: f64) -> f64 {
 
 /// Runs the engine over `records` to the end; the final report and the
 /// wall time of the whole run (start-up, every record, the final report).
-pub fn run_to_end<E: std::fmt::Display>(
+/// A record's error comes back whole in [`BenchError::Run`].
+pub fn run_to_end<E: std::fmt::Display + Into<RecordError>>(
     records: impl IntoIterator<Item = Result<Record, E>>,
     config: &Config,
     options: Options,
-) -> Result<(Report, Duration), String> {
+) -> Result<(Report, Duration), BenchError> {
     let last = Arc::new(Mutex::new(None));
     let slot = last.clone();
     let started = Instant::now();
@@ -228,12 +228,12 @@ pub fn run_to_end<E: std::fmt::Display>(
             *slot.lock().expect("report slot") = Some(report);
         }
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(boxed)?;
     let elapsed = started.elapsed();
     let report = last
         .lock()
         .expect("report slot")
         .take()
-        .ok_or("the engine gave no final report")?;
+        .ok_or(BenchError::NoFinalReport)?;
     Ok((report, elapsed))
 }

@@ -11,6 +11,7 @@
 
 pub mod baseline;
 pub mod driver;
+pub mod error;
 pub mod html;
 pub mod machine;
 pub mod suites;
@@ -21,6 +22,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tracemerge_records::Time;
 
+pub use error::BenchError;
 pub use suites::memory::{child_main, Launcher, CHILD_ENV};
 
 /// Schema name of the results JSON.
@@ -392,7 +394,7 @@ pub fn run(plan: &Plan, log: &mut dyn FnMut(&str)) -> Value {
             Ok(v) => v,
             Err(e) => {
                 log(&format!("{}: error: {e}", suite.name()));
-                json!({ "error": e })
+                json!({ "error": e.to_string() })
             }
         };
         if let Some(obj) = value.as_object_mut() {

@@ -132,14 +132,12 @@ impl ClusterArgs {
 }
 
 impl EngineArgs {
-    /// The engine configuration. [`ConfigArgs::config`] (in the records
-    /// crate) reports its errors, the quarantine file's included, as text.
+    /// The engine configuration ([`ConfigArgs::config`], in the records
+    /// crate; its errors name the quarantine file).
     pub fn config(&self) -> Result<Config, CliError> {
-        self.config_args
-            .config(|path| {
-                std::fs::read_to_string(path).map_err(|e| CliError::io(path, e).to_string())
-            })
-            .map_err(CliError::Config)
+        Ok(self
+            .config_args
+            .config(|path| std::fs::read_to_string(path))?)
     }
 
     pub fn options(&self) -> Result<Options, CliError> {

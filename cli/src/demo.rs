@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use tracemerge_records::{Conflict, Report};
 
 pub fn run(output: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    let case = tracemerge_scenarios::cases::case("shop").ok_or("the shop scenario is missing")?;
+    let case =
+        tracemerge_scenarios::cases::case("shop").ok_or(CliError::NoScenario { name: "shop" })?;
     let records = case.records()?;
     let config = case.config()?;
-    let report =
-        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
+    let report = tracemerge_dataflow::merge_records(&records, &config, 1)?;
     print!(
         "{}",
         summary(&report, records.len(), &config.strategy.to_string())

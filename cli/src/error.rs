@@ -17,9 +17,27 @@ pub enum CliError {
         file: PathBuf,
         source: tracemerge_etl::EtlError,
     },
+    /// An ETL file that decodes only in part, imported without
+    /// `--lenient`: how many problems, and how many edge records decode.
+    #[error(
+        "{}: the file is damaged ({problems} problem(s)); --lenient imports the \
+         {edge_records} edge record(s) that decode",
+        file.display()
+    )]
+    EtlDamaged {
+        file: PathBuf,
+        problems: usize,
+        edge_records: u64,
+    },
     /// An ETL side file (artifact map) that cannot be read; it names itself.
     #[error(transparent)]
     EtlSide(tracemerge_etl::EtlError),
+    /// An embedded scenario that is not there.
+    #[error("the {name} scenario is missing")]
+    NoScenario { name: &'static str },
+    /// An embedded scenario that cannot be read (it names the case).
+    #[error(transparent)]
+    Case(#[from] tracemerge_scenarios::cases::CaseError),
     /// The engine failed.
     #[error(transparent)]
     Merge(#[from] tracemerge_dataflow::MergeError),
@@ -54,9 +72,15 @@ pub enum CliError {
         processes: usize,
     },
     /// An engine configuration (`--quarantine` file and the like) that
-    /// cannot be read or is wrong; the records crate words the message.
-    #[error("{0}")]
-    Config(String),
+    /// cannot be read or is wrong; it names the file.
+    #[error(transparent)]
+    Config(#[from] tracemerge_records::args::ConfigError),
+    /// An option naming a directory that is not one.
+    #[error("{option} {}: not a directory", path.display())]
+    NotADirectory { option: &'static str, path: PathBuf },
+    /// A JSON document that cannot be written.
+    #[error("JSON: {0}")]
+    Json(serde_json::Error),
     /// A `--progress-mode` timely does not know.
     #[error("--progress-mode: {0}")]
     ProgressMode(String),
@@ -98,8 +122,8 @@ pub enum CliError {
     #[error("suites failed: {}", .0.join(", "))]
     SuitesFailed(Vec<String>),
     /// `bench` setup or its child process failed.
-    #[error("{0}")]
-    Bench(String),
+    #[error(transparent)]
+    Bench(#[from] tracemerge_bench::BenchError),
     /// The probe cannot run here, or was asked for nothing to attach.
     #[error("probe: {0}")]
     ProbeUnsupported(String),
@@ -109,10 +133,6 @@ pub enum CliError {
     /// The live ETW collector failed.
     #[error("probe etw: {0}")]
     Etw(tracemerge_etw::CollectError),
-    /// Other arguments the command
-    /// itself finds wrong.
-    #[error("{0}")]
-    Message(String),
 }
 
 impl CliError {
@@ -133,15 +153,54 @@ impl CliError {
     }
 }
 
-/// The untyped errors of commands not converted yet (demo, etl).
-impl From<String> for CliError {
-    fn from(message: String) -> CliError {
-        CliError::Message(message)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tracemerge_records::args::ConfigError;
 
-impl From<&str> for CliError {
-    fn from(message: &str) -> CliError {
-        CliError::Message(message.to_string())
+    use super::CliError;
+
+    fn engine(words: &[&str]) -> crate::args::EngineArgs {
+        let argv = ["tracemerge", "merge", "x.ndjson"].iter().chain(words);
+        match crate::Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(crate::Command::Merge { engine, .. }) => engine,
+            _ => panic!("merge parses"),
+        }
+    }
+
+    /// A bad `--quarantine` file is a typed configuration error that names
+    /// the file (and the line, when the file was read).
+    #[test]
+    fn a_bad_quarantine_file_is_a_config_error_naming_it() {
+        let dir =
+            std::env::temp_dir().join(format!("tracemerge-cli-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("quarantine.txt");
+        std::fs::write(&bad, "ok\n -> callee\n").unwrap();
+        let err = engine(&["--quarantine", bad.to_str().unwrap()])
+            .config()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CliError::Config(ConfigError::Quarantine { path, .. }) if *path == bad),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}: line 2: edge needs caller -> callee", bad.display())
+        );
+        let missing = dir.join("missing.txt");
+        let err = engine(&["--quarantine", missing.to_str().unwrap()])
+            .config()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CliError::Config(ConfigError::Read { path, .. }) if *path == missing),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", missing.display())),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

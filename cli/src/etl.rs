@@ -53,7 +53,7 @@ pub enum GranularityArg {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    Ok(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+    std::fs::read(path).map_err(|e| CliError::io(path, e))
 }
 
 pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
@@ -67,7 +67,7 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
             let mut summary = tracemerge_etl::inspect::summary(&trace);
             summary["file"] = file.display().to_string().into();
             summary["bytes"] = data.len().into();
-            let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&summary).map_err(CliError::Json)?;
             write_stdout(&(text + "\n"))?;
             Ok(report_damage(&file, &trace.damage))
         }
@@ -87,7 +87,10 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
             };
             if let Some(dir) = &symbols {
                 if !dir.is_dir() {
-                    return Err(format!("--symbols {}: not a directory", dir.display()).into());
+                    return Err(CliError::NotADirectory {
+                        option: "--symbols",
+                        path: dir.clone(),
+                    });
                 }
             }
             let options = ImportOptions {
@@ -111,13 +114,11 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
                 for e in &imp.damage {
                     eprintln!("tracemerge: {}: {e}", file.display());
                 }
-                return Err(format!(
-                    "{}: the file is damaged ({} problem(s)); --lenient imports the {} edge record(s) that decode",
-                    file.display(),
-                    imp.damage.len(),
-                    imp.stats.edge_records
-                )
-                .into());
+                return Err(CliError::EtlDamaged {
+                    file,
+                    problems: imp.damage.len(),
+                    edge_records: imp.stats.edge_records,
+                });
             }
             let mut text = String::new();
             for r in &imp.records {
@@ -125,7 +126,7 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
                 text.push('\n');
             }
             match &output {
-                Some(p) => std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?,
+                Some(p) => std::fs::write(p, text).map_err(|e| CliError::io(p, e))?,
                 None => write_stdout(&text)?,
             }
             eprintln!(
@@ -149,7 +150,7 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
                     source,
                 }
             })?;
-            write_stdout(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
+            write_stdout(&(serde_json::to_string_pretty(&v).map_err(CliError::Json)? + "\n"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -158,7 +159,7 @@ pub fn run(cmd: EtlCommand) -> Result<ExitCode, CliError> {
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn write_stdout(text: &str) -> Result<(), CliError> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}").into()),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::output("stdout", e)),
         _ => Ok(()),
     }
 }

@@ -430,8 +430,6 @@ fn etw(
         },
         command_stdout_to_stderr: args.output.is_none(),
     };
-    // The collector takes a sink whose errors are text.
-    let sink = &mut |records: &[Record]| sink(records).map_err(|e| e.to_string());
     let outcome = tracemerge_etw::collect(&config, sink).map_err(CliError::Etw)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);
     Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))

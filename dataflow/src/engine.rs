@@ -177,8 +177,11 @@ pub enum Fault {
     },
     /// A part of an observed edge added twice or removed while absent, at
     /// event time `at`.
-    #[error("engine fault at {at}: {what}")]
-    EdgePart { at: Time, what: String },
+    #[error("engine fault at {at}: {source}")]
+    EdgePart {
+        at: Time,
+        source: crate::model::EdgePartError,
+    },
 }
 
 /// The caller's event callback, shared with worker 0.

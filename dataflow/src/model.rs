@@ -180,6 +180,33 @@ impl Output {
     }
 }
 
+/// One part of an observed edge ([`EdgeParts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EdgePart {
+    /// Whether the static snapshot has the edge.
+    InStatic(bool),
+    /// The aggregator's statistics of the edge.
+    Stats(EdgeStats),
+    /// How its conflict with the static graph is resolved.
+    Resolution(Resolution),
+}
+
+/// An edge part that [`EdgeParts::apply`] cannot apply: an engine fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EdgePartError {
+    /// A part added while one is held, or removed while absent or
+    /// different: the part, its diff and what the edge held.
+    #[error("{part:?} with diff {diff} where the edge holds {held:?}")]
+    Unbalanced {
+        part: EdgePart,
+        diff: i64,
+        held: Option<EdgePart>,
+    },
+    /// An output that is not a part of an observed edge.
+    #[error("{0:?} is not an edge part")]
+    NotAPart(Output),
+}
+
 /// The parts of one observed edge that the report shows together: the
 /// dataflow says whether it is live and in the snapshot, and how its
 /// conflict is resolved; the aggregator gives its statistics.
@@ -193,31 +220,36 @@ pub struct EdgeParts {
 impl EdgeParts {
     /// Adds (`diff` 1) or removes (-1) one part. Anything else (a part
     /// added twice, or removed while absent) is an engine fault.
-    pub fn apply(&mut self, part: &Output, diff: i64) -> Result<(), String> {
-        fn set<T: Clone + PartialEq + std::fmt::Debug>(
+    pub fn apply(&mut self, part: &Output, diff: i64) -> Result<(), EdgePartError> {
+        fn set<T: Clone + PartialEq>(
             slot: &mut Option<T>,
             value: &T,
             diff: i64,
-        ) -> Result<(), String> {
+            wrap: fn(T) -> EdgePart,
+        ) -> Result<(), EdgePartError> {
             match (diff, slot.as_ref()) {
                 (1, None) => *slot = Some(value.clone()),
                 (-1, Some(v)) if v == value => *slot = None,
                 _ => {
-                    return Err(format!(
-                        "{value:?} with diff {diff} where the edge holds {slot:?}"
-                    ))
+                    return Err(EdgePartError::Unbalanced {
+                        part: wrap(value.clone()),
+                        diff,
+                        held: slot.clone().map(wrap),
+                    })
                 }
             }
             Ok(())
         }
         match part {
-            Output::Edge { in_static, .. } => set(&mut self.in_static, in_static, diff),
-            Output::EdgeStats { stats, .. } => set(&mut self.stats, stats, diff),
+            Output::Edge { in_static, .. } => {
+                set(&mut self.in_static, in_static, diff, EdgePart::InStatic)
+            }
+            Output::EdgeStats { stats, .. } => set(&mut self.stats, stats, diff, EdgePart::Stats),
             Output::Conflict {
                 conflict: ConflictIds::RuntimeEdgeNotInStatic { resolution, .. },
                 ..
-            } => set(&mut self.resolution, resolution, diff),
-            other => Err(format!("{other:?} is not an edge part")),
+            } => set(&mut self.resolution, resolution, diff, EdgePart::Resolution),
+            other => Err(EdgePartError::NotAPart(other.clone())),
         }
     }
 
@@ -265,5 +297,49 @@ impl EdgeParts {
             });
         }
         items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_parts_report_what_they_cannot_apply() {
+        let edge = Output::Edge {
+            artifact: 0,
+            caller: 1,
+            callee: 2,
+            in_static: false,
+        };
+        let mut parts = EdgeParts::default();
+        assert_eq!(parts.apply(&edge, 1), Ok(()));
+        let err = parts.apply(&edge, 1).unwrap_err();
+        assert_eq!(
+            err,
+            EdgePartError::Unbalanced {
+                part: EdgePart::InStatic(false),
+                diff: 1,
+                held: Some(EdgePart::InStatic(false)),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "InStatic(false) with diff 1 where the edge holds Some(InStatic(false))"
+        );
+        assert_eq!(parts.apply(&edge, -1), Ok(()));
+        assert!(parts.is_empty());
+        let reach = Output::Reach {
+            artifact: 0,
+            reach: Reach {
+                static_: 1,
+                runtime: 1,
+                effective: 1,
+            },
+        };
+        assert_eq!(
+            parts.apply(&reach, 1),
+            Err(EdgePartError::NotAPart(reach.clone()))
+        );
     }
 }

@@ -141,8 +141,8 @@ impl Sink {
                         .entry(key)
                         .or_insert_with(|| parts.items(key, &names));
                 }
-                if let Err(what) = parts.apply(output, *diff) {
-                    return Err(Fault::EdgePart { at: *at, what });
+                if let Err(source) = parts.apply(output, *diff) {
+                    return Err(Fault::EdgePart { at: *at, source });
                 }
                 if parts.is_empty() {
                     self.edges.remove(&key);
@@ -249,6 +249,7 @@ mod tests {
     use tracemerge_records::Reach;
 
     use super::*;
+    use crate::model::{EdgePart, EdgePartError};
     use crate::symbols::Interner;
 
     /// A sink over `outputs` (at time 1) with a report due as of 2; returns
@@ -329,7 +330,17 @@ mod tests {
             in_static: true,
         };
         let (fault, reports) = poll(vec![(edge, -1)]);
-        assert!(matches!(fault, Some(Fault::EdgePart { at: 1, .. })));
+        assert!(matches!(
+            fault,
+            Some(Fault::EdgePart {
+                at: 1,
+                source: EdgePartError::Unbalanced {
+                    part: EdgePart::InStatic(true),
+                    diff: -1,
+                    held: None,
+                },
+            })
+        ));
         assert_eq!(reports, 0);
     }
 }

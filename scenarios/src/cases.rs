@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use tracemerge_records::args::ConfigArgs;
-use tracemerge_records::{Config, Record};
+use tracemerge_records::args::{ConfigArgs, ConfigError};
+use tracemerge_records::{Config, Record, RecordError};
 
 /// One hand-written case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,13 +53,17 @@ pub fn case(name: &str) -> Option<Case> {
 
 impl Case {
     /// The records of the stream, in order; errors name the line.
-    pub fn records(&self) -> Result<Vec<Record>, String> {
+    pub fn records(&self) -> Result<Vec<Record>, CaseError> {
         self.stream
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
-                Record::from_json(l).map_err(|e| format!("{}: line {}: {e}", self.name, i + 1))
+                Record::from_json(l).map_err(|source| CaseError::Record {
+                    case: self.name,
+                    line: i + 1,
+                    source,
+                })
             })
             .collect()
     }
@@ -72,16 +76,89 @@ impl Case {
     /// The configuration `args` describe: the `merge` options `--ttl`,
     /// `--lateness`, `--strategy`, `--min-coverage`, `--quarantine FILE`, read
     /// by the command's own parser ([`ConfigArgs`]); FILE is one of `files`.
-    pub fn config(&self) -> Result<Config, String> {
-        let args =
-            ConfigArgs::from_words(self.arg_words()).map_err(|e| format!("{}: {e}", self.name))?;
+    pub fn config(&self) -> Result<Config, CaseError> {
+        let args = ConfigArgs::from_words(self.arg_words()).map_err(|source| CaseError::Args {
+            case: self.name,
+            source,
+        })?;
         args.config(|path| {
             self.files
                 .iter()
                 .find(|(f, _)| Path::new(f) == path)
                 .map(|(_, text)| text.to_string())
-                .ok_or_else(|| format!("no file {}", path.display()))
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file in the case")
+                })
         })
-        .map_err(|e| format!("{}: {e}", self.name))
+        .map_err(|source| CaseError::Config {
+            case: self.name,
+            source,
+        })
+    }
+}
+
+/// A hand-written case that cannot be read; each names the case.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// A line of `stream.ndjson` that is not a record (1-based).
+    #[error("{case}: line {line}: {source}")]
+    Record {
+        case: &'static str,
+        line: usize,
+        source: RecordError,
+    },
+    /// `args` that the `merge` options parser refuses.
+    #[error("{case}: {source}")]
+    Args {
+        case: &'static str,
+        source: clap::Error,
+    },
+    /// A file `args` names that is missing from the case or wrong.
+    #[error("{case}: {source}")]
+    Config {
+        case: &'static str,
+        source: ConfigError,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_errors_name_the_case_and_the_place() {
+        let mut case = case("shop").unwrap();
+        case.stream = "{\"type\":\"watermark\",\"at\":1}\n\nnot json\n";
+        let err = case.records().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CaseError::Record {
+                    case: "shop",
+                    line: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("shop: line 3: "), "{err}");
+
+        case.files.clear();
+        let err = case.config().unwrap_err();
+        assert!(
+            matches!(&err, CaseError::Config { case: "shop", source: ConfigError::Read { path, .. } } if path == Path::new("quarantine.txt")),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "shop: quarantine.txt: no such file in the case"
+        );
+
+        case.args = "--ttl";
+        let err = case.config().unwrap_err();
+        assert!(
+            matches!(err, CaseError::Args { case: "shop", .. }),
+            "{err:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use tracemerge_scenarios::workload::Workload;
 
 use super::update::load;
 use crate::driver::{ratio, sig, Latencies};
-use crate::CascadePlan;
+use crate::{BenchError, CascadePlan};
 
 /// Observation lifetime in this suite: the flip-off is an expiry.
 const TTL: u64 = 10_000;
@@ -23,7 +23,7 @@ fn one_fraction(
     fraction: f64,
     seed: u64,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let workload = Workload {
         seed,
         functions: plan.functions,
@@ -33,8 +33,12 @@ fn one_fraction(
         records: 1_000,
         ..Workload::default()
     };
-    let (caller, root) = workload.cascade_edge().ok_or("no detached region")?;
-    let (_, region) = workload.detached_root().ok_or("no detached region")?;
+    let (caller, root) = workload
+        .cascade_edge()
+        .ok_or(BenchError::NoDetachedRegion)?;
+    let (_, region) = workload
+        .detached_root()
+        .ok_or(BenchError::NoDetachedRegion)?;
     let config = Config {
         ttl: TTL,
         ..Config::default()
@@ -103,7 +107,7 @@ fn one_fraction(
     }))
 }
 
-pub fn run(plan: &CascadePlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, String> {
+pub fn run(plan: &CascadePlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, BenchError> {
     let mut sizes = Vec::new();
     let mut over = BTreeMap::new();
     let mut speedup = BTreeMap::new();

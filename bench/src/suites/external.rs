@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::{skipped, EtlPlan, ProbePlan};
+use crate::{skipped, BenchError, EtlPlan, ProbePlan};
 
 /// The eBPF collector's benchmark (`tracemerge_ebpf::bench::run`).
-pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, String> {
+pub fn probe(plan: &ProbePlan, work_dir: &Path) -> Result<Value, BenchError> {
     if let Some(why) = tracemerge_ebpf::unsupported() {
         return Ok(skipped(why));
     }
     // The probe tests take this lock too: one BPF user at a time, so their
     // leak checks never see our programs.
-    let _lock = tracemerge_ebpf::lock::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
+    let _lock = tracemerge_ebpf::lock::exclusive().map_err(BenchError::os("BPF lock"))?;
     let options = tracemerge_ebpf::bench::Options {
         work_dir: work_dir.join("probe"),
         calls: plan.calls,
@@ -47,7 +47,7 @@ pub fn default_etl_dir() -> Option<PathBuf> {
 
 /// The ETL decoder's speed (`tracemerge_etl::bench::decode_speed`) on every
 /// `.etl` file of the directory.
-pub fn etl(plan: &EtlPlan) -> Result<Value, String> {
+pub fn etl(plan: &EtlPlan) -> Result<Value, BenchError> {
     let Some(dir) = &plan.dir else {
         return Ok(skipped(
             "no ETL directory (../shared/data/etw not found; give --etl-dir)",
@@ -68,8 +68,12 @@ pub fn etl(plan: &EtlPlan) -> Result<Value, String> {
     let mut results = Vec::new();
     let (mut bytes, mut seconds, mut events) = (0u64, 0f64, 0u64);
     for path in &files {
-        let v = tracemerge_etl::bench::decode_speed_runs(path, plan.runs)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let v = tracemerge_etl::bench::decode_speed_runs(path, plan.runs).map_err(|source| {
+            BenchError::Etl {
+                path: path.clone(),
+                source,
+            }
+        })?;
         bytes += v["bytes"].as_u64().unwrap_or(0);
         events += v["events"].as_u64().unwrap_or(0);
         seconds += v["decode_seconds"].as_f64().unwrap_or(0.0);

@@ -7,6 +7,7 @@
 //! the live evidence enters the dataflow once, at the end). The same is
 //! measured on the fleet workload ([`Workload::fleet_stream`]).
 
+use std::convert::Infallible;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -16,7 +17,7 @@ use tracemerge_scenarios::workload::Workload;
 
 use crate::baseline::{DedupSummary, HashDedup};
 use crate::driver::{ratio, run_to_end, sig};
-use crate::IngestPlan;
+use crate::{BenchError, IngestPlan};
 
 /// The ingest stream: a small static graph, then edge observations only
 /// (hot edges Zipf-skewed, 2% missing from the graph) with a watermark
@@ -53,13 +54,13 @@ fn measure(
     records: Vec<Record>,
     config: &Config,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let n = records.len();
     log(&format!(
         "ingest: {n} records through the engine, streaming (1 worker)"
     ));
     let (report, engine) = run_to_end(
-        records.clone().into_iter().map(Ok::<_, String>),
+        records.clone().into_iter().map(Ok::<_, Infallible>),
         config,
         Options::threads(1),
     )?;
@@ -70,7 +71,7 @@ fn measure(
     merge_options.final_only = true;
     merge_options.round_every = 1000;
     let (merged, merge) = run_to_end(
-        records.clone().into_iter().map(Ok::<_, String>),
+        records.clone().into_iter().map(Ok::<_, Infallible>),
         config,
         merge_options,
     )?;
@@ -107,7 +108,7 @@ fn measure(
     }))
 }
 
-pub fn run(plan: &IngestPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, String> {
+pub fn run(plan: &IngestPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, BenchError> {
     let config = Config {
         ttl: plan.ttl,
         ..Config::default()

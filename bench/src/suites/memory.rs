@@ -12,6 +12,7 @@
 //! (an upper bound, see `Measured`). The difference of the two peaks
 //! over the live edges is the engine's cost per live edge.
 
+use std::convert::Infallible;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -23,7 +24,7 @@ use tracemerge_records::Config;
 use tracemerge_scenarios::workload::Workload;
 
 use crate::driver::{ratio, run_to_end, sig};
-use crate::MemoryPlan;
+use crate::{BenchError, MemoryPlan};
 
 /// The environment variable that carries a child's task (JSON).
 pub const CHILD_ENV: &str = "TRACEMERGE_BENCH_CHILD";
@@ -41,9 +42,9 @@ pub struct Launcher {
 
 impl Launcher {
     /// This executable with `args`.
-    pub fn current_exe(args: &[&str]) -> Result<Launcher, String> {
+    pub fn current_exe(args: &[&str]) -> Result<Launcher, BenchError> {
         Ok(Launcher {
-            program: std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+            program: std::env::current_exe().map_err(BenchError::os("current_exe"))?,
             args: args.iter().map(|s| s.to_string()).collect(),
         })
     }
@@ -58,10 +59,13 @@ pub fn functions_for(edges: usize) -> usize {
 
 /// The child side: reads the task from [`CHILD_ENV`], runs the engine over
 /// the generated stream and prints one result line.
-pub fn child_main() -> Result<(), String> {
-    let task = std::env::var(CHILD_ENV).map_err(|_| format!("{CHILD_ENV} is not set"))?;
-    let task: Value = serde_json::from_str(&task).map_err(|e| format!("{CHILD_ENV}: {e}"))?;
-    let get = |k: &str| task[k].as_u64().ok_or(format!("{CHILD_ENV}: no {k}"));
+pub fn child_main() -> Result<(), BenchError> {
+    let task = std::env::var(CHILD_ENV).map_err(|_| BenchError::NoChildTask)?;
+    let task: Value = serde_json::from_str(&task).map_err(|source| BenchError::Json {
+        what: CHILD_ENV.into(),
+        source,
+    })?;
+    let get = |key: &'static str| task[key].as_u64().ok_or(BenchError::ChildTaskKey { key });
     let (functions, edges, seed) = (get("functions")?, get("edges")?, get("seed")?);
     let workload = Workload {
         seed,
@@ -70,7 +74,7 @@ pub fn child_main() -> Result<(), String> {
         ..Workload::default()
     };
     let started = Instant::now();
-    let stream = workload.live_edges(edges as usize).map(Ok::<_, String>);
+    let stream = workload.live_edges(edges as usize).map(Ok::<_, Infallible>);
     let (report, _) = run_to_end(stream, &Config::default(), Options::threads(1))?;
     let live: usize = report
         .artifacts
@@ -110,7 +114,7 @@ struct Measured {
     wall: f64,
 }
 
-fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, String> {
+fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, BenchError> {
     let started = Instant::now();
     let mut child = Command::new(&launcher.program)
         .args(&launcher.args)
@@ -119,7 +123,10 @@ fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("{}: {e}", launcher.program.display()))?;
+        .map_err(|source| BenchError::Spawn {
+            program: launcher.program.display().to_string(),
+            source,
+        })?;
     let mut stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
         let mut s = String::new();
@@ -132,7 +139,7 @@ fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, String> {
         .take()
         .expect("piped")
         .read_to_string(&mut out)
-        .map_err(|e| format!("child stdout: {e}"))?;
+        .map_err(BenchError::os("child stdout"))?;
     let (status, usage) = wait4(child.id())?;
     let wall = started.elapsed().as_secs_f64();
     let errors = errors.join().unwrap_or_default();
@@ -150,13 +157,15 @@ fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, String> {
             .rev()
             .collect::<Vec<_>>()
             .join(" | ");
-        return Err(format!(
-            "memory child failed (wait status {status}): {}",
-            if tail.is_empty() { "no output" } else { &tail }
-        ));
+        return Err(BenchError::ChildFailed {
+            status,
+            stderr: tail,
+        });
     };
-    let result: Value =
-        serde_json::from_str(line.trim()).map_err(|e| format!("child result: {e}"))?;
+    let result: Value = serde_json::from_str(line.trim()).map_err(|source| BenchError::Json {
+        what: "child result".into(),
+        source,
+    })?;
     // ru_maxrss is in KiB on Linux.
     let wait4_maxrss = usage.ru_maxrss.max(0) as u64 * 1024;
     let peak_rss = result["vm_hwm_kib"]
@@ -171,7 +180,7 @@ fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, String> {
 }
 
 /// Waits for `pid`; its wait status and resource usage.
-fn wait4(pid: u32) -> Result<(i32, libc::rusage), String> {
+fn wait4(pid: u32) -> Result<(i32, libc::rusage), BenchError> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 writes it and the status for a
     // child of this process that nothing else waits for.
@@ -183,7 +192,10 @@ fn wait4(pid: u32) -> Result<(i32, libc::rusage), String> {
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {e}"));
+            return Err(BenchError::Os {
+                what: "wait4",
+                source: e,
+            });
         }
     }
 }
@@ -198,7 +210,7 @@ fn mib(bytes: u64) -> f64 {
     sig(bytes as f64 / 1048576.0)
 }
 
-pub fn run(plan: &MemoryPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, String> {
+pub fn run(plan: &MemoryPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, BenchError> {
     let Some(launcher) = &plan.launcher else {
         return Ok(crate::skipped(
             "no way to start a child process of this program was given",

@@ -20,6 +20,8 @@ use tracemerge_ebpf::plan::PlanSummary;
 use tracemerge_ebpf::run::{self, Collector, Options, Target};
 use tracemerge_records::Record;
 
+use crate::error::{boxed, BenchError};
+
 const SCRIPT: &str = include_str!("../../lua/calls.lua");
 
 /// The two Lua builds.
@@ -45,26 +47,28 @@ fn children_cpu_seconds() -> f64 {
 }
 
 /// Wall and CPU seconds of one native run.
-fn native_run(exe: &Path, script: &Path, scale: u32) -> Result<(f64, f64), String> {
+fn native_run(exe: &Path, script: &Path, scale: u32) -> Result<(f64, f64), BenchError> {
     let cpu = children_cpu_seconds();
     let wall = native_seconds(exe, script, scale)?;
     Ok((wall, children_cpu_seconds() - cpu))
 }
 
-fn native_seconds(exe: &Path, script: &Path, scale: u32) -> Result<f64, String> {
+fn native_seconds(exe: &Path, script: &Path, scale: u32) -> Result<f64, BenchError> {
     let started = Instant::now();
     let out = Command::new(exe)
         .arg(script)
         .arg(scale.to_string())
         .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
+        .map_err(|source| BenchError::Spawn {
+            program: exe.display().to_string(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(format!(
-            "{} {}: {}",
-            exe.display(),
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(BenchError::ScriptFailed {
+            exe: exe.to_path_buf(),
+            script: script.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(started.elapsed().as_secs_f64())
 }
@@ -124,7 +128,7 @@ pub fn probed_run(
     script: &Path,
     scale: u32,
     budget: Option<Budget>,
-) -> Result<ProbedRun, String> {
+) -> Result<ProbedRun, BenchError> {
     let started = Instant::now();
     let cpu = children_cpu_seconds();
     let mut records = Vec::new();
@@ -153,15 +157,14 @@ pub fn probed_run(
             Ok(())
         },
     )
-    .map_err(|e: tracemerge_ebpf::ProbeError| e.to_string())?;
+    .map_err(BenchError::Probe)?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = children_cpu_seconds() - cpu;
     if outcome.exit_code != 0 {
-        return Err(format!(
-            "{} exited with {}",
-            exe.display(),
-            outcome.exit_code
-        ));
+        return Err(BenchError::Exited {
+            exe: exe.to_path_buf(),
+            code: outcome.exit_code,
+        });
     }
     Ok(ProbedRun {
         seconds,
@@ -172,7 +175,7 @@ pub fn probed_run(
 }
 
 /// The verdict of each target from the merged records of a run.
-fn verdicts(run: &ProbedRun, targets: &[String]) -> Result<BTreeMap<String, String>, String> {
+fn verdicts(run: &ProbedRun, targets: &[String]) -> Result<BTreeMap<String, String>, BenchError> {
     let mut records = vec![Record::Targets(tracemerge_records::Targets {
         artifact: "lua".into(),
         at: 0,
@@ -184,8 +187,7 @@ fn verdicts(run: &ProbedRun, targets: &[String]) -> Result<BTreeMap<String, Stri
         min_coverage: 100,
         ..Default::default()
     };
-    let report =
-        tracemerge_dataflow::merge_records(&records, &config, 1).map_err(|e| e.to_string())?;
+    let report = tracemerge_dataflow::merge_records(&records, &config, 1).map_err(boxed)?;
     let report = serde_json::to_value(&report).unwrap_or_default();
     let mut out = BTreeMap::new();
     for artifact in report["artifacts"].as_array().into_iter().flatten() {
@@ -217,7 +219,7 @@ pub fn run(
     reference_scale: u32,
     repeats: usize,
     budget_percent: f64,
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     run_builds(
         work_dir,
         &builds(),
@@ -237,15 +239,15 @@ pub fn run_builds(
     reference_scale: u32,
     repeats: usize,
     budget_percent: f64,
-) -> Result<Value, String> {
-    std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
+) -> Result<Value, BenchError> {
+    std::fs::create_dir_all(work_dir).map_err(BenchError::io(work_dir))?;
     let script = work_dir.join("calls.lua");
-    std::fs::write(&script, SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    std::fs::write(&script, SCRIPT).map_err(BenchError::io(&script))?;
     let mut out = serde_json::Map::new();
     let mut edge_sets = Vec::new();
     for (name, exe) in builds {
         let exe = exe.as_path();
-        let (plans, _) = tracemerge_ebpf::exact::plan(exe, None).map_err(|e| e.to_string())?;
+        let (plans, _) = tracemerge_ebpf::exact::plan(exe, None)?;
         let plan = PlanSummary::of(&plans);
         let full = probed_run(exe, &script, reference_scale, None)?;
         let reference_native = median(

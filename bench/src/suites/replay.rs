@@ -16,14 +16,14 @@ use tracemerge_scenarios::workload::Workload;
 use tracemerge_sources::tmlog::Writer;
 
 use crate::driver::{run_to_end, sig};
-use crate::ReplayPlan;
+use crate::{BenchError, ReplayPlan};
 
 /// Writes `records` as a binary replay log (`.tmlog`) in `dir`; returns
 /// its path. The one place that decides the file's format.
-pub fn produce(dir: &Path, records: impl Iterator<Item = Record>) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn produce(dir: &Path, records: impl Iterator<Item = Record>) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(dir).map_err(BenchError::io(dir))?;
     let path = dir.join("replay.tmlog");
-    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let failed = |e: std::io::Error| BenchError::io(&path)(e);
     let file = std::fs::File::create(&path).map_err(failed)?;
     let mut log = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(failed)?;
     for r in records {
@@ -38,7 +38,7 @@ pub fn run(
     seed: u64,
     work_dir: &Path,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let workload = Workload {
         seed,
         functions: plan.functions,
@@ -60,9 +60,8 @@ pub fn run(
         path.display(),
         bytes as f64 / 1e6
     ));
-    let stream =
-        tracemerge_sources::open(&path.display().to_string()).map_err(|e| e.to_string())?;
-    let records = stream.map(|item| item.map(|(_, r)| r).map_err(|e| e.to_string()));
+    let stream = tracemerge_sources::open(&path.display().to_string())?;
+    let records = stream.map(|item| item.map(|(_, r)| r));
     let result = run_to_end(records, &Config::default(), Options::threads(plan.workers));
     let _ = std::fs::remove_file(&path);
     let (report, elapsed) = result?;

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::skipped;
+use crate::{skipped, BenchError};
 
 /// What the suite runs.
 #[derive(Clone, Debug)]
@@ -49,13 +49,16 @@ fn run_in(
     program: &str,
     args: &[String],
     env: &[(&str, String)],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, BenchError> {
     let out = Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .output()
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|source| BenchError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: String = stderr
@@ -67,18 +70,18 @@ fn run_in(
             .rev()
             .collect::<Vec<_>>()
             .join("\n");
-        return Err(format!(
-            "{program} {} failed ({}): {tail}",
-            args.join(" "),
-            out.status
-        ));
+        return Err(BenchError::Failed {
+            command: format!("{program} {}", args.join(" ")),
+            status: out.status,
+            stderr: tail,
+        });
     }
     Ok(out.stdout)
 }
 
 /// Source directories of the vendoring crates, from `cargo metadata` on
 /// the suite's manifest (which fetches the pinned crates if needed).
-fn vendored_sources() -> Result<(PathBuf, PathBuf), String> {
+fn vendored_sources() -> Result<(PathBuf, PathBuf), BenchError> {
     let manifest = research_dir().join("Cargo.toml");
     let out = run_in(
         &research_dir(),
@@ -92,8 +95,11 @@ fn vendored_sources() -> Result<(PathBuf, PathBuf), String> {
         ],
         &[],
     )?;
-    let meta: Value = serde_json::from_slice(&out).map_err(|e| format!("cargo metadata: {e}"))?;
-    let crate_dir = |name: &str| -> Result<PathBuf, String> {
+    let meta: Value = serde_json::from_slice(&out).map_err(|source| BenchError::Json {
+        what: "cargo metadata".into(),
+        source,
+    })?;
+    let crate_dir = |name: &'static str| -> Result<PathBuf, BenchError> {
         meta["packages"]
             .as_array()
             .into_iter()
@@ -101,7 +107,7 @@ fn vendored_sources() -> Result<(PathBuf, PathBuf), String> {
             .find(|p| p["name"] == name)
             .and_then(|p| p["manifest_path"].as_str())
             .and_then(|m| Path::new(m).parent().map(Path::to_path_buf))
-            .ok_or_else(|| format!("cargo metadata does not list {name}"))
+            .ok_or(BenchError::MissingCrate { name })
     };
     Ok((
         crate_dir("lua-src")?.join("lua-5.4.9"),
@@ -110,9 +116,9 @@ fn vendored_sources() -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// The `.c` files directly in `dir`, sorted.
-fn c_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn c_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(BenchError::io(dir))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "c"))
@@ -125,7 +131,7 @@ fn c_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 struct Symbols(Vec<(u64, u64, String)>);
 
 impl Symbols {
-    fn of(binary: &Path) -> Result<Symbols, String> {
+    fn of(binary: &Path) -> Result<Symbols, BenchError> {
         let out = run_in(
             binary.parent().unwrap_or(Path::new(".")),
             "nm",
@@ -143,10 +149,13 @@ impl Symbols {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if let [addr, size, kind, name] = fields.as_slice() {
                 if matches!(*kind, "T" | "t" | "W" | "w") {
-                    let addr =
-                        u64::from_str_radix(addr, 16).map_err(|e| format!("nm: {line}: {e}"))?;
-                    let size =
-                        u64::from_str_radix(size, 16).map_err(|e| format!("nm: {line}: {e}"))?;
+                    let number = |s: &str| {
+                        u64::from_str_radix(s, 16).map_err(|source| BenchError::NmLine {
+                            line: line.to_string(),
+                            source,
+                        })
+                    };
+                    let (addr, size) = (number(addr)?, number(size)?);
                     symbols.push((addr, size, name.to_string()));
                 }
             }
@@ -163,24 +172,27 @@ impl Symbols {
 
 /// Call edges from the tracer's dump: (caller, callee) by name, both in
 /// the program.
-fn ground_truth(dump: &Path, binary: &Path) -> Result<BTreeSet<(String, String)>, String> {
+fn ground_truth(dump: &Path, binary: &Path) -> Result<BTreeSet<(String, String)>, BenchError> {
     let symbols = Symbols::of(binary)?;
-    let text = std::fs::read_to_string(dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+    let text = std::fs::read_to_string(dump).map_err(BenchError::io(dump))?;
     let mut edges = BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             ["dropped", n] if *n != "0" => {
-                return Err(format!(
-                    "{}: the tracer's table overflowed ({n} calls dropped)",
-                    dump.display()
-                ))
+                return Err(BenchError::TracerOverflow {
+                    path: dump.to_path_buf(),
+                    dropped: n.to_string(),
+                })
             }
             ["dropped", _] => {}
             [site, function, _count] => {
                 let parse = |s: &str| {
-                    u64::from_str_radix(s, 16)
-                        .map_err(|e| format!("{}:{}: {e}", dump.display(), i + 1))
+                    u64::from_str_radix(s, 16).map_err(|source| BenchError::TracerNumber {
+                        path: dump.to_path_buf(),
+                        line: i + 1,
+                        source,
+                    })
                 };
                 let (site, function) = (parse(site)?, parse(function)?);
                 // The call site is the return address: the call is just before it.
@@ -190,19 +202,23 @@ fn ground_truth(dump: &Path, binary: &Path) -> Result<BTreeSet<(String, String)>
                     edges.insert((caller.to_string(), callee.to_string()));
                 }
             }
-            _ => return Err(format!("{}:{}: not a tracer line", dump.display(), i + 1)),
+            _ => {
+                return Err(BenchError::TracerLine {
+                    path: dump.to_path_buf(),
+                    line: i + 1,
+                })
+            }
         }
     }
     Ok(edges)
 }
 
 /// The `edge` records of an NDJSON stream, as (caller, callee).
-fn probe_edges(stream: &Path) -> Result<BTreeSet<(String, String)>, String> {
-    let text = std::fs::read_to_string(stream).map_err(|e| format!("{}: {e}", stream.display()))?;
+fn probe_edges(stream: &Path) -> Result<BTreeSet<(String, String)>, BenchError> {
+    let text = std::fs::read_to_string(stream).map_err(BenchError::io(stream))?;
     let mut edges = BTreeSet::new();
     for line in text.lines() {
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("{}: {e}", stream.display()))?;
+        let v: Value = serde_json::from_str(line).map_err(|source| json_error(stream, source))?;
         if v["type"] == "edge" {
             if let (Some(a), Some(b)) = (v["caller"].as_str(), v["callee"].as_str()) {
                 edges.insert((a.to_string(), b.to_string()));
@@ -213,12 +229,11 @@ fn probe_edges(stream: &Path) -> Result<BTreeSet<(String, String)>, String> {
 }
 
 /// `graph` edges of a converted call graph.
-fn graph_edges(stream: &Path) -> Result<BTreeSet<(String, String)>, String> {
-    let text = std::fs::read_to_string(stream).map_err(|e| format!("{}: {e}", stream.display()))?;
+fn graph_edges(stream: &Path) -> Result<BTreeSet<(String, String)>, BenchError> {
+    let text = std::fs::read_to_string(stream).map_err(BenchError::io(stream))?;
     let mut edges = BTreeSet::new();
     for line in text.lines() {
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("{}: {e}", stream.display()))?;
+        let v: Value = serde_json::from_str(line).map_err(|source| json_error(stream, source))?;
         for e in v["edges"].as_array().into_iter().flatten() {
             if let (Some(a), Some(b)) = (e[0].as_str(), e[1].as_str()) {
                 edges.insert((a.to_string(), b.to_string()));
@@ -232,13 +247,21 @@ fn write_edges(
     path: &Path,
     artifact: &str,
     edges: &BTreeSet<(String, String)>,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let mut text = String::new();
     for (a, b) in edges {
         text.push_str(&json!({"type": "edge", "artifact": artifact, "caller": a, "callee": b, "at": 1, "source": "ground-truth"}).to_string());
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, text).map_err(BenchError::io(path))
+}
+
+/// A JSON file (or line of one) that cannot be read.
+fn json_error(path: &Path, source: serde_json::Error) -> BenchError {
+    BenchError::Json {
+        what: path.display().to_string(),
+        source,
+    }
 }
 
 fn eval_json(
@@ -247,7 +270,7 @@ fn eval_json(
     inputs: &[String],
     artifact: &str,
     out: &str,
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let mut args = vec![
         "eval".to_string(),
         "--artifact".into(),
@@ -257,8 +280,9 @@ fn eval_json(
     ];
     args.extend(inputs.iter().cloned());
     run_in(dir, &tracemerge.display().to_string(), &args, &[])?;
-    let text = std::fs::read(dir.join(out)).map_err(|e| format!("{out}: {e}"))?;
-    let v: Value = serde_json::from_slice(&text).map_err(|e| format!("{out}: {e}"))?;
+    let path = dir.join(out);
+    let text = std::fs::read(&path).map_err(BenchError::io(&path))?;
+    let v: Value = serde_json::from_slice(&text).map_err(|source| json_error(&path, source))?;
     Ok(v["artifacts"][0].clone())
 }
 
@@ -293,10 +317,10 @@ fn measure(
     tracemerge: &Path,
     work: &Path,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let started = Instant::now();
     let dir = work.join(program.name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(BenchError::io(&dir))?;
     let sources: Vec<String> = program
         .sources
         .iter()
@@ -319,7 +343,7 @@ fn measure(
     run_in(&dir, "gcc", &args, &[])?;
     let build_seconds = t.elapsed().as_secs_f64();
     let mut ci_files: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
+        .map_err(BenchError::io(&dir))?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|f| f.ends_with(".ci"))
@@ -364,7 +388,7 @@ fn measure(
     let probe = match tracemerge_ebpf::unsupported() {
         Some(why) => Err(why),
         None => {
-            let _lock = tracemerge_ebpf::lock::exclusive().map_err(|e| format!("BPF lock: {e}"))?;
+            let _lock = tracemerge_ebpf::lock::exclusive().map_err(BenchError::os("BPF lock"))?;
             let mut args: Vec<String> = vec![
                 "probe".into(),
                 "exact".into(),
@@ -442,7 +466,7 @@ fn measure(
     // 5. The LLVM graph of the same sources.
     if plan.llvm && name == "lua" {
         result["llvm"] = llvm_variant(program, tracemerge, &dir, &ci_files, probe.is_ok())
-            .unwrap_or_else(|e| json!({ "error": e }));
+            .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     }
     result["pipeline_seconds"] = json!(crate::driver::sig(started.elapsed().as_secs_f64()));
     log(&format!(
@@ -470,14 +494,14 @@ fn llvm_variant(
     dir: &Path,
     ci_files: &[String],
     with_probe: bool,
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let Some((clang, opt)) = llvm_tools() else {
         return Ok(skipped(
             "clang-19 and opt-19 (Debian llvm-19) are not installed",
         ));
     };
     let llvm_dir = dir.join("llvm");
-    std::fs::create_dir_all(&llvm_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&llvm_dir).map_err(BenchError::io(&llvm_dir))?;
     let mut texts = Vec::new();
     for source in &program.sources {
         let stem = source
@@ -504,27 +528,34 @@ fn llvm_variant(
             .args(["-passes=print-callgraph", "-disable-output", &ll])
             .current_dir(&llvm_dir)
             .output()
-            .map_err(|e| format!("{opt}: {e}"))?;
+            .map_err(|source| BenchError::Spawn {
+                program: opt.to_string(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!("{opt} on {ll} failed"));
+            return Err(BenchError::ToolFailed {
+                tool: opt.to_string(),
+                input: ll,
+            });
         }
         let text = llvm_dir.join(format!("{stem}.cg.txt"));
-        std::fs::write(&text, &out.stderr).map_err(|e| e.to_string())?;
+        std::fs::write(&text, &out.stderr).map_err(BenchError::io(&text))?;
         texts.push(text.display().to_string());
     }
     let name = program.name;
-    let to_graph = |inputs: &[String], out: &str| -> Result<BTreeSet<(String, String)>, String> {
-        let mut args = vec![
-            "convert".to_string(),
-            "--artifact".into(),
-            name.into(),
-            "-o".into(),
-            out.into(),
-        ];
-        args.extend(inputs.iter().cloned());
-        run_in(dir, &tracemerge.display().to_string(), &args, &[])?;
-        graph_edges(&dir.join(out))
-    };
+    let to_graph =
+        |inputs: &[String], out: &str| -> Result<BTreeSet<(String, String)>, BenchError> {
+            let mut args = vec![
+                "convert".to_string(),
+                "--artifact".into(),
+                name.into(),
+                "-o".into(),
+                out.into(),
+            ];
+            args.extend(inputs.iter().cloned());
+            run_in(dir, &tracemerge.display().to_string(), &args, &[])?;
+            graph_edges(&dir.join(out))
+        };
     let gcc_edges = to_graph(ci_files, "gcc-graph.ndjson")?;
     let clang_edges = to_graph(&texts, "clang-graph.ndjson")?;
     let mut inputs = texts.clone();
@@ -555,7 +586,7 @@ pub fn run(
     plan: &ResearchPlan,
     work_dir: &Path,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let Some(tracemerge) = &plan.tracemerge else {
         return Ok(skipped(
             "needs the tracemerge binary: run it as `tracemerge bench research`",
@@ -573,7 +604,7 @@ pub fn run(
     let (lua_dir, zlib_dir) = vendored_sources()?;
     let work = work_dir.join("research");
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    std::fs::create_dir_all(&work).map_err(BenchError::io(&work))?;
     let lua_sources = c_files(&lua_dir)?;
     let mut lua = lua_sources.clone();
     lua.push(research_dir().join("lua_host.c"));
@@ -603,8 +634,11 @@ pub fn run(
     ];
     let mut out = serde_json::Map::new();
     for program in &programs {
-        let v = measure(program, plan, tracemerge, &work, log)
-            .map_err(|e| format!("{}: {e}", program.name))?;
+        let v =
+            measure(program, plan, tracemerge, &work, log).map_err(|e| BenchError::Program {
+                name: program.name.to_string(),
+                source: Box::new(e),
+            })?;
         out.insert(program.name.into(), v);
     }
     out.insert(

@@ -1,19 +1,21 @@
 //! `scale`: the ingest workload on 1, 2, … timely workers: records/s and
 //! the ratio of the most workers to one.
 
+use std::convert::Infallible;
+
 use serde_json::{json, Value};
 use tracemerge_dataflow::Options;
 use tracemerge_records::{Config, Record};
 
 use crate::driver::{ratio, run_to_end, sig};
-use crate::{IngestPlan, ScalePlan};
+use crate::{BenchError, IngestPlan, ScalePlan};
 
 pub fn run(
     plan: &ScalePlan,
     ingest: &IngestPlan,
     seed: u64,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let shape = IngestPlan {
         functions: plan.functions,
         ..ingest.clone()
@@ -32,7 +34,7 @@ pub fn run(
         log(&format!("scale: {n} records on {workers} worker(s)"));
         let copy = records.clone();
         let (report, elapsed) = run_to_end(
-            copy.into_iter().map(Ok::<_, String>),
+            copy.into_iter().map(Ok::<_, Infallible>),
             &config,
             Options::threads(workers),
         )?;

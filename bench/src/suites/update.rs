@@ -27,7 +27,7 @@ use tracemerge_scenarios::workload::Workload;
 
 use crate::baseline::Recompute;
 use crate::driver::{ratio, sig, Driver, Latencies};
-use crate::UpdatePlan;
+use crate::{BenchError, UpdatePlan};
 
 /// The engine and the baseline, both loaded with the same stream.
 pub struct Loaded {
@@ -43,7 +43,7 @@ pub struct Loaded {
 
 /// Streams `workload` (graph, targets, runtime records, watermarks) into a
 /// fresh engine and a fresh baseline, and waits until the engine has caught up.
-pub fn load(workload: Workload, config: &Config) -> Result<Loaded, String> {
+pub fn load(workload: Workload, config: &Config) -> Result<Loaded, BenchError> {
     let records: Vec<Record> = workload.stream().collect();
     let started = Instant::now();
     let mut baseline = Recompute::new(config, &workload.artifact);
@@ -79,7 +79,7 @@ pub fn load(workload: Workload, config: &Config) -> Result<Loaded, String> {
 
 impl Loaded {
     /// Sends `records` and a watermark at `at` to both; the engine's latency.
-    pub fn change(&mut self, records: Vec<Record>, at: Time) -> Result<Duration, String> {
+    pub fn change(&mut self, records: Vec<Record>, at: Time) -> Result<Duration, BenchError> {
         for r in &records {
             self.baseline.push(r);
         }
@@ -101,13 +101,10 @@ impl Loaded {
 
     /// Ends the engine and compares its final report with the baseline's
     /// recomputation at the same watermark.
-    pub fn finish(self) -> Result<Value, String> {
+    pub fn finish(self) -> Result<Value, BenchError> {
         let outcome = self.baseline.recompute();
         let expected = self.baseline.artifact_report(&outcome);
-        let report = self
-            .driver
-            .finish()?
-            .ok_or("the engine gave no final report")?;
+        let report = self.driver.finish()?.ok_or(BenchError::NoFinalReport)?;
         Ok(agreement(&report, &expected))
     }
 }
@@ -205,7 +202,7 @@ fn one_size(
     functions: usize,
     seed: u64,
     log: &mut dyn FnMut(&str),
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let workload = Workload {
         seed,
         functions,
@@ -278,7 +275,7 @@ fn one_size(
     }))
 }
 
-pub fn run(plan: &UpdatePlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, String> {
+pub fn run(plan: &UpdatePlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Value, BenchError> {
     let mut results = Vec::new();
     for &functions in &plan.sizes {
         results.push(one_size(plan, functions, seed, log)?);

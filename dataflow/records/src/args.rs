@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::{parse_duration, Config, Strategy, Time};
+use crate::{parse_duration, Config, QuarantineError, Strategy, Time};
 
 /// The options of [`Config`], as `tracemerge merge` takes them.
 #[derive(clap::Args, Clone, Debug)]
@@ -43,8 +43,8 @@ impl ConfigArgs {
     /// (errors name the file).
     pub fn config(
         &self,
-        read: impl FnOnce(&Path) -> Result<String, String>,
-    ) -> Result<Config, String> {
+        read: impl FnOnce(&Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config = Config {
             ttl: self.ttl,
             lateness: self.lateness,
@@ -53,11 +53,59 @@ impl ConfigArgs {
             ..Config::default()
         };
         if let Some(path) = &self.quarantine {
-            let text = read(path)?;
+            let text = read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
             config
                 .add_quarantine(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|source| ConfigError::Quarantine {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         Ok(config)
+    }
+}
+
+/// A [`Config`] that the options cannot make: a file they name cannot be
+/// read or is wrong. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The quarantine file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The quarantine file has a bad line.
+    #[error("{}: {source}", path.display())]
+    Quarantine {
+        path: PathBuf,
+        source: QuarantineError,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_file() {
+        let args = ConfigArgs::from_words(["--quarantine", "q.txt"]).unwrap();
+        let err = args.config(|_| Ok("a ->\n".into())).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Quarantine { path, source: QuarantineError::HalfEdge { line: 1 } } if path == Path::new("q.txt")),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "q.txt: line 1: edge needs caller -> callee"
+        );
+        let err = args
+            .config(|_| Err(std::io::Error::from(std::io::ErrorKind::NotFound)))
+            .unwrap_err();
+        assert!(matches!(&err, ConfigError::Read { path, .. } if path == Path::new("q.txt")));
+        assert!(err.to_string().starts_with("q.txt: "), "{err}");
     }
 }

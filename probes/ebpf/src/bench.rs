@@ -9,6 +9,52 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::exact::{Config, Session};
+use crate::ProbeError;
+
+/// Why the benchmark could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// eBPF probing cannot run here (why not).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A file or directory that cannot be written or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A program that could not be started.
+    #[error("running {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// `cc` failed on the generated or copied source file.
+    #[error("cc failed on {}", file.display())]
+    Compile { file: PathBuf },
+    /// A timing run printed something other than ns per call.
+    #[error("{}: bad output {output:?}", exe.display())]
+    BadOutput { exe: PathBuf, output: String },
+    /// The benchmark program exited with an error.
+    #[error("benchmark program {} failed ({status})", exe.display())]
+    ProgramFailed {
+        exe: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    /// Fewer functions attached than asked for.
+    #[error("attached {attached} of {asked} functions")]
+    Attached { attached: usize, asked: usize },
+    /// The collector failed.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Benchmark parameters.
 #[derive(Clone, Debug)]
@@ -37,8 +83,8 @@ impl Default for Options {
 /// Writes and compiles a program with `n` trivial functions `f0…f{n-1}`:
 /// * `prog all`: calls every `fI` once from `main` (n distinct edges);
 /// * `prog wait`: prints `ready`, waits for a line on stdin, then `all`.
-pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn generate_program(dir: &Path, n: usize) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     // Bump the suffix when the generated source changes (the build is cached).
     let exe = dir.join(format!("many{n}-v3"));
     if exe.is_file() {
@@ -70,30 +116,37 @@ int main(int argc, char **argv) {
 "#,
     );
     let src = dir.join(format!("many{n}.c"));
-    std::fs::write(&src, c).map_err(|e| format!("{}: {e}", src.display()))?;
+    std::fs::write(&src, c).map_err(io(&src))?;
     let tmp = dir.join(format!("many{n}.tmp{}", std::process::id()));
     let status = Command::new("cc")
         .args(["-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o"])
         .arg(&tmp)
         .arg(&src)
         .status()
-        .map_err(|e| format!("running cc: {e}"))?;
+        .map_err(|source| BenchError::Spawn {
+            program: "cc".into(),
+            source,
+        })?;
     if !status.success() {
-        return Err(format!("cc failed on {}", src.display()));
+        return Err(BenchError::Compile { file: src });
     }
-    std::fs::rename(&tmp, &exe).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &exe).map_err(io(&exe))?;
     Ok(exe)
 }
 
-fn ns_per_call(exe: &Path, first: &str, second: &str) -> Result<f64, String> {
+fn ns_per_call(exe: &Path, first: &str, second: &str) -> Result<f64, BenchError> {
     let out = Command::new(exe)
         .args([first, second])
         .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|_| format!("{}: bad output", exe.display()))
+        .map_err(|source| BenchError::Spawn {
+            program: exe.to_path_buf(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().map_err(|_| BenchError::BadOutput {
+        exe: exe.to_path_buf(),
+        output: text.trim().to_string(),
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -106,20 +159,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Builds tests/programs/entries.c (one function per kind of entry).
-pub fn build_entries_program(dir: &Path) -> Result<PathBuf, String> {
+pub fn build_entries_program(dir: &Path) -> Result<PathBuf, BenchError> {
     const SOURCE: &str = include_str!("../tests/programs/entries.c");
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let src = dir.join("entries.c");
-    std::fs::write(&src, SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
+    std::fs::write(&src, SOURCE).map_err(io(&src))?;
     let exe = dir.join("entries");
     let status = Command::new("cc")
         .args(["-O1", "-o"])
         .arg(&exe)
         .arg(&src)
         .status()
-        .map_err(|e| format!("running cc: {e}"))?;
+        .map_err(|source| BenchError::Spawn {
+            program: "cc".into(),
+            source,
+        })?;
     if !status.success() {
-        return Err(format!("cc failed on {}", src.display()));
+        return Err(BenchError::Compile { file: src });
     }
     Ok(exe)
 }
@@ -132,8 +188,8 @@ fn call_cost(
     calls: u64,
     repeats: usize,
     kind: &str,
-) -> Result<serde_json::Value, String> {
-    let time = || -> Result<f64, String> {
+) -> Result<serde_json::Value, BenchError> {
+    let time = || -> Result<f64, BenchError> {
         Ok(median(
             (0..repeats)
                 .map(|_| ns_per_call(exe, &calls.to_string(), function))
@@ -143,7 +199,7 @@ fn call_cost(
     let plain = time()?;
     let mut config = Config::new(exe);
     config.functions = Some(vec![function.into()]);
-    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
+    let mut session = Session::attach(&config)?;
     // The program's own run time, as the kernel measures it.
     let stats_sysctl = "/proc/sys/kernel/bpf_stats_enabled";
     let stats_before = std::fs::read_to_string(stats_sysctl).unwrap_or_default();
@@ -151,7 +207,7 @@ fn call_cost(
     let probed = time()?;
     let prog_stats = session.program_stats();
     let _ = std::fs::write(stats_sysctl, stats_before.trim());
-    let records = session.finish().map_err(|e| e.to_string())?;
+    let records = session.finish()?;
     let counted: u64 = records
         .iter()
         .filter_map(|r| match r {
@@ -175,17 +231,17 @@ fn call_cost(
 }
 
 /// Attach and detach times for the first `n` functions of `exe`.
-pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Duration), String> {
+pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Duration), BenchError> {
     let mut config = Config::new(exe);
     let mut names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
     names.truncate(n);
     config.functions = Some(names);
-    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
+    let mut session = Session::attach(&config)?;
     if session.functions().len() != n {
-        return Err(format!(
-            "attached {} of {n} functions",
-            session.functions().len()
-        ));
+        return Err(BenchError::Attached {
+            attached: session.functions().len(),
+            asked: n,
+        });
     }
     session.detach();
     let s = session.summary();
@@ -193,9 +249,9 @@ pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Durati
 }
 
 /// Runs the suite; the result is one JSON object (see the README).
-pub fn run(options: &Options) -> Result<serde_json::Value, String> {
+pub fn run(options: &Options) -> Result<serde_json::Value, BenchError> {
     if let Some(why) = crate::unsupported() {
-        return Err(why);
+        return Err(BenchError::Unsupported(why));
     }
     let max = options
         .attach_sizes
@@ -222,8 +278,7 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
         ("nops_x5", "entry_nops"),
         ("endbr_push", "entry_endbr_push"),
     ] {
-        let (plans, _) = crate::exact::plan(&entries, Some(&[function.to_string()]))
-            .map_err(|e| e.to_string())?;
+        let (plans, _) = crate::exact::plan(&entries, Some(&[function.to_string()]))?;
         let kind = plans.first().map(|p| p.kind.name()).unwrap_or("?");
         call.insert(
             key.into(),
@@ -245,16 +300,19 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
     // distinct edges in the kernel map, drained and named in one window.
     let mut config = Config::new(&exe);
     config.functions = Some((0..max).map(|i| format!("f{i}")).collect());
-    let mut session = Session::attach(&config).map_err(|e| e.to_string())?;
+    let mut session = Session::attach(&config)?;
     let status = Command::new(&exe)
         .arg("all")
         .status()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| BenchError::Spawn {
+            program: exe.clone(),
+            source,
+        })?;
     if !status.success() {
-        return Err("benchmark program failed".into());
+        return Err(BenchError::ProgramFailed { exe, status });
     }
     let started = Instant::now();
-    let records = session.drain().map_err(|e| e.to_string())?;
+    let records = session.drain()?;
     let drain = started.elapsed();
     let edges = records
         .iter()
@@ -283,4 +341,33 @@ pub fn run(options: &Options) -> Result<serde_json::Value, String> {
         },
         "attach": attach,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A work directory that cannot be made is an I/O error naming it.
+    #[test]
+    fn an_unusable_work_dir_is_named() {
+        let file =
+            std::env::temp_dir().join(format!("tracemerge-bench-file-{}", std::process::id()));
+        std::fs::write(&file, "not a directory").unwrap();
+        let dir = file.join("sub");
+        let err = generate_program(&dir, 1).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::Io { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!("{}: ", dir.display())),
+            "{err}"
+        );
+        let err = build_entries_program(&dir).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::Io { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_file(&file);
+    }
 }

@@ -71,17 +71,31 @@ pub struct CollectorConfig {
     pub command_stdout_to_stderr: bool,
 }
 
+/// What a sink's error is: the caller's own error (writing records,
+/// say), kept whole for the caller to format or inspect.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a live collection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     #[error("{call} failed with Windows error {code}")]
     Win32 { call: &'static str, code: u32 },
+    /// The ferrisetw user session failed (its error, as ferrisetw debugs it:
+    /// the type exists only where ferrisetw is compiled).
     #[error("user session: {0}")]
     UserSession(String),
+    /// `Target::Command` with no program.
+    #[error("empty command")]
+    EmptyCommand,
+    /// The command to trace could not be started.
+    #[error("{program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// The sink refused a window's records.
     #[error("{0}")]
-    Target(String),
-    #[error("{0}")]
-    Sink(String),
+    Sink(#[source] SinkError),
     #[error("ETW needs Windows: the live collector runs only there (on other systems, decode .etl files with `tracemerge etl import`)")]
     Unsupported,
 }
@@ -148,8 +162,8 @@ pub fn run_loop(
     flush_limit: Duration,
     watch: &mut dyn FnMut(&RealtimeDecoder) -> Option<i32>,
     stop_sessions: &mut dyn FnMut(),
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
-) -> Result<i32, String> {
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), SinkError>,
+) -> Result<i32, CollectError> {
     let window = window.max(Duration::from_millis(1));
     let tick = window.min(Duration::from_millis(100));
     let mut window_end = Instant::now() + window;
@@ -161,7 +175,7 @@ pub fn run_loop(
             break;
         }
         if now >= window_end {
-            sink(&decoder.drain())?;
+            sink(&decoder.drain()).map_err(CollectError::Sink)?;
             window_end += window;
             if window_end < now {
                 window_end = now + window;
@@ -200,7 +214,7 @@ pub fn run_loop(
             }
         }
     }
-    sink(&decoder.finish())?;
+    sink(&decoder.finish()).map_err(CollectError::Sink)?;
     Ok(exit_code)
 }
 
@@ -223,11 +237,14 @@ pub fn summary(decoder: &RealtimeDecoder) -> serde_json::Value {
 }
 
 /// Collects until the target exits, the time limit or Ctrl-C; every
-/// window's records go to `sink`.
-pub fn collect(
+/// window's records go to `sink`. A sink error stops the collection and
+/// returns as [`CollectError::Sink`].
+pub fn collect<E: Into<SinkError>>(
     config: &CollectorConfig,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), E>,
 ) -> Result<Outcome, CollectError> {
+    let sink: &mut dyn FnMut(&[Record]) -> Result<(), SinkError> =
+        &mut |records| sink(records).map_err(Into::into);
     #[cfg(windows)]
     {
         live::collect(config, sink)
@@ -306,8 +323,41 @@ mod tests {
             import: Default::default(),
             command_stdout_to_stderr: false,
         };
-        let err = collect(&cfg, &mut |_| Ok(())).unwrap_err();
+        let err = collect(&cfg, &mut |_| Ok::<_, std::io::Error>(())).unwrap_err();
         assert!(matches!(err, CollectError::Unsupported));
         assert!(err.to_string().contains("ETW needs Windows"), "{err}");
+    }
+
+    /// A sink's error stops the loop and comes back whole, as the sink's
+    /// own type under [`CollectError::Sink`].
+    #[test]
+    fn a_sink_error_comes_back_typed() {
+        let (tx, rx) = std::sync::mpsc::channel::<LiveEvent>();
+        drop(tx);
+        let mut decoder = RealtimeDecoder::new(tracemerge_etl::realtime::RealtimeOptions {
+            pointer_size: 8,
+            clock: tracemerge_etl::file::Clock::qpc(10_000_000, 0, 0),
+            reorder_ticks: 0,
+            patience_ticks: 0,
+            pid: None,
+            import: Default::default(),
+            start_time: 0,
+        });
+        let err = run_loop(
+            &rx,
+            &mut decoder,
+            Duration::from_millis(1),
+            None,
+            Duration::ZERO,
+            &mut |_| None,
+            &mut || {},
+            &mut |_| Err(std::io::Error::other("disk full").into()),
+        )
+        .unwrap_err();
+        let CollectError::Sink(source) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
+        assert_eq!(err.to_string(), "disk full");
     }
 }

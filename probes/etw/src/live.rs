@@ -35,8 +35,8 @@ use windows::Win32::System::Performance::{QueryPerformanceCounter, QueryPerforma
 use windows::Win32::System::SystemInformation::GetSystemTimePreciseAsFileTime;
 
 use crate::{
-    properties_layout, run_loop, summary, wide, CollectError, CollectorConfig, Outcome, Target,
-    KERNEL_ENABLE_FLAGS, REORDER_HORIZON, STACK_EVENTS, STACK_PATIENCE,
+    properties_layout, run_loop, summary, wide, CollectError, CollectorConfig, Outcome, SinkError,
+    Target, KERNEL_ENABLE_FLAGS, REORDER_HORIZON, STACK_EVENTS, STACK_PATIENCE,
 };
 
 /// `EVENT_TRACE_PROPERTIES.Wnode.ClientContext`: QueryPerformanceCounter.
@@ -295,22 +295,22 @@ unsafe extern "system" fn on_ctrl(_ctrl_type: u32) -> BOOL {
 }
 
 fn spawn(argv: &[std::ffi::OsString], stdout_to_stderr: bool) -> Result<Child, CollectError> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| CollectError::Target("empty command".into()))?;
+    let (program, args) = argv.split_first().ok_or(CollectError::EmptyCommand)?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
     if stdout_to_stderr {
         cmd.stdout(Stdio::from(std::io::stderr()));
     }
-    cmd.spawn()
-        .map_err(|e| CollectError::Target(format!("{}: {e}", program.to_string_lossy())))
+    cmd.spawn().map_err(|source| CollectError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })
 }
 
 /// Runs the sessions until the target exits, the time limit or Ctrl-C.
 pub fn collect(
     config: &CollectorConfig,
-    sink: &mut dyn FnMut(&[Record]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[Record]) -> Result<(), SinkError>,
 ) -> Result<Outcome, CollectError> {
     let (tx, rx) = channel();
     let (clock, start_time, freq) = session_clock();
@@ -388,8 +388,7 @@ pub fn collect(
         &mut watch,
         &mut stop_sessions,
         sink,
-    )
-    .map_err(CollectError::Sink)?;
+    )?;
     if let Some(e) = stop_error {
         return Err(e);
     }
