@@ -131,15 +131,18 @@ impl ClusterArgs {
     }
 }
 
+/// The engine configuration of `merge`, `replay` and `watch`.
+/// [`ConfigArgs::config`] (in the records crate) reports its errors, the
+/// quarantine file's included, as text.
+pub fn config(args: &ConfigArgs) -> Result<Config, CliError> {
+    args.config(|path| std::fs::read_to_string(path).map_err(|e| CliError::io(path, e).to_string()))
+        .map_err(CliError::Config)
+}
+
 impl EngineArgs {
-    /// The engine configuration. [`ConfigArgs::config`] (in the records
-    /// crate) reports its errors, the quarantine file's included, as text.
+    /// The engine configuration.
     pub fn config(&self) -> Result<Config, CliError> {
-        self.config_args
-            .config(|path| {
-                std::fs::read_to_string(path).map_err(|e| CliError::io(path, e).to_string())
-            })
-            .map_err(CliError::Config)
+        config(&self.config_args)
     }
 
     pub fn options(&self) -> Result<Options, CliError> {
