@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip};
+use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip, Exclusive};
 
 mod common;
 use common::{run_ok, scratch, BIN};
@@ -16,6 +16,16 @@ use common::{run_ok, scratch, BIN};
 /// function pointer, a qsort callback from libc), built with cc.
 fn calls_program(dir: &Path) -> PathBuf {
     program(dir, "calls")
+}
+
+/// What a test of the calls program starts with: the BPF lock (`None`:
+/// the test is skipped, and says why), a scratch directory `name` and the
+/// program built in it.
+fn calls_test(test: &str, name: &str) -> Option<(Exclusive, PathBuf, PathBuf)> {
+    let guard = bpf_or_skip(test)?;
+    let dir = scratch(name);
+    let prog = calls_program(&dir);
+    Some((guard, dir, prog))
 }
 
 /// tests/programs/NAME.c of the eBPF crate, built with cc.
@@ -141,11 +151,10 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 
 #[test]
 fn exact_command_edges_counts_and_summary() {
-    let Some(_guard) = bpf_or_skip("exact_command_edges_counts_and_summary") else {
+    let Some((_guard, dir, prog)) = calls_test("exact_command_edges_counts_and_summary", "exact")
+    else {
         return;
     };
-    let dir = scratch("exact");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
     let run = run_calls(
         Command::new(BIN)
@@ -213,11 +222,11 @@ fn exact_command_edges_counts_and_summary() {
 
 #[test]
 fn merged_report_shows_the_function_pointer_conflict() {
-    let Some(_guard) = bpf_or_skip("merged_report_shows_the_function_pointer_conflict") else {
+    let Some((_guard, dir, prog)) =
+        calls_test("merged_report_shows_the_function_pointer_conflict", "merge")
+    else {
         return;
     };
-    let dir = scratch("merge");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
     run_calls(
         Command::new(BIN)
@@ -271,11 +280,9 @@ fn merged_report_shows_the_function_pointer_conflict() {
 
 #[test]
 fn stdout_carries_only_records() {
-    let Some(_guard) = bpf_or_skip("stdout_carries_only_records") else {
+    let Some((_guard, dir, prog)) = calls_test("stdout_carries_only_records", "stdout") else {
         return;
     };
-    let dir = scratch("stdout");
-    let prog = calls_program(&dir);
     let run = run_calls(Command::new(BIN).args(["probe", "exact"]), &dir, &prog, "2");
     let stderr = String::from_utf8_lossy(&run.stderr);
     // The command's own output went to stderr; stdout is the record stream.
@@ -291,11 +298,9 @@ fn stdout_carries_only_records() {
 
 #[test]
 fn sample_command_finds_hot_edges() {
-    let Some(_guard) = bpf_or_skip("sample_command_finds_hot_edges") else {
+    let Some((_guard, dir, prog)) = calls_test("sample_command_finds_hot_edges", "sample") else {
         return;
     };
-    let dir = scratch("sample");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
     let run = run_ok(
         Command::new(BIN)
@@ -322,11 +327,9 @@ fn sample_command_finds_hot_edges() {
 
 #[test]
 fn exact_attaches_to_a_running_pid() {
-    let Some(_guard) = bpf_or_skip("exact_attaches_to_a_running_pid") else {
+    let Some((_guard, dir, prog)) = calls_test("exact_attaches_to_a_running_pid", "pid") else {
         return;
     };
-    let dir = scratch("pid");
-    let prog = calls_program(&dir);
     let mut target = Command::new(&prog)
         .args(["5", "wait"])
         .stdin(Stdio::piped())
@@ -366,11 +369,9 @@ fn exact_attaches_to_a_running_pid() {
 
 #[test]
 fn sigint_detaches_and_cleans_up() {
-    let Some(_guard) = bpf_or_skip("sigint_detaches_and_cleans_up") else {
+    let Some((_guard, _, prog)) = calls_test("sigint_detaches_and_cleans_up", "sigint") else {
         return;
     };
-    let dir = scratch("sigint");
-    let prog = calls_program(&dir);
 
     // Every process running the binary (no command, no pid): stops on SIGINT.
     let mut probe = Command::new(BIN)
@@ -433,12 +434,12 @@ extern "C" {
 
 #[test]
 fn watch_prints_verdict_and_conflict_changes_as_they_happen() {
-    let Some(_guard) = bpf_or_skip("watch_prints_verdict_and_conflict_changes_as_they_happen")
-    else {
+    let Some((_guard, dir, prog)) = calls_test(
+        "watch_prints_verdict_and_conflict_changes_as_they_happen",
+        "watch",
+    ) else {
         return;
     };
-    let dir = scratch("watch");
-    let prog = calls_program(&dir);
     let graph = calls_graph(&dir);
     let run = run_calls(
         Command::new(BIN)
