@@ -131,13 +131,17 @@ impl ClusterArgs {
     }
 }
 
+/// The engine configuration of `merge`, `replay` and `watch`
+/// ([`ConfigArgs::config`], in the records crate; its errors name the
+/// quarantine file).
+pub fn config(args: &ConfigArgs) -> Result<Config, CliError> {
+    Ok(args.config(|path| std::fs::read_to_string(path))?)
+}
+
 impl EngineArgs {
-    /// The engine configuration ([`ConfigArgs::config`], in the records
-    /// crate; its errors name the quarantine file).
+    /// The engine configuration.
     pub fn config(&self) -> Result<Config, CliError> {
-        Ok(self
-            .config_args
-            .config(|path| std::fs::read_to_string(path))?)
+        config(&self.config_args)
     }
 
     pub fn options(&self) -> Result<Options, CliError> {

@@ -128,14 +128,10 @@ enum Command {
         /// Static graphs and targets to merge with (any supported format).
         #[arg(long = "graph")]
         graphs: Vec<String>,
-        /// How long an observation stays live. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
-        #[arg(long, default_value = "10m", value_parser = tracemerge_records::parse_duration)]
-        ttl: u64,
-        #[arg(long, default_value = "union")]
-        strategy: tracemerge_records::Strategy,
-        /// How long a target must be covered before it counts as unobserved. A duration: a whole number and ms, s, m or h (250ms, 10s, 10m, 2h).
-        #[arg(long, default_value = "1m", value_parser = tracemerge_records::parse_duration)]
-        min_coverage: u64,
+        // The engine's options (--ttl, --lateness, --strategy, --quarantine,
+        // --min-coverage), as `merge` and `replay` take them.
+        #[command(flatten)]
+        config_args: tracemerge_records::args::ConfigArgs,
         #[command(subcommand)]
         probe: probe::ProbeCommand,
     },
@@ -197,20 +193,9 @@ fn main() -> ExitCode {
         Command::Probe(cmd) => probe::run(cmd),
         Command::Watch {
             graphs,
-            ttl,
-            strategy,
-            min_coverage,
+            config_args,
             probe,
-        } => watch::watch(
-            graphs,
-            tracemerge_records::Config {
-                ttl,
-                strategy,
-                min_coverage,
-                ..Default::default()
-            },
-            probe,
-        ),
+        } => args::config(&config_args).and_then(|config| watch::watch(graphs, config, probe)),
         Command::Bench(args) => bench::run(args),
         Command::BenchChild => bench::child(),
     };

@@ -69,14 +69,6 @@ pub enum ProbeCommand {
 
 #[derive(clap::Args)]
 pub struct EtwArgs {
-    /// Drain interval and aggregation window: a duration, a whole number and
-    /// ms, s, m or h (250ms, 10s, 10m, 2h), more than zero.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    window: Duration,
-    /// Stop after this long (default: when the command or process exits,
-    /// or on Ctrl-C): a duration, as for `--window`.
-    #[arg(long, value_parser = parse_duration)]
-    duration: Option<Duration>,
     /// User-mode provider (GUID) whose events are recorded with stacks; repeatable.
     #[arg(long = "provider", value_name = "GUID", value_parser = tracemerge_etw::parse_guid)]
     providers: Vec<u128>,
@@ -92,17 +84,11 @@ pub struct EtwArgs {
     /// `source` of the records (default: `etw:<computer name>`).
     #[arg(long)]
     source: Option<String>,
-    /// Write the records here instead of stdout.
-    #[arg(short = 'o', long = "output")]
-    output: Option<PathBuf>,
-    /// Trace this running process.
-    #[arg(long, conflicts_with = "command")]
-    pid: Option<u32>,
-    /// Start this command and trace it until it exits.
-    #[arg(last = true, value_name = "COMMAND")]
-    command: Vec<OsString>,
+    #[command(flatten)]
+    session: Session,
 }
 
+/// The options of the eBPF collectors (`probe exact`, `probe sample`).
 #[derive(clap::Args)]
 pub struct Common {
     /// Artifact id of the records (default: `build-id:<hex>` of the binary).
@@ -111,14 +97,6 @@ pub struct Common {
     /// `source` of the records (default: `ebpf:<hostname>`).
     #[arg(long)]
     source: Option<String>,
-    /// Drain interval: a duration, a whole number and ms, s, m or h (250ms,
-    /// 10s, 10m, 2h), more than zero.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    window: Duration,
-    /// Stop after this long (default: when the command or process exits, or
-    /// on SIGINT/SIGTERM): a duration, as for `--window`.
-    #[arg(long, value_parser = parse_duration)]
-    duration: Option<Duration>,
     /// Capacity of the kernel count map per window (more is counted as loss).
     #[arg(long)]
     map_size: Option<u32>,
@@ -126,6 +104,22 @@ pub struct Common {
     /// (`mangled`, as most static call graphs name it) or `demangled`.
     #[arg(long, default_value = "mangled")]
     names: tracemerge_ebpf::demangle::NameStyle,
+    #[command(flatten)]
+    session: Session,
+}
+
+/// What every collector (eBPF and ETW) takes: what to trace, for how long,
+/// how often it drains, and where the records go.
+#[derive(clap::Args)]
+pub struct Session {
+    /// Drain interval and aggregation window: a duration, a whole number and
+    /// ms, s, m or h (250ms, 10s, 10m, 2h), more than zero.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    window: Duration,
+    /// Stop after this long (default: when the command or process exits, or
+    /// on SIGINT/SIGTERM, Ctrl-C on Windows): a duration, as for `--window`.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
     /// Write the records here instead of stdout.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
@@ -197,14 +191,19 @@ pub fn run(cmd: ProbeCommand) -> Result<ExitCode, CliError> {
     collect_to(cmd, &mut |records| output.write(records), false)
 }
 
-fn output_path(cmd: &ProbeCommand) -> Option<PathBuf> {
+/// The options of a collector (none for `plan`, which attaches nothing).
+fn session(cmd: &ProbeCommand) -> Option<&Session> {
     match cmd {
         ProbeCommand::Exact { common, .. } | ProbeCommand::Sample { common, .. } => {
-            common.output.clone()
+            Some(&common.session)
         }
-        ProbeCommand::Etw(args) => args.output.clone(),
+        ProbeCommand::Etw(args) => Some(&args.session),
         ProbeCommand::Plan { .. } => None,
     }
+}
+
+fn output_path(cmd: &ProbeCommand) -> Option<PathBuf> {
+    session(cmd).and_then(|session| session.output.clone())
 }
 
 /// Runs a probe; every window's records go to `sink`, and to the `-o`
@@ -248,9 +247,9 @@ fn collect_to(
     if let Some(why) = tracemerge_ebpf::unsupported() {
         return Err(CliError::ProbeUnsupported(why.to_string()));
     }
-    let target = match (&common.pid, common.command.is_empty()) {
+    let target = match (&common.session.pid, common.session.command.is_empty()) {
         (Some(pid), _) => Target::Pid(*pid),
-        (None, false) => Target::Command(common.command.clone()),
+        (None, false) => Target::Command(common.session.command.clone()),
         (None, true) => Target::All,
     };
     let functions = match &cmd {
@@ -261,8 +260,8 @@ fn collect_to(
     };
     target::catch_interrupts();
     let options = Options {
-        window: common.window,
-        duration: common.duration,
+        window: common.session.window,
+        duration: common.session.duration,
         // Keep the record stream clean when it is our standard output.
         command_stdout_to_stderr: !stdout_free,
     };
@@ -407,14 +406,14 @@ fn etw(
         let host = std::env::var("COMPUTERNAME").or_else(|_| std::env::var("HOSTNAME"));
         format!("etw:{}", host.as_deref().unwrap_or("live"))
     });
-    let target = match (args.pid, args.command.is_empty()) {
+    let target = match (args.session.pid, args.session.command.is_empty()) {
         (Some(pid), _) => tracemerge_etw::Target::Pid(pid),
-        (None, false) => tracemerge_etw::Target::Command(args.command.clone()),
+        (None, false) => tracemerge_etw::Target::Command(args.session.command.clone()),
         (None, true) => tracemerge_etw::Target::All,
     };
     let config = tracemerge_etw::CollectorConfig {
-        duration: args.duration,
-        window: args.window,
+        duration: args.session.duration,
+        window: args.session.window,
         target,
         providers: args.providers.clone(),
         import: tracemerge_etl::ImportOptions {
@@ -424,11 +423,11 @@ fn etw(
                 crate::etl::GranularityArg::Function => tracemerge_etl::Granularity::Function,
                 crate::etl::GranularityArg::Module => tracemerge_etl::Granularity::Module,
             },
-            window_ms: args.window.as_millis().max(1) as u64,
+            window_ms: args.session.window.as_millis().max(1) as u64,
             source: Some(source),
             ..Default::default()
         },
-        command_stdout_to_stderr: args.output.is_none(),
+        command_stdout_to_stderr: args.session.output.is_none(),
     };
     let outcome = tracemerge_etw::collect(&config, sink).map_err(CliError::Etw)?;
     eprintln!("tracemerge probe: summary {}", outcome.summary);

@@ -361,3 +361,29 @@ fn demo_prints_every_state_and_conflict_kind() {
         serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     assert!(text.contains(report["digest"].as_str().unwrap()));
 }
+
+/// `watch` takes the engine options of `merge` (one definition, one
+/// duration rule): a duration without a unit is a usage error, and the
+/// quarantine file is read (its error names it) before any probe starts.
+#[test]
+fn watch_takes_the_engine_options_of_merge() {
+    let out = tracemerge(&["watch", "--ttl", "10", "plan", "--binary", "/bin/true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs a unit"), "{stderr}");
+    let missing = scratch("watch-options").join("no-such-quarantine.txt");
+    let out = tracemerge(&[
+        "watch",
+        "--lateness",
+        "1s",
+        "--quarantine",
+        missing.to_str().unwrap(),
+        "plan",
+        "--binary",
+        "/bin/true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no-such-quarantine.txt"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -3,19 +3,29 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip};
+use tracemerge_ebpf::testing::{assert_clean, bpf_or_skip, Exclusive};
 
 mod common;
-use common::{scratch, BIN};
+use common::{run_ok, scratch, BIN};
 
 /// The test program of the eBPF crate (known call pattern, a call through a
 /// function pointer, a qsort callback from libc), built with cc.
 fn calls_program(dir: &Path) -> PathBuf {
     program(dir, "calls")
+}
+
+/// What a test of the calls program starts with: the BPF lock (`None`:
+/// the test is skipped, and says why), a scratch directory `name` and the
+/// program built in it.
+fn calls_test(test: &str, name: &str) -> Option<(Exclusive, PathBuf, PathBuf)> {
+    let guard = bpf_or_skip(test)?;
+    let dir = scratch(name);
+    let prog = calls_program(&dir);
+    Some((guard, dir, prog))
 }
 
 /// tests/programs/NAME.c of the eBPF crate, built with cc.
@@ -50,12 +60,50 @@ fn functions_file(dir: &Path) -> PathBuf {
     f
 }
 
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
+/// `command` (the binary with its first arguments) with `--binary PROG
+/// --functions FILE -- PROG TIMES`: the calls program run TIMES times,
+/// probed at its five functions; asserts that it succeeded.
+fn run_calls(command: &mut Command, dir: &Path, prog: &Path, times: &str) -> Output {
+    run_ok(
+        command
+            .arg("--binary")
+            .arg(prog)
+            .arg("--functions")
+            .arg(functions_file(dir))
+            .arg("--")
+            .arg(prog)
+            .arg(times),
+    )
+}
+
+/// A static graph of the calls program that, like many analysers, misses
+/// the call through the function pointer (via_pointer is statically
+/// unreachable from main), and its targets.
+fn calls_graph(dir: &Path) -> PathBuf {
+    let graph = dir.join("graph.ndjson");
+    std::fs::write(
+        &graph,
+        concat!(
+            r#"{"type":"graph","artifact":"calls@test","at":0,"nodes":["main","middle","leaf","via_pointer","compare"],"#,
+            r#""edges":[["main","middle"],["middle","leaf"],["via_pointer","leaf"]],"entrypoints":["main"]}"#,
+            "\n",
+            r#"{"type":"targets","artifact":"calls@test","at":0,"symbols":["via_pointer","leaf"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    graph
+}
+
+/// The JSON values of NDJSON text, one a line.
+fn ndjson(text: &str) -> Vec<Value> {
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    ndjson(&std::fs::read_to_string(path).unwrap())
 }
 
 fn edge_hits(records: &[Value], caller: &str, callee: &str) -> u64 {
@@ -103,26 +151,20 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 
 #[test]
 fn exact_command_edges_counts_and_summary() {
-    let Some(_guard) = bpf_or_skip("exact_command_edges_counts_and_summary") else {
+    let Some((_guard, dir, prog)) = calls_test("exact_command_edges_counts_and_summary", "exact")
+    else {
         return;
     };
-    let dir = scratch("exact");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
-    let run = Command::new(BIN)
-        .args(["probe", "exact", "--binary"])
-        .arg(&prog)
-        .arg("--functions")
-        .arg(functions_file(&dir))
-        .args(["--window", "200ms", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(&prog)
-        .arg("6")
-        .output()
-        .unwrap();
+    let run = run_calls(
+        Command::new(BIN)
+            .args(["probe", "exact", "--window", "200ms", "-o"])
+            .arg(&out),
+        &dir,
+        &prog,
+        "6",
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let compares: u64 = stdout
         .split_whitespace()
@@ -180,55 +222,23 @@ fn exact_command_edges_counts_and_summary() {
 
 #[test]
 fn merged_report_shows_the_function_pointer_conflict() {
-    let Some(_guard) = bpf_or_skip("merged_report_shows_the_function_pointer_conflict") else {
+    let Some((_guard, dir, prog)) =
+        calls_test("merged_report_shows_the_function_pointer_conflict", "merge")
+    else {
         return;
     };
-    let dir = scratch("merge");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
-    let run = Command::new(BIN)
-        .args(["probe", "exact", "--artifact", "calls@test", "--binary"])
-        .arg(&prog)
-        .arg("--functions")
-        .arg(functions_file(&dir))
-        .arg("-o")
-        .arg(&out)
-        .arg("--")
-        .arg(&prog)
-        .arg("3")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    run_calls(
+        Command::new(BIN)
+            .args(["probe", "exact", "--artifact", "calls@test", "-o"])
+            .arg(&out),
+        &dir,
+        &prog,
+        "3",
     );
 
-    // A static graph that, like many analysers, misses the call through the
-    // function pointer: via_pointer is statically unreachable from main.
-    let graph = dir.join("graph.ndjson");
-    std::fs::write(
-        &graph,
-        concat!(
-            r#"{"type":"graph","artifact":"calls@test","at":0,"nodes":["main","middle","leaf","via_pointer","compare"],"#,
-            r#""edges":[["main","middle"],["middle","leaf"],["via_pointer","leaf"]],"entrypoints":["main"]}"#,
-            "\n",
-            r#"{"type":"targets","artifact":"calls@test","at":0,"symbols":["via_pointer","leaf"]}"#,
-            "\n"
-        ),
-    )
-    .unwrap();
-    let merged = Command::new(BIN)
-        .arg("merge")
-        .arg(&graph)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        merged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&merged.stderr)
-    );
+    let graph = calls_graph(&dir);
+    let merged = run_ok(Command::new(BIN).arg("merge").arg(&graph).arg(&out));
     let report: Value = serde_json::from_slice(&merged.stdout).unwrap();
     let artifact = report["artifacts"]
         .as_array()
@@ -270,23 +280,11 @@ fn merged_report_shows_the_function_pointer_conflict() {
 
 #[test]
 fn stdout_carries_only_records() {
-    let Some(_guard) = bpf_or_skip("stdout_carries_only_records") else {
+    let Some((_guard, dir, prog)) = calls_test("stdout_carries_only_records", "stdout") else {
         return;
     };
-    let dir = scratch("stdout");
-    let prog = calls_program(&dir);
-    let run = Command::new(BIN)
-        .args(["probe", "exact", "--binary"])
-        .arg(&prog)
-        .arg("--functions")
-        .arg(functions_file(&dir))
-        .arg("--")
-        .arg(&prog)
-        .arg("2")
-        .output()
-        .unwrap();
+    let run = run_calls(Command::new(BIN).args(["probe", "exact"]), &dir, &prog, "2");
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
     // The command's own output went to stderr; stdout is the record stream.
     assert!(stderr.contains("compares="), "{stderr}");
     let stdout = String::from_utf8(run.stdout).unwrap();
@@ -300,22 +298,19 @@ fn stdout_carries_only_records() {
 
 #[test]
 fn sample_command_finds_hot_edges() {
-    let Some(_guard) = bpf_or_skip("sample_command_finds_hot_edges") else {
+    let Some((_guard, dir, prog)) = calls_test("sample_command_finds_hot_edges", "sample") else {
         return;
     };
-    let dir = scratch("sample");
-    let prog = calls_program(&dir);
     let out = dir.join("records.ndjson");
-    let run = Command::new(BIN)
-        .args(["probe", "sample", "--frequency", "499", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(&prog)
-        .args(["2", "1.2"])
-        .output()
-        .unwrap();
+    let run = run_ok(
+        Command::new(BIN)
+            .args(["probe", "sample", "--frequency", "499", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&prog)
+            .args(["2", "1.2"]),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
     let recs = records(&out);
     assert!(edge_hits(&recs, "hot", "hot_inner") >= 40, "{stderr}");
     assert!(edge_hits(&recs, "main", "hot") >= 40, "{stderr}");
@@ -332,11 +327,9 @@ fn sample_command_finds_hot_edges() {
 
 #[test]
 fn exact_attaches_to_a_running_pid() {
-    let Some(_guard) = bpf_or_skip("exact_attaches_to_a_running_pid") else {
+    let Some((_guard, dir, prog)) = calls_test("exact_attaches_to_a_running_pid", "pid") else {
         return;
     };
-    let dir = scratch("pid");
-    let prog = calls_program(&dir);
     let mut target = Command::new(&prog)
         .args(["5", "wait"])
         .stdin(Stdio::piped())
@@ -376,11 +369,9 @@ fn exact_attaches_to_a_running_pid() {
 
 #[test]
 fn sigint_detaches_and_cleans_up() {
-    let Some(_guard) = bpf_or_skip("sigint_detaches_and_cleans_up") else {
+    let Some((_guard, _, prog)) = calls_test("sigint_detaches_and_cleans_up", "sigint") else {
         return;
     };
-    let dir = scratch("sigint");
-    let prog = calls_program(&dir);
 
     // Every process running the binary (no command, no pid): stops on SIGINT.
     let mut probe = Command::new(BIN)
@@ -443,44 +434,24 @@ extern "C" {
 
 #[test]
 fn watch_prints_verdict_and_conflict_changes_as_they_happen() {
-    let Some(_guard) = bpf_or_skip("watch_prints_verdict_and_conflict_changes_as_they_happen")
-    else {
+    let Some((_guard, dir, prog)) = calls_test(
+        "watch_prints_verdict_and_conflict_changes_as_they_happen",
+        "watch",
+    ) else {
         return;
     };
-    let dir = scratch("watch");
-    let prog = calls_program(&dir);
-    let graph = dir.join("graph.ndjson");
-    std::fs::write(
-        &graph,
-        concat!(
-            r#"{"type":"graph","artifact":"calls@test","at":0,"nodes":["main","middle","leaf","via_pointer","compare"],"#,
-            r#""edges":[["main","middle"],["middle","leaf"],["via_pointer","leaf"]],"entrypoints":["main"]}"#,
-            "\n",
-            r#"{"type":"targets","artifact":"calls@test","at":0,"symbols":["via_pointer","leaf"]}"#,
-            "\n"
-        ),
-    )
-    .unwrap();
-    let run = Command::new(BIN)
-        .arg("watch")
-        .arg("--graph")
-        .arg(&graph)
-        .args(["exact", "--artifact", "calls@test", "--binary"])
-        .arg(&prog)
-        .arg("--functions")
-        .arg(functions_file(&dir))
-        .arg("--")
-        .arg(&prog)
-        .arg("3")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-    let changes: Vec<Value> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let graph = calls_graph(&dir);
+    let run = run_calls(
+        Command::new(BIN)
+            .arg("watch")
+            .arg("--graph")
+            .arg(&graph)
+            .args(["exact", "--artifact", "calls@test"]),
+        &dir,
+        &prog,
+        "3",
+    );
+    let changes = ndjson(&String::from_utf8(run.stdout).unwrap());
     assert!(
         changes
             .iter()
@@ -533,25 +504,24 @@ fn watch_with_a_budget_estimates_paused_functions_and_never_claims_them() {
     )
     .unwrap();
     let records_file = dir.join("records.ndjson");
-    let run = Command::new(BIN)
-        .arg("watch")
-        .arg("--graph")
-        .arg(&graph)
-        .args(["--min-coverage", "200ms"])
-        .args(["exact", "--artifact", "hot@test", "--budget", "10%"])
-        .args(["--window", "100ms", "--binary"])
-        .arg(&prog)
-        .arg("--functions")
-        .arg(&functions)
-        .arg("-o")
-        .arg(&records_file)
-        .arg("--")
-        .arg(&prog)
-        .arg("1.0")
-        .output()
-        .unwrap();
+    let run = run_ok(
+        Command::new(BIN)
+            .arg("watch")
+            .arg("--graph")
+            .arg(&graph)
+            .args(["--min-coverage", "200ms"])
+            .args(["exact", "--artifact", "hot@test", "--budget", "10%"])
+            .args(["--window", "100ms", "--binary"])
+            .arg(&prog)
+            .arg("--functions")
+            .arg(&functions)
+            .arg("-o")
+            .arg(&records_file)
+            .arg("--")
+            .arg(&prog)
+            .arg("1.0"),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
     let budget = &summary(&stderr)["budget"];
     assert_eq!(
         budget["paused_functions"],
@@ -592,11 +562,7 @@ fn watch_with_a_budget_estimates_paused_functions_and_never_claims_them() {
 
     // What the engine made of it: the paused function is never unobserved,
     // the one that never ran is (cold_once may be until it runs, at the end).
-    let changes: Vec<Value> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let changes = ndjson(&String::from_utf8(run.stdout).unwrap());
     let unobserved = |f: &str| {
         changes.iter().any(|c| {
             c["diff"] == 1
@@ -646,17 +612,12 @@ fn plan_names_each_entry_kind_and_summarizes() {
         "entry_push\nentry_rip\nentry_nop5\nentry_endbr_push\nentry_nops\nno_such_fn\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["probe", "plan", "--json", "--binary"])
-        .arg(&exe)
-        .arg("--functions")
-        .arg(&functions)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["probe", "plan", "--json", "--binary"])
+            .arg(&exe)
+            .arg("--functions")
+            .arg(&functions),
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let entry = |name: &str| -> (String, u64) {
@@ -686,12 +647,11 @@ fn plan_names_each_entry_kind_and_summarizes() {
     assert_eq!(doc["not_found"], serde_json::json!(["no_such_fn"]));
 
     // The table: a row per function and the summary line.
-    let out = Command::new(BIN)
-        .args(["probe", "plan", "--binary"])
-        .arg(&exe)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["probe", "plan", "--binary"])
+            .arg(&exe),
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.lines()

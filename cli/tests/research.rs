@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{json, ok, scratch, tracemerge};
+use common::{json, ok, run_ok, scratch, tracemerge};
 
 /// Skips (prints why) or, with TRACEMERGE_REQUIRE_ALL=1, fails.
 fn skip(test: &str, why: &str) {
@@ -339,17 +339,12 @@ func main() {
     let (default_format, _) = tool(&dir, "callgraph", &["-algo", "cha", "."]);
     std::fs::write(dir.join("cg-default.txt"), default_format).unwrap();
     let go_env = [("GOFLAGS", "-buildvcs=false")];
-    let out = Command::new("go")
-        // Without inlining, so that every function of the graph is in the binary.
-        .args(["build", "-gcflags=-l", "-o", "shapes", "."])
-        .envs(go_env)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("go")
+            // Without inlining, so that every function of the graph is in the binary.
+            .args(["build", "-gcflags=-l", "-o", "shapes", "."])
+            .envs(go_env)
+            .current_dir(&dir),
     );
     let graph = convert_graph(&dir, &[&dir.join("cg.txt")], &["--artifact", "shapes"]);
     assert_eq!(graph["entrypoints"], serde_json::json!(["main.main"]));

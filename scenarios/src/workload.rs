@@ -469,6 +469,17 @@ mod tests {
         assert_eq!(Workload::default().cascade_edge(), None);
     }
 
+    /// The (caller, callee) pairs of the graph snapshot a stream opens with.
+    fn static_edges(records: &[Record]) -> std::collections::HashSet<(&str, &str)> {
+        let Record::Graph(g) = &records[0] else {
+            panic!("the stream opens with {:?}", records[0])
+        };
+        g.edges
+            .iter()
+            .map(|e| (e.caller.as_str(), e.callee.as_str()))
+            .collect()
+    }
+
     #[test]
     fn live_edges_are_distinct_observations_of_static_edges() {
         let w = Workload {
@@ -477,14 +488,7 @@ mod tests {
             ..Workload::default()
         };
         let records: Vec<Record> = w.live_edges(2000).collect();
-        let Record::Graph(g) = &records[0] else {
-            panic!()
-        };
-        let statics: std::collections::HashSet<(&str, &str)> = g
-            .edges
-            .iter()
-            .map(|e| (e.caller.as_str(), e.callee.as_str()))
-            .collect();
+        let statics = static_edges(&records);
         let mut seen = std::collections::HashSet::new();
         let mut watermark = 0;
         for r in &records[2..] {
@@ -511,14 +515,7 @@ mod tests {
             ..Workload::fleet(4, 5000)
         };
         let records: Vec<Record> = w.fleet_stream().collect();
-        let Record::Graph(g) = &records[0] else {
-            panic!()
-        };
-        let statics: std::collections::HashSet<(&str, &str)> = g
-            .edges
-            .iter()
-            .map(|e| (e.caller.as_str(), e.callee.as_str()))
-            .collect();
+        let statics = static_edges(&records);
         let mut per_window = std::collections::HashSet::new();
         let (mut edges, mut missing, mut watermark) = (0, 0, 0);
         let mut sources = std::collections::HashSet::new();

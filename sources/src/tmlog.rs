@@ -284,6 +284,23 @@ impl Encoder<'_> {
         self.out.extend_from_slice(s.as_bytes());
     }
 
+    /// The tag of an edge or hit record: its kind, with the flags of an
+    /// event id and of an estimated count.
+    fn sighting_tag(&mut self, kind: u8, event_id: bool, estimated: bool) {
+        let optional = if event_id { TAG_OPTIONAL } else { 0 };
+        let estimated = if estimated { TAG_ESTIMATED } else { 0 };
+        self.out.push(kind | optional | estimated);
+    }
+
+    /// What an edge or hit record ends with: hits, source, the event id.
+    fn sighting_end(&mut self, hits: u64, source: &str, event_id: Option<&str>) {
+        self.varint(hits);
+        self.str(source);
+        if let Some(id) = event_id {
+            self.inline(id);
+        }
+    }
+
     fn record(&mut self, record: &Record) {
         match record {
             Record::Graph(g) => {
@@ -334,39 +351,19 @@ impl Encoder<'_> {
                 self.strs(&t.symbols);
             }
             Record::Edge(e) => {
-                let optional = if e.event_id.is_some() {
-                    TAG_OPTIONAL
-                } else {
-                    0
-                };
-                let estimated = if e.estimated { TAG_ESTIMATED } else { 0 };
-                self.out.push(TAG_EDGE | optional | estimated);
+                self.sighting_tag(TAG_EDGE, e.event_id.is_some(), e.estimated);
                 self.str(&e.artifact);
                 self.str(&e.caller);
                 self.str(&e.callee);
                 self.time(e.at);
-                self.varint(e.hits);
-                self.str(&e.source);
-                if let Some(id) = &e.event_id {
-                    self.inline(id);
-                }
+                self.sighting_end(e.hits, &e.source, e.event_id.as_deref());
             }
             Record::Hit(h) => {
-                let optional = if h.event_id.is_some() {
-                    TAG_OPTIONAL
-                } else {
-                    0
-                };
-                let estimated = if h.estimated { TAG_ESTIMATED } else { 0 };
-                self.out.push(TAG_HIT | optional | estimated);
+                self.sighting_tag(TAG_HIT, h.event_id.is_some(), h.estimated);
                 self.str(&h.artifact);
                 self.str(&h.symbol);
                 self.time(h.at);
-                self.varint(h.hits);
-                self.str(&h.source);
-                if let Some(id) = &h.event_id {
-                    self.inline(id);
-                }
+                self.sighting_end(h.hits, &h.source, h.event_id.as_deref());
             }
             Record::Coverage(c) => {
                 let optional = if c.lost.is_some() { TAG_OPTIONAL } else { 0 };
@@ -706,6 +703,11 @@ impl Decoder<'_> {
         Ok(s.to_owned())
     }
 
+    /// The event id of an edge or hit record, there when its tag says so.
+    fn event_id(&mut self, b: &mut Bytes, present: bool) -> Result<Option<String>, Bad> {
+        present.then(|| self.inline(b)).transpose()
+    }
+
     fn node<'n>(&self, b: &mut Bytes, nodes: &'n [String]) -> Result<&'n String, Bad> {
         let index = b.varint()?;
         usize::try_from(index)
@@ -741,11 +743,7 @@ impl Decoder<'_> {
                 at: self.time(b)?,
                 hits: b.varint()?,
                 source: self.str(b)?,
-                event_id: if optional {
-                    Some(self.inline(b)?)
-                } else {
-                    None
-                },
+                event_id: self.event_id(b, optional)?,
                 estimated,
             }),
             (TAG_HIT, _) => Record::Hit(HitObservation {
@@ -754,11 +752,7 @@ impl Decoder<'_> {
                 at: self.time(b)?,
                 hits: b.varint()?,
                 source: self.str(b)?,
-                event_id: if optional {
-                    Some(self.inline(b)?)
-                } else {
-                    None
-                },
+                event_id: self.event_id(b, optional)?,
                 estimated,
             }),
             (TAG_COVERAGE, _) => {

@@ -46,6 +46,14 @@ pub fn ok(out: &Output) -> &Output {
     out
 }
 
+/// Runs `command` (the binary or any other program); asserts that it
+/// succeeded, showing its stderr if not, and returns its output.
+pub fn run_ok(command: &mut Command) -> Output {
+    let out = command.output().expect("runs");
+    ok(&out);
+    out
+}
+
 /// The JSON a successful command printed (a report).
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&ok(out).stdout).expect("report is JSON")

@@ -1,6 +1,6 @@
 //! The command-line options that make a [`Config`] (`--ttl`, `--lateness`,
 //! `--strategy`, `--quarantine`, `--min-coverage`): one parser for the
-//! `merge`/`replay` commands and the scenarios' `args` files.
+//! `merge`/`replay`/`watch` commands and the scenarios' `args` files.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -21,12 +21,7 @@ fn exact_edges_and_counts() {
     };
     let dir = common::scratch("exact");
     let prog = common::calls_program(&dir);
-    let mut config = Config::new(&prog);
-    config.functions = Some(
-        ["main", "middle", "leaf", "via_pointer", "compare"]
-            .map(String::from)
-            .to_vec(),
-    );
+    let config = common::calls_config(&prog);
     let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);
     assert_eq!(outcome.exit_code, 0);
     let got = common::edges(&records);
@@ -113,12 +108,7 @@ fn map_full_is_counted_and_withholds_coverage() {
     };
     let dir = common::scratch("full");
     let prog = common::calls_program(&dir);
-    let mut config = Config::new(&prog);
-    config.functions = Some(
-        ["main", "middle", "leaf", "via_pointer", "compare"]
-            .map(String::from)
-            .to_vec(),
-    );
+    let mut config = common::calls_config(&prog);
     // Room for 2 of the 6 distinct (callee, call site) entries.
     config.map_entries = 2;
     let (records, outcome) = trace(config, vec![prog.clone().into(), "5".into()]);

@@ -122,12 +122,7 @@ fn attach_to_running_process() {
     });
     let (records, _) = collect(Target::Pid(pid), |p| {
         assert_eq!(p, Some(pid));
-        let mut config = tracemerge_ebpf::exact::Config::new(&prog);
-        config.functions = Some(
-            ["main", "middle", "leaf", "via_pointer", "compare"]
-                .map(String::from)
-                .to_vec(),
-        );
+        let mut config = common::calls_config(&prog);
         config.pid = p;
         let session = tracemerge_ebpf::exact::Session::attach(&config)?;
         // Probes are in: let the process make its calls.

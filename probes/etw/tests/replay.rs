@@ -4,40 +4,15 @@
 #[path = "../../../sources/etl/tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracemerge_etl::events::EventWalker;
-use tracemerge_etl::file::BufferWalker;
 use tracemerge_etl::realtime::{LiveEvent, RealtimeDecoder, RealtimeOptions};
 use tracemerge_etl::{edges, Granularity, ImportOptions, Trace};
 use tracemerge_etw::run_loop;
 use tracemerge_records::Record;
-
-fn live_events(data: &[u8]) -> Vec<LiveEvent> {
-    let mut out = Vec::new();
-    for buf in BufferWalker::new(data) {
-        let buf = buf.expect("intact buffers");
-        for ev in EventWalker::new(&buf.payload, 8) {
-            out.extend(LiveEvent::from_logged(&ev.expect("intact records")));
-        }
-    }
-    out
-}
-
-fn hits(records: &[Record]) -> HashMap<(String, String, String), u64> {
-    let mut m = HashMap::new();
-    for r in records {
-        if let Record::Edge(e) = r {
-            *m.entry((e.artifact.clone(), e.caller.clone(), e.callee.clone()))
-                .or_default() += e.hits;
-        }
-    }
-    m
-}
 
 #[test]
 fn traced_process_replayed_live_until_it_exits() {
@@ -70,7 +45,7 @@ fn traced_process_replayed_live_until_it_exits() {
     // A session delivering the trace's events in buffer order, a chunk at a time.
     let (tx, rx) = channel();
     let stopped = Arc::new(AtomicBool::new(false));
-    let events = live_events(&data);
+    let events = common::live_events(&data, 8);
     let feeder = std::thread::spawn(move || {
         for chunk in events.chunks(5_000) {
             for ev in chunk {
@@ -136,10 +111,10 @@ fn traced_process_replayed_live_until_it_exits() {
 
     // Exactly the file import's edges of that process.
     let file = edges::edges(trace, "x.etl", &import, None);
-    let mut want = hits(&file.records);
+    let mut want = common::hits(&file.records);
     want.retain(|k, _| k.0 == "Test.x64.exe");
     assert!(want.values().sum::<u64>() > 10_000);
-    assert_eq!(hits(&records), want);
+    assert_eq!(common::hits(&records), want);
     let summary = tracemerge_etw::summary(&decoder);
     assert_eq!(summary["stack_key_refs_unresolved"], 0);
 }

@@ -107,6 +107,16 @@ impl ModuleMap {
             let open = spans
                 .iter()
                 .rposition(|s| s.base == im.base && s.unload == i64::MAX);
+            // Where a span of this base with no load seen begins: when the
+            // last one ended.
+            let last_unload = |spans: &[ModuleSpan]| {
+                spans
+                    .iter()
+                    .filter(|s| s.base == im.base)
+                    .map(|s| s.unload)
+                    .max()
+                    .unwrap_or(i64::MIN)
+            };
             let span = |load, unload| ModuleSpan {
                 base: im.base,
                 size: im.size,
@@ -126,23 +136,13 @@ impl ModuleMap {
                 Lifecycle::End | Lifecycle::Defunct => match open {
                     Some(i) => spans[i].unload = *ts,
                     None => {
-                        let from = spans
-                            .iter()
-                            .filter(|s| s.base == im.base)
-                            .map(|s| s.unload)
-                            .max()
-                            .unwrap_or(i64::MIN);
+                        let from = last_unload(spans);
                         spans.push(span(from, *ts));
                     }
                 },
                 Lifecycle::DcEnd => {
                     if open.is_none() {
-                        let from = spans
-                            .iter()
-                            .filter(|s| s.base == im.base)
-                            .map(|s| s.unload)
-                            .max()
-                            .unwrap_or(i64::MIN);
+                        let from = last_unload(spans);
                         spans.push(span(from, i64::MAX));
                     }
                 }

@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
-use tracemerge_etl::events::EventWalker;
-use tracemerge_etl::file::BufferWalker;
 use tracemerge_etl::realtime::{LiveEvent, RealtimeDecoder, RealtimeOptions};
 use tracemerge_etl::{edges, Granularity, ImportOptions, Trace};
 use tracemerge_records::Record;
-
-/// Every event of `data` as a real-time consumer would receive it, in file order.
-fn live_events(data: &[u8], pointer_size: usize) -> Vec<LiveEvent> {
-    let mut out = Vec::new();
-    for buf in BufferWalker::new(data) {
-        let buf = buf.expect("intact buffers");
-        for ev in EventWalker::new(&buf.payload, pointer_size) {
-            if let Some(live) = LiveEvent::from_logged(&ev.expect("intact records")) {
-                out.push(live);
-            }
-        }
-    }
-    out
-}
 
 fn options(trace: &Trace, import: ImportOptions) -> RealtimeOptions {
     RealtimeOptions {
@@ -79,17 +61,6 @@ fn check_watermarks(records: &[Record]) {
         }
     }
     assert!(matches!(records.last(), Some(Record::Watermark { .. })));
-}
-
-fn hits(records: &[Record]) -> HashMap<(String, String, String), u64> {
-    let mut m = HashMap::new();
-    for r in records {
-        if let Record::Edge(e) = r {
-            *m.entry((e.artifact.clone(), e.caller.clone(), e.callee.clone()))
-                .or_default() += e.hits;
-        }
-    }
-    m
 }
 
 #[test]

@@ -52,6 +52,18 @@ pub fn calls_program(dir: &Path) -> PathBuf {
     out
 }
 
+/// Exact probing of the calls program at its five functions (main, middle,
+/// leaf, via_pointer and the qsort callback compare).
+pub fn calls_config(prog: &Path) -> Config {
+    let mut config = Config::new(prog);
+    config.functions = Some(
+        ["main", "middle", "leaf", "via_pointer", "compare"]
+            .map(String::from)
+            .to_vec(),
+    );
+    config
+}
+
 /// The program with one function per kind of probed entry
 /// (tests/programs/entries.c).
 pub fn entries_program(dir: &Path) -> PathBuf {

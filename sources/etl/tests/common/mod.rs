@@ -3,7 +3,13 @@
 //! records the decoder understands.
 #![allow(dead_code, clippy::too_many_arguments)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+
+use tracemerge_etl::events::EventWalker;
+use tracemerge_etl::file::BufferWalker;
+use tracemerge_etl::realtime::LiveEvent;
+use tracemerge_records::Record;
 
 pub const FT_2024: i64 = 133_485_408_000_000_000; // 2024-01-01T00:00:00Z as FILETIME
 pub const QPC_START: i64 = 1_000_000;
@@ -413,6 +419,30 @@ pub fn shared_file(name: &str) -> Option<PathBuf> {
     }
     tracemerge_skip::skip(name, &format!("test data {} is absent", path.display()));
     None
+}
+
+/// Every event of `data` as a real-time consumer would receive it, in file order.
+pub fn live_events(data: &[u8], pointer_size: usize) -> Vec<LiveEvent> {
+    let mut out = Vec::new();
+    for buf in BufferWalker::new(data) {
+        let buf = buf.expect("intact buffers");
+        for ev in EventWalker::new(&buf.payload, pointer_size) {
+            out.extend(LiveEvent::from_logged(&ev.expect("intact records")));
+        }
+    }
+    out
+}
+
+/// The hits of each (artifact, caller, callee) edge of `records`.
+pub fn hits(records: &[Record]) -> HashMap<(String, String, String), u64> {
+    let mut m = HashMap::new();
+    for r in records {
+        if let Record::Edge(e) = r {
+            *m.entry((e.artifact.clone(), e.caller.clone(), e.callee.clone()))
+                .or_default() += e.hits;
+        }
+    }
+    m
 }
 
 /// Milliseconds since the Unix epoch of a synthetic QPC timestamp.
