@@ -271,30 +271,165 @@ impl Report {
             a.conflicts
                 .sort_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
         }
-        self.digest = String::new();
-        let bytes = self.canonical_bytes();
-        self.digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        self.digest = self.compute_digest();
         self
+    }
+
+    /// `blake3:<hex>` over the canonical bytes of the report without its
+    /// digest field, hashed as they are written (never held whole).
+    fn compute_digest(&self) -> String {
+        use std::io::Write;
+        let mut hasher = blake3::Hasher::new();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut hasher);
+        let canonical = Canonical {
+            report: self,
+            digest: false,
+        };
+        serde_json::to_writer(&mut out, &canonical).expect("reports always serialize");
+        out.flush().expect("hashing never fails");
+        drop(out);
+        format!("blake3:{}", hasher.finalize().to_hex())
     }
 
     /// Canonical JSON: sorted keys, arrays in the order `seal` gives, integer times.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // serde_json's Map is a BTreeMap (no preserve_order): keys come out sorted.
-        let value = serde_json::to_value(self).expect("reports always serialize");
-        serde_json::to_vec(&value).expect("values always serialize")
+        serde_json::to_vec(&Canonical {
+            report: self,
+            digest: true,
+        })
+        .expect("reports always serialize")
     }
 
     /// Canonical JSON, pretty-printed (same keys and order) for people.
     pub fn to_pretty_json(&self) -> String {
-        let value = serde_json::to_value(self).expect("reports always serialize");
-        serde_json::to_string_pretty(&value).expect("values always serialize")
+        serde_json::to_string_pretty(&Canonical {
+            report: self,
+            digest: true,
+        })
+        .expect("reports always serialize")
     }
 
     /// Recomputes the digest and compares.
     pub fn digest_is_valid(&self) -> bool {
-        let mut copy = self.clone();
-        copy.digest = String::new();
-        self.digest == format!("blake3:{}", blake3::hash(&copy.canonical_bytes()).to_hex())
+        self.digest == self.compute_digest()
+    }
+}
+
+/// A report serialized with every object's keys sorted: the bytes of
+/// `serde_json::to_value` followed by writing the value (serde_json's `Map`
+/// is a `BTreeMap`, no `preserve_order`), without building the value of
+/// the whole report. Only the small parts become values: the report and
+/// each artifact without their arrays, and each array element on its own;
+/// the arrays are written element by element. (A value of the whole
+/// report took about a kilobyte per observed edge, on top of the report.)
+struct Canonical<'a> {
+    report: &'a Report,
+    /// Whether the digest field is written (when not empty).
+    digest: bool,
+}
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.report;
+        let shell = Report {
+            schema: r.schema,
+            as_of: r.as_of,
+            config: r.config.clone(),
+            digest: if self.digest {
+                r.digest.clone()
+            } else {
+                String::new()
+            },
+            stats: r.stats,
+            artifacts: Vec::new(),
+        };
+        sorted_object(&shell, &["artifacts"], serializer, |key, out| {
+            let artifacts = r.artifacts.iter().map(CanonicalArtifact);
+            out.serialize_entry(key, &Seq(std::cell::Cell::new(Some(artifacts))))
+        })
+    }
+}
+
+/// One artifact of a [`Canonical`] report.
+struct CanonicalArtifact<'a>(&'a ArtifactReport);
+
+impl Serialize for CanonicalArtifact<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let a = self.0;
+        let shell = ArtifactReport {
+            artifact: a.artifact.clone(),
+            observed_edges: Vec::new(),
+            reach: a.reach,
+            verdicts: Vec::new(),
+            conflicts: Vec::new(),
+        };
+        let keys = ["observed_edges", "verdicts", "conflicts"];
+        sorted_object(&shell, &keys, serializer, |key, out| match key {
+            "observed_edges" => out.serialize_entry(key, &values(&a.observed_edges)),
+            "verdicts" => out.serialize_entry(key, &values(&a.verdicts)),
+            _ => out.serialize_entry(key, &values(&a.conflicts)),
+        })
+    }
+}
+
+/// Writes `shell` as its value would be written (keys sorted), except the
+/// fields named in `keys` (arrays left empty in `shell`), which `part`
+/// writes.
+fn sorted_object<T: Serialize, S: serde::Serializer>(
+    shell: &T,
+    keys: &[&str],
+    serializer: S,
+    mut part: impl FnMut(&str, &mut S::SerializeMap) -> Result<(), S::Error>,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error, SerializeMap};
+    let value = serde_json::to_value(shell).map_err(S::Error::custom)?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(S::Error::custom("not an object"));
+    };
+    for key in keys {
+        map.entry(key.to_string())
+            .or_insert(serde_json::Value::Null);
+    }
+    let mut out = serializer.serialize_map(Some(map.len()))?;
+    for (key, value) in &map {
+        if keys.contains(&key.as_str()) {
+            part(key, &mut out)?;
+        } else {
+            out.serialize_entry(key, value)?;
+        }
+    }
+    out.end()
+}
+
+/// The elements of `items`, each written as its value (keys sorted).
+fn values<T: Serialize>(items: &[T]) -> impl Serialize + '_ {
+    Seq(std::cell::Cell::new(Some(items.iter().map(AsValue))))
+}
+
+/// An array written element by element from an iterator (once).
+struct Seq<I>(std::cell::Cell<Option<I>>);
+
+impl<I> Serialize for Seq<I>
+where
+    I: ExactSizeIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let items = (self.0.take()).ok_or_else(|| S::Error::custom("written twice"))?;
+        serializer.collect_seq(items)
+    }
+}
+
+/// One element, written as `serde_json::to_value` of it.
+struct AsValue<'a, T>(&'a T);
+
+impl<T: Serialize> Serialize for AsValue<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        (serde_json::to_value(self.0).map_err(S::Error::custom)?).serialize(serializer)
     }
 }
 
@@ -340,5 +475,84 @@ mod tests {
         let text = String::from_utf8(sealed.canonical_bytes()).unwrap();
         assert!(text.contains(r#"{"kind":"no_static_snapshot"}"#), "{text}");
         assert!(text.starts_with(r#"{"artifacts":"#), "{text}");
+    }
+
+    /// The streamed canonical form is byte for byte what writing the value
+    /// of the whole report gives, compact and pretty, with and without a
+    /// digest, for every kind of array element and empty arrays.
+    #[test]
+    fn streamed_canonical_form_equals_the_whole_value() {
+        let edge = |caller: &str, estimated| ObservedEdge {
+            caller: caller.into(),
+            callee: "b\"\u{e9}".into(),
+            hits: 3,
+            first_seen: 1,
+            last_seen: 9,
+            sources: 2,
+            in_static: true,
+            estimated,
+        };
+        let mut r = Report::new(5, Config::default(), Stats::default());
+        r.stats.records = 17;
+        r.artifacts.push(ArtifactReport {
+            artifact: "z".into(),
+            ..Default::default()
+        });
+        r.artifacts.push(ArtifactReport {
+            artifact: "a".into(),
+            observed_edges: vec![edge("main", false), edge("x", true)],
+            reach: Reach {
+                static_: 1,
+                runtime: 2,
+                effective: 3,
+            },
+            verdicts: vec![
+                Verdict {
+                    target: "b".into(),
+                    state: State::ConfirmedReachable,
+                    vex: Vex::Affected,
+                    path: Some(vec!["main".into(), "b".into()]),
+                    hops: Some(vec![Hop::Both]),
+                },
+                Verdict {
+                    target: "c".into(),
+                    state: State::Unknown,
+                    vex: State::Unknown.vex(),
+                    path: None,
+                    hops: None,
+                },
+            ],
+            conflicts: vec![
+                Conflict::NoStaticSnapshot {},
+                Conflict::RuntimeEdgeNotInStatic {
+                    caller: "x".into(),
+                    callee: "y".into(),
+                    resolution: Resolution::Accepted,
+                    hits: 4,
+                    sources: 1,
+                },
+            ],
+        });
+        let whole = |r: &Report| serde_json::to_value(r).unwrap();
+        for r in [Report::new(0, Config::default(), Stats::default()), r] {
+            let sealed = r.clone().seal();
+            let unsigned = Report {
+                digest: String::new(),
+                ..sealed.clone()
+            };
+            let bytes = serde_json::to_vec(&whole(&unsigned)).unwrap();
+            assert_eq!(
+                sealed.digest,
+                format!("blake3:{}", blake3::hash(&bytes).to_hex())
+            );
+            assert!(sealed.digest_is_valid());
+            for r in [&r, &sealed] {
+                assert_eq!(r.canonical_bytes(), serde_json::to_vec(&whole(r)).unwrap());
+                assert_eq!(
+                    r.to_pretty_json(),
+                    serde_json::to_string_pretty(&whole(r)).unwrap()
+                );
+            }
+        }
     }
 }
