@@ -9,15 +9,7 @@ use std::process::Command;
 
 mod common;
 use common::{json, ok, run_ok, scratch, tracemerge};
-
-/// Skips (prints why) or, with TRACEMERGE_REQUIRE_ALL=1, fails.
-fn skip(test: &str, why: &str) {
-    if std::env::var("TRACEMERGE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: cannot run ({why}) and TRACEMERGE_REQUIRE_ALL=1");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+use tracemerge_skip::skip;
 
 /// True when `program args…` runs and exits 0.
 fn runs(program: &str, args: &[&str]) -> bool {
