@@ -461,8 +461,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     let mut sink = (worker.index() == 0).then(|| Sink {
         pending,
         polled: Polled::Stale,
-        state: HashMap::new(),
-        edges: HashMap::new(),
+        state: Default::default(),
+        edges: Default::default(),
         reports: VecDeque::new(),
         changes: shared.changes,
         config: shared.config.clone(),

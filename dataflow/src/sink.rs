@@ -4,11 +4,12 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashMap;
 use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
 
 use crate::engine::{Event, Events, Fault};
@@ -24,9 +25,9 @@ pub(crate) struct Sink {
     /// The frontier of the last poll: nothing new is final until it moves.
     pub(crate) polled: Polled,
     /// Every output but the edge parts, with its multiplicity.
-    pub(crate) state: HashMap<Output, i64>,
+    pub(crate) state: FxHashMap<Output, i64>,
     /// The parts of each observed edge ([`EdgeParts`]).
-    pub(crate) edges: HashMap<EdgeKey, EdgeParts>,
+    pub(crate) edges: FxHashMap<EdgeKey, EdgeParts>,
     pub(crate) reports: VecDeque<(Time, Stats, bool)>,
     pub(crate) changes: bool,
     pub(crate) config: Config,
@@ -129,7 +130,7 @@ impl Sink {
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the items they showed before.
-        let mut touched: HashMap<EdgeKey, Vec<ChangeItem>> = HashMap::new();
+        let mut touched: FxHashMap<EdgeKey, Vec<ChangeItem>> = FxHashMap::default();
         // Removals first: a part that changes is retracted, then added anew.
         let removals = at_time.iter().filter(|(_, _, diff)| *diff < 0);
         let additions = at_time.iter().filter(|(_, _, diff)| *diff >= 0);
@@ -269,8 +270,8 @@ mod tests {
         let mut sink = Sink {
             pending: Rc::new(RefCell::new(BTreeMap::from([(1, outputs)]))),
             polled: Polled::Stale,
-            state: HashMap::new(),
-            edges: HashMap::new(),
+            state: FxHashMap::default(),
+            edges: FxHashMap::default(),
             reports: VecDeque::from([(2, Stats::default(), true)]),
             changes: true,
             config: Config::default(),
