@@ -171,9 +171,12 @@ pub fn replay(
     let out = stdout.clone();
     let (final_report, error) = execute(&args, options, Some(speed), move |change| {
         let mut out = out.lock().expect("stdout");
-        let line = serde_json::to_string(change).expect("changes serialize");
-        // A closed pipe (`| head`) is not an error worth a panic.
-        let _ = writeln!(out, "{line}");
+        // Straight into the buffer, no line string. A change always
+        // serializes, so an error here is the pipe's: a closed one
+        // (`| head`) is not worth a panic.
+        if serde_json::to_writer(&mut *out, change).is_ok() {
+            let _ = out.write_all(b"\n");
+        }
     })?;
     let _ = stdout.lock().expect("stdout").flush();
     if let (Some(r), Some(path)) = (final_report, report.as_ref()) {

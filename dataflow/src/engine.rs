@@ -24,8 +24,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::trace::ExertionLogic;
-use differential_dataflow::AsCollection;
-use timely::dataflow::operators::Exchange;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange as ExchangePact;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use tracemerge_records::{Change, Config, Record, Report, Stats, Time};
 
@@ -439,18 +441,25 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             shared.quarantine.clone(),
         );
         let sink = pending.clone();
+        // Worker 0 takes the items over (no copy); the probe after this
+        // operator passes a time only once its items are in `pending`.
         let (probe, _) = items
             .inner
-            .exchange(|_| 0)
-            .as_collection()
-            .inspect_batch(move |_, batch| {
-                let mut sink = sink.borrow_mut();
-                for (item, time, diff) in batch {
-                    sink.entry(*time)
-                        .or_default()
-                        .push((item.clone(), *diff as i64));
-                }
-            })
+            .unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                ExchangePact::new(|_| 0),
+                "Pending",
+                |initial, _| {
+                    drop(initial);
+                    move |input, _| {
+                        let mut sink = sink.borrow_mut();
+                        input.for_each(|_, batch| {
+                            for (item, time, diff) in batch.drain(..) {
+                                sink.entry(time).or_default().push((item, diff as i64));
+                            }
+                        });
+                    }
+                },
+            )
             .probe();
         (inputs, probe)
     });

@@ -9,7 +9,8 @@
 //! a short function over collections:
 //! [`window`] (executed symbols, per-artifact counts),
 //! [`closure`] (reachability, BFS parents, witness paths),
-//! [`verdict`] (strategies, the lattice, conflicts), [`sets`] (sets
+//! [`verdict`] (strategies, verdicts, edge conflicts), [`symbol_rules`]
+//! (each target's lattice state and the per-symbol conflicts), [`sets`] (sets
 //! arranged once for every rule that consults them), put together by
 //! [`merge`]. [`ingest`] is the sequential front that turns the record
 //! stream into timestamped input updates, and [`engine`] runs it all on
@@ -25,6 +26,7 @@ pub mod profile;
 pub mod sets;
 pub mod shortest_paths;
 mod sink;
+pub mod symbol_rules;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -11,9 +11,10 @@ use crate::closure::{
     dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
 };
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
-use crate::sets::{key_set, semijoin, KeySet};
+use crate::sets::{key_set, semijoin};
+use crate::symbol_rules::{symbol_rules, Membership, SymbolRule};
 use crate::symbols::Names;
-use crate::verdict::{conflicts, resolve, verdicts, ConflictInputs, Fact, Quarantine};
+use crate::verdict::{edge_conflicts, resolve, verdicts, Fact, Quarantine};
 use crate::window::{count_per_artifact, EdgeStats};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -195,10 +196,6 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         names,
         quarantine,
     } = rules;
-    let executed = evidence.executed.distinct_total();
-    let executed_artifacts = executed.clone().map(|(a, _)| a).distinct_total();
-    let covered = evidence.covered;
-
     // The edge set changes only when an edge appears or expires, not with
     // every sighting: closures and labels hang off this one.
     let observed_keys = evidence.live_edges.map(|(a, u, v)| (a, (u, v)));
@@ -268,41 +265,38 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         graph.entrypoints.clone(),
     );
 
-    // Verdicts.
-    let reach_static_set = key_set(reach_static.clone());
-    let executed_set = key_set(executed.clone());
-    let covered_set = key_set(covered);
-    let targets_keyed = graph.targets.clone().map(|n| (n, ()));
-    let fact = |set: &KeySet<'s, Node>, f: Fact| {
-        semijoin(targets_keyed.clone(), set).map(move |(n, ())| (n, f.clone()))
-    };
-    let facts = targets_keyed
+    // Each target's state and the conflicts about one symbol or artifact.
+    let membership = |m: fn(Symbol) -> Membership| move |(a, s): Node| (a, m(s));
+    let rules = symbol_rules(
+        (graph.snapshots.clone().map(|a| (a, Membership::Snapshot)))
+            .concat(graph.nodes.clone().map(membership(Membership::Node)))
+            .concat(
+                reach_static
+                    .clone()
+                    .map(membership(Membership::StaticReachable)),
+            )
+            .concat(graph.targets.clone().map(membership(Membership::Target)))
+            .concat(evidence.executed.map(membership(Membership::Executed)))
+            .concat(evidence.covered.map(membership(Membership::Covered))),
+    );
+    let facts = rules
         .clone()
-        .map(|(n, ())| (n, Fact::Target))
-        .concat(
-            graph
-                .targets
-                .clone()
-                .semijoin(graph.snapshots.clone())
-                .map(|n| (n, Fact::HasSnapshot)),
-        )
-        .concat(fact(&reach_static_set, Fact::StaticReachable))
-        .concat(fact(&executed_set, Fact::Executed))
-        .concat(fact(&covered_set, Fact::Covered))
+        .flat_map(|(a, rule)| match rule {
+            SymbolRule::State(target, state) => Some(((a, target), Fact::State(state))),
+            _ => None,
+        })
         .concat(paths.map(|(target, (path, hops))| (target, Fact::Path(path, hops))));
     let verdicts = verdicts(facts);
-
-    let conflicts = conflicts(ConflictInputs {
-        snapshots: graph.snapshots.clone(),
-        nodes: key_set(graph.nodes),
-        executed,
-        executed_set,
-        executed_artifacts: executed_artifacts.clone(),
-        reach_static: reach_static_set,
-        targets: graph.targets.clone(),
-        covered: covered_set,
-        candidates,
+    let executed_artifacts = rules.clone().flat_map(|(a, rule)| match rule {
+        SymbolRule::Executed => Some(a),
+        _ => None,
     });
+    let conflicts = edge_conflicts(candidates, &key_set(graph.nodes)).concat(rules.flat_map(
+        |(a, rule)| match rule {
+            SymbolRule::Conflict(conflict) => Some((a, conflict)),
+            _ => None,
+        },
+    ));
 
     let reach = reach_sizes(
         graph

@@ -1,4 +1,4 @@
-//! Sets arranged once and shared by every semijoin and antijoin against
+//! Sets arranged once and shared by every semijoin against
 //! them. `Collection::semijoin` arranges both of its inputs each time it is
 //! called; a set that several rules consult would otherwise be held (and
 //! maintained) once per rule.
@@ -15,7 +15,7 @@ type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 /// A collection of distinct keys, arranged.
 pub type KeySet<'s, K> = Arranged<'s, TraceAgent<KeySpine<K, Time, isize>>>;
 
-/// Arranges `keys` (distinct already) for [`semijoin`] and [`antijoin`].
+/// Arranges `keys` (distinct already) for [`semijoin`].
 pub fn key_set<'s, K: ExchangeData + Hash>(keys: Coll<'s, K>) -> KeySet<'s, K> {
     keys.arrange_by_self()
 }
@@ -27,23 +27,4 @@ where
     V: ExchangeData,
 {
     keyed.join_core(set.clone(), |k, v, &()| Some((k.clone(), v.clone())))
-}
-
-/// The members of `keyed` whose key is not in `set`.
-pub fn antijoin<'s, K, V>(keyed: Coll<'s, (K, V)>, set: &KeySet<'s, K>) -> Coll<'s, (K, V)>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData,
-{
-    keyed.clone().concat(semijoin(keyed, set).negate())
-}
-
-/// The keys of `keys` that are in `set`.
-pub fn within<'s, K: ExchangeData + Hash>(keys: Coll<'s, K>, set: &KeySet<'s, K>) -> Coll<'s, K> {
-    semijoin(keys.map(|k| (k, ())), set).map(|(k, ())| k)
-}
-
-/// The keys of `keys` that are not in `set`.
-pub fn outside<'s, K: ExchangeData + Hash>(keys: Coll<'s, K>, set: &KeySet<'s, K>) -> Coll<'s, K> {
-    antijoin(keys.map(|k| (k, ())), set).map(|(k, ())| k)
 }

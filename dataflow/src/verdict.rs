@@ -1,4 +1,5 @@
-//! Strategies, the per-target lattice and the conflict sets.
+//! Strategies, each target's verdict (state and witness path) and the
+//! conflicts of runtime edges with the snapshot.
 
 use std::collections::HashSet;
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
 use crate::model::{Artifact, ArtifactEdge, ConflictIds, Node, Symbol};
-use crate::sets::{outside, semijoin, within, KeySet};
+use crate::sets::{semijoin, KeySet};
 use crate::symbols::Interner;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -60,14 +61,12 @@ pub fn resolve(
     }
 }
 
-/// A fact about a target, gathered from the closures and the live window.
+/// A fact about a target, from the symbol rules and the closures.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Fact {
-    Target,
-    HasSnapshot,
-    StaticReachable,
-    Executed,
-    Covered,
+    /// Its lattice state ([`crate::symbol_rules`]); only targets have one.
+    State(State),
+    /// Its witness path in the effective graph.
     Path(Vec<Symbol>, Vec<Hop>),
 }
 
@@ -79,88 +78,37 @@ pub fn verdicts<'s>(
     facts: Coll<'s, (Node, Fact)>,
 ) -> Coll<'s, (Node, (State, Option<WitnessPath>))> {
     facts.reduce(|_target, facts, out| {
-        let has = |f: &Fact| facts.iter().any(|(g, _)| *g == f);
-        if !has(&Fact::Target) {
+        let Some(state) = facts.iter().find_map(|(f, _)| match f {
+            Fact::State(state) => Some(*state),
+            Fact::Path(..) => None,
+        }) else {
             return;
-        }
-        let static_side = has(&Fact::HasSnapshot).then(|| has(&Fact::StaticReachable));
-        let runtime_side = if has(&Fact::Executed) {
-            Some(true)
-        } else if has(&Fact::Covered) {
-            Some(false)
-        } else {
-            None
         };
-        let state = State::join(static_side, runtime_side);
         let path = facts.iter().find_map(|(f, _)| match f {
             Fact::Path(p, h) => Some((p.clone(), h.clone())),
-            _ => None,
+            Fact::State(_) => None,
         });
         out.push(((state, path), 1));
     })
 }
 
-/// The inputs every conflict kind is computed from.
-pub struct ConflictInputs<'s> {
-    pub snapshots: Coll<'s, Artifact>,
-    pub nodes: KeySet<'s, Node>,
-    pub executed: Coll<'s, Node>,
-    pub executed_set: KeySet<'s, Node>,
-    /// The artifacts with an executed symbol, distinct.
-    pub executed_artifacts: Coll<'s, Artifact>,
-    pub reach_static: KeySet<'s, Node>,
-    pub targets: Coll<'s, Node>,
-    pub covered: KeySet<'s, Node>,
-    /// Observed edges missing from the snapshot, with their resolution.
-    pub candidates: Coll<'s, (ArtifactEdge, Resolution)>,
-}
-
-/// Every place where live runtime evidence contradicts the static snapshot.
-pub fn conflicts<'s>(c: ConflictInputs<'s>) -> Coll<'s, (Artifact, ConflictIds)> {
-    let snapshot_keys = c.snapshots.clone();
-
-    let no_snapshot = c
-        .executed_artifacts
-        .map(|a| (a, ()))
-        .antijoin(snapshot_keys.clone())
-        .map(|(a, ())| (a, ConflictIds::NoStaticSnapshot));
-
-    let edge_conflicts = c
-        .candidates
-        .map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)));
-    let edge_conflicts = semijoin(edge_conflicts, &c.nodes)
-        .map(|((a, u), (v, resolution))| ((a, v), (u, resolution)));
-    let edge_conflicts =
-        semijoin(edge_conflicts, &c.nodes).map(|((artifact, callee), (caller, resolution))| {
-            let conflict = ConflictIds::RuntimeEdgeNotInStatic {
-                caller,
-                callee,
-                resolution,
-            };
-            (artifact, conflict)
-        });
-
-    // Executed symbols the snapshot has, from the two arranged sets: the
-    // executed symbols change with every window, so each arrangement of
-    // them costs a copy of that churn.
-    let known =
-        (c.executed_set.clone()).join_core(c.nodes.clone(), |symbol, &(), &()| Some(*symbol));
-    let unreachable = outside(known.clone(), &c.reach_static)
-        .map(|(a, symbol)| (a, ConflictIds::ExecutedButStaticallyUnreachable(symbol)));
-
-    // Nodes exist only while their artifact has a snapshot, so the known
-    // symbols are among those of artifacts with one.
-    let unknown = (c.executed.semijoin(snapshot_keys))
-        .concat(known.negate())
-        .map(|(a, symbol)| (a, ConflictIds::UnknownSymbol(symbol)));
-
-    let unobserved = within(c.targets, &c.reach_static);
-    let unobserved = outside(within(unobserved, &c.covered), &c.executed_set)
-        .map(|(a, symbol)| (a, ConflictIds::ReachableButUnobserved(symbol)));
-
-    no_snapshot
-        .concat(edge_conflicts)
-        .concat(unreachable)
-        .concat(unknown)
-        .concat(unobserved)
+/// `runtime_edge_not_in_static` for every observed edge missing from the
+/// snapshot (`candidates`, with its resolution) whose ends are both
+/// snapshot `nodes`. The other conflict kinds look at one symbol or one
+/// artifact at a time: [`crate::symbol_rules`].
+pub fn edge_conflicts<'s>(
+    candidates: Coll<'s, (ArtifactEdge, Resolution)>,
+    nodes: &KeySet<'s, Node>,
+) -> Coll<'s, (Artifact, ConflictIds)> {
+    let by_caller = candidates.map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)));
+    let by_callee =
+        semijoin(by_caller, nodes).map(|((a, u), (v, resolution))| ((a, v), (u, resolution)));
+    semijoin(by_callee, nodes).map(|((artifact, callee), (caller, resolution))| {
+        let conflict = ConflictIds::RuntimeEdgeNotInStatic {
+            caller,
+            callee,
+            resolution,
+        };
+        (artifact, conflict)
+    })
 }
