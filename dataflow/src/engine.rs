@@ -257,6 +257,7 @@ where
         receivers.insert(first_local + local, rx);
     }
     let receivers = Arc::new(Mutex::new(receivers));
+    let wake = Wake::new(threads);
     let on_event: Events = Arc::new(Mutex::new(Box::new(on_event)));
     let round_every = if options.watermark_reports || options.changes {
         1
@@ -278,12 +279,14 @@ where
     };
     let failed = shared.failed.clone();
     let fault = shared.fault.clone();
+    let workers = wake.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
             .lock()
             .expect("receivers")
             .remove(&worker.index())
             .expect("one receiver per local worker");
+        workers.register(worker.index() - first_local);
         run_worker(worker, rx, shared.clone());
     })
     .map_err(RunError::Engine)?;
@@ -312,18 +315,21 @@ where
     let mut in_batch = 0usize;
     let batch = options.batch.max(1);
     let flush = |outboxes: &mut Vec<Outbox>| {
-        for (outbox, tx) in outboxes.iter_mut().zip(&senders) {
+        for (local, (outbox, tx)) in outboxes.iter_mut().zip(&senders).enumerate() {
             if !outbox.updates.is_empty() {
                 let _ = tx.send(Msg::Updates(std::mem::take(&mut outbox.updates)));
+                wake.worker(local);
             }
             if !outbox.sightings.is_empty() {
                 let _ = tx.send(Msg::Sightings(std::mem::take(&mut outbox.sightings)));
+                wake.worker(local);
             }
         }
     };
     let broadcast = |msg: &dyn Fn() -> Msg| {
-        for tx in &senders {
+        for (local, tx) in senders.iter().enumerate() {
             let _ = tx.send(msg());
+            wake.worker(local);
         }
     };
     let mut failure = None;
@@ -396,6 +402,30 @@ where
     match failure {
         Some(e) => Err(RunError::Record(e)),
         None => Ok(stats),
+    }
+}
+
+/// The local workers' threads, so that the reader can wake one that waits
+/// for input: a parked worker otherwise sleeps out its park timeout before
+/// it looks at its channel again, and a round would wait for that.
+#[derive(Clone)]
+struct Wake(Arc<Mutex<Vec<Option<std::thread::Thread>>>>);
+
+impl Wake {
+    fn new(threads: usize) -> Self {
+        Wake(Arc::new(Mutex::new(vec![None; threads])))
+    }
+
+    /// Called on the worker's own thread before it takes input.
+    fn register(&self, local: usize) {
+        self.0.lock().expect("workers")[local] = Some(std::thread::current());
+    }
+
+    /// Unparks a worker (or makes its next park return at once).
+    fn worker(&self, local: usize) {
+        if let Some(thread) = &self.0.lock().expect("workers")[local] {
+            thread.unpark();
+        }
     }
 }
 
