@@ -9,24 +9,22 @@
 //! a short function over collections:
 //! [`window`] (executed symbols, per-artifact counts),
 //! [`closure`] (reachability, BFS parents, witness paths),
-//! [`verdict`] (strategies, verdicts, edge conflicts), [`symbol_rules`]
-//! (each target's lattice state and the per-symbol conflicts), [`sets`] (sets
-//! arranged once for every rule that consults them), put together by
-//! [`merge`]. [`ingest`] is the sequential front that turns the record
+//! [`artifact_rules`] (observed edges in or out of the snapshot, the
+//! strategy's resolutions, each target's lattice state, the conflicts),
+//! [`verdict`] (strategies, verdicts), put together by [`merge`]. [`ingest`] is the sequential front that turns the record
 //! stream into timestamped input updates, and [`engine`] runs it all on
 //! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
 
 pub mod aggregate;
+pub mod artifact_rules;
 pub mod closure;
 pub mod engine;
 pub mod ingest;
 pub mod merge;
 pub mod model;
 pub mod profile;
-pub mod sets;
 pub mod shortest_paths;
 mod sink;
-pub mod symbol_rules;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -5,16 +5,15 @@ use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
-use tracemerge_records::{Config, Reach, Resolution, Strategy, Time};
+use tracemerge_records::{Config, Reach, Time};
 
+use crate::artifact_rules::{artifact_rules, Derived, Membership, Resolver};
 use crate::closure::{
     dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
 };
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
-use crate::sets::{key_set, semijoin};
-use crate::symbol_rules::{symbol_rules, Membership, SymbolRule};
 use crate::symbols::Names;
-use crate::verdict::{edge_conflicts, resolve, verdicts, Fact, Quarantine};
+use crate::verdict::{verdicts, Fact, Quarantine};
 use crate::window::{count_per_artifact, EdgeStats};
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -196,49 +195,61 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         names,
         quarantine,
     } = rules;
-    // The edge set changes only when an edge appears or expires, not with
-    // every sighting: closures and labels hang off this one.
-    let observed_keys = evidence.live_edges.map(|(a, u, v)| (a, (u, v)));
-    let static_set = key_set(graph.static_edges.clone());
-    let observed_set = key_set(observed_keys.clone());
-    // Observed edges the snapshot has, and those it lacks.
-    let both = observed_set
-        .clone()
-        .join_core(static_set.clone(), |k, &(), &()| Some(*k));
-    let missing = observed_keys.clone().concat(both.clone().negate());
-    // Under quorum a missing edge's resolution follows its quorum flag;
-    // the other strategies decide from the edge alone.
-    let strategy = config.strategy;
-    let flagged = match strategy {
-        Strategy::Quorum { .. } => {
-            let quorum_met = key_set(evidence.quorum.map(|(a, u, v)| (a, (u, v))));
-            let missing = missing.clone().map(|k| (k, false));
-            let met = semijoin(missing.clone(), &quorum_met);
-            missing
-                .concat(met.clone().negate())
-                .concat(met.map(|(k, _)| (k, true)))
-        }
-        Strategy::Union | Strategy::Static => missing.clone().map(|k| (k, false)),
+    let reach_static = reachable(
+        graph.static_edges.clone().map(node_pair),
+        graph.entrypoints.clone(),
+    );
+    // Everything that looks at one symbol or one edge at a time: observed
+    // edges in or out of the snapshot, resolutions, target states,
+    // conflicts. The live edge set changes only when an edge appears or
+    // expires, not with every sighting.
+    let symbol = |m: fn(Symbol) -> Membership| move |(a, s): Node| (a, m(s));
+    let edge = |m: fn(Symbol, Symbol) -> Membership| {
+        move |(a, (u, v)): (Artifact, (Symbol, Symbol))| (a, m(u, v))
     };
-    let candidates = flagged.map(move |((a, (u, v)), quorum)| {
-        let resolution = resolve(&strategy, &quarantine, u, v, quorum);
-        ((a, (u, v)), resolution)
+    let edge_key = |m: fn(Symbol, Symbol) -> Membership| move |(a, u, v): EdgeKey| (a, m(u, v));
+    let memberships = (graph.snapshots.clone().map(|a| (a, Membership::Snapshot)))
+        .concat(graph.nodes.map(symbol(Membership::Node)))
+        .concat(
+            reach_static
+                .clone()
+                .map(symbol(Membership::StaticReachable)),
+        )
+        .concat(graph.targets.clone().map(symbol(Membership::Target)))
+        .concat(evidence.executed.map(symbol(Membership::Executed)))
+        .concat(evidence.covered.map(symbol(Membership::Covered)))
+        .concat(graph.static_edges.clone().map(edge(Membership::StaticEdge)))
+        .concat(
+            evidence
+                .live_edges
+                .clone()
+                .map(edge_key(Membership::ObservedEdge)),
+        )
+        .concat(evidence.quorum.map(edge_key(Membership::QuorumMet)));
+    let derived = artifact_rules(
+        memberships,
+        Resolver {
+            strategy: config.strategy,
+            quarantine,
+        },
+    );
+    let accepted = derived.clone().flat_map(|(a, d)| match d {
+        Derived::Accepted(u, v) => Some((a, (u, v))),
+        _ => None,
     });
-    let accepted = candidates
-        .clone()
-        .filter(|(_, r)| *r == Resolution::Accepted)
-        .map(|(k, _)| k);
 
     // The runtime and effective closures follow every edge that appears or
     // expires: one dynamic BFS per artifact keeps them. Effective edges are
     // static edges and accepted runtime edges (which the snapshot lacks, so
     // the two never overlap); observed edges label hops `both`.
-    let edge = |role: EdgeRole| {
+    let role = |role: EdgeRole| {
         move |(a, (u, v)): (Artifact, (Symbol, Symbol))| (a, GraphChange::Edge(role, u, v))
     };
-    let graph_changes = (graph.static_edges.clone().map(edge(EdgeRole::Static)))
-        .concat(accepted.map(edge(EdgeRole::Accepted)))
-        .concat(observed_keys.map(edge(EdgeRole::Observed)))
+    let graph_changes = (graph.static_edges.map(role(EdgeRole::Static)))
+        .concat(accepted.map(role(EdgeRole::Accepted)))
+        .concat(
+            (evidence.live_edges).map(|(a, u, v)| (a, GraphChange::Edge(EdgeRole::Observed, u, v))),
+        )
         .concat(
             graph
                 .entrypoints
@@ -260,43 +271,18 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         ClosureItem::Path(target, path) => Some((target, path)),
         ClosureItem::Size(..) => None,
     });
-    let reach_static = reachable(
-        graph.static_edges.clone().map(node_pair),
-        graph.entrypoints.clone(),
-    );
-
-    // Each target's state and the conflicts about one symbol or artifact.
-    let membership = |m: fn(Symbol) -> Membership| move |(a, s): Node| (a, m(s));
-    let rules = symbol_rules(
-        (graph.snapshots.clone().map(|a| (a, Membership::Snapshot)))
-            .concat(graph.nodes.clone().map(membership(Membership::Node)))
-            .concat(
-                reach_static
-                    .clone()
-                    .map(membership(Membership::StaticReachable)),
-            )
-            .concat(graph.targets.clone().map(membership(Membership::Target)))
-            .concat(evidence.executed.map(membership(Membership::Executed)))
-            .concat(evidence.covered.map(membership(Membership::Covered))),
-    );
-    let facts = rules
+    let facts = derived
         .clone()
-        .flat_map(|(a, rule)| match rule {
-            SymbolRule::State(target, state) => Some(((a, target), Fact::State(state))),
+        .flat_map(|(a, d)| match d {
+            Derived::State(target, state) => Some(((a, target), Fact::State(state))),
             _ => None,
         })
         .concat(paths.map(|(target, (path, hops))| (target, Fact::Path(path, hops))));
     let verdicts = verdicts(facts);
-    let executed_artifacts = rules.clone().flat_map(|(a, rule)| match rule {
-        SymbolRule::Executed => Some(a),
+    let executed_artifacts = derived.clone().flat_map(|(a, d)| match d {
+        Derived::Executed => Some(a),
         _ => None,
     });
-    let conflicts = edge_conflicts(candidates, &key_set(graph.nodes)).concat(rules.flat_map(
-        |(a, rule)| match rule {
-            SymbolRule::Conflict(conflict) => Some((a, conflict)),
-            _ => None,
-        },
-    ));
 
     let reach = reach_sizes(
         graph
@@ -308,14 +294,17 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         dynamic_sizes,
     );
 
-    let edges = (both.map(|k| (k, true)))
-        .concat(missing.map(|k| (k, false)))
-        .map(|((artifact, (caller, callee)), in_static)| Output::Edge {
+    // Observed edges and conflicts are report items as they are.
+    let items = derived.flat_map(|(artifact, d)| match d {
+        Derived::Edge(caller, callee, in_static) => Some(Output::Edge {
             artifact,
             caller,
             callee,
             in_static,
-        });
+        }),
+        Derived::Conflict(conflict) => Some(Output::Conflict { artifact, conflict }),
+        Derived::Accepted(..) | Derived::State(..) | Derived::Executed => None,
+    });
     let stats = evidence
         .edge_stats
         .map(|((artifact, caller, callee), stats)| Output::EdgeStats {
@@ -324,7 +313,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
             callee,
             stats,
         });
-    edges
+    items
         .concat(stats)
         .concat(reach)
         .concat(
@@ -335,7 +324,6 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 path,
             }),
         )
-        .concat(conflicts.map(|(artifact, conflict)| Output::Conflict { artifact, conflict }))
 }
 
 /// What a row of [`reach_sizes`] says about an artifact.

@@ -1,5 +1,4 @@
-//! Strategies, each target's verdict (state and witness path) and the
-//! conflicts of runtime edges with the snapshot.
+//! Strategies and each target's verdict (state and witness path).
 
 use std::collections::HashSet;
 
@@ -7,8 +6,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
-use crate::model::{Artifact, ArtifactEdge, ConflictIds, Node, Symbol};
-use crate::sets::{semijoin, KeySet};
+use crate::model::{Node, Symbol};
 use crate::symbols::Interner;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -64,7 +62,7 @@ pub fn resolve(
 /// A fact about a target, from the symbol rules and the closures.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Fact {
-    /// Its lattice state ([`crate::symbol_rules`]); only targets have one.
+    /// Its lattice state ([`crate::artifact_rules`]); only targets have one.
     State(State),
     /// Its witness path in the effective graph.
     Path(Vec<Symbol>, Vec<Hop>),
@@ -89,26 +87,5 @@ pub fn verdicts<'s>(
             Fact::State(_) => None,
         });
         out.push(((state, path), 1));
-    })
-}
-
-/// `runtime_edge_not_in_static` for every observed edge missing from the
-/// snapshot (`candidates`, with its resolution) whose ends are both
-/// snapshot `nodes`. The other conflict kinds look at one symbol or one
-/// artifact at a time: [`crate::symbol_rules`].
-pub fn edge_conflicts<'s>(
-    candidates: Coll<'s, (ArtifactEdge, Resolution)>,
-    nodes: &KeySet<'s, Node>,
-) -> Coll<'s, (Artifact, ConflictIds)> {
-    let by_caller = candidates.map(|((a, (u, v)), resolution)| ((a, u), (v, resolution)));
-    let by_callee =
-        semijoin(by_caller, nodes).map(|((a, u), (v, resolution))| ((a, v), (u, resolution)));
-    semijoin(by_callee, nodes).map(|((artifact, callee), (caller, resolution))| {
-        let conflict = ConflictIds::RuntimeEdgeNotInStatic {
-            caller,
-            callee,
-            resolution,
-        };
-        (artifact, conflict)
     })
 }

@@ -1,0 +1,592 @@
+//! The rules of DESIGN.md §4 that look at one symbol or one edge of an
+//! artifact at a time: each observed edge's place in the snapshot, the
+//! strategy's resolution of a runtime edge the snapshot lacks, each
+//! target's lattice state, and every conflict kind.
+//!
+//! Each rule is a test of memberships: is the symbol a snapshot node,
+//! statically reachable, a target, executed, covered; is the edge static,
+//! observed, at quorum; does the artifact have a snapshot. The observed,
+//! executed and covered sets change with every window; as differential
+//! joins, each rule that consults them would keep its own arranged copy of
+//! that churn. [`artifact_rules`] keeps the memberships in hash maps, one
+//! set per artifact, and applies each time's changes once the time is
+//! complete, as `dynamic_closures` does.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+use tracemerge_records::{Resolution, State, Strategy, Time};
+
+use crate::model::{Artifact, ConflictIds, Symbol};
+use crate::verdict::{resolve, Quarantine};
+
+/// A membership of a symbol or an edge of an artifact, or of the artifact
+/// itself; its diff says whether it comes or goes. Memberships count: a
+/// symbol executed in two aggregator shards is executed while either says
+/// so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Membership {
+    /// The artifact has a snapshot.
+    Snapshot,
+    /// A node of the artifact's snapshot.
+    Node(Symbol),
+    StaticReachable(Symbol),
+    Target(Symbol),
+    Executed(Symbol),
+    /// Covered for at least `min_coverage`.
+    Covered(Symbol),
+    /// An edge of the snapshot.
+    StaticEdge(Symbol, Symbol),
+    /// A live observed edge.
+    ObservedEdge(Symbol, Symbol),
+    /// A live edge that meets `quorum:H:S`.
+    QuorumMet(Symbol, Symbol),
+}
+
+/// What [`artifact_rules`] derives within an artifact.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Derived {
+    /// A live observed edge, and whether the snapshot has it.
+    Edge(Symbol, Symbol, bool),
+    /// A runtime edge the snapshot lacks, accepted by the strategy.
+    Accepted(Symbol, Symbol),
+    /// The lattice state of a target.
+    State(Symbol, State),
+    /// A conflict of any kind.
+    Conflict(ConflictIds),
+    /// The artifact has an executed symbol.
+    Executed,
+}
+
+/// The memberships of one symbol, as counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SymbolCounts([i32; 5]);
+
+const NODE: usize = 0;
+const STATIC_REACHABLE: usize = 1;
+const TARGET: usize = 2;
+const EXECUTED: usize = 3;
+const COVERED: usize = 4;
+
+/// The memberships of one edge, as counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct EdgeCounts([i32; 3]);
+
+const STATIC: usize = 0;
+const OBSERVED: usize = 1;
+const QUORUM: usize = 2;
+
+/// Adds `delta` to `counts`, member by member.
+fn add<const N: usize>(counts: [i32; N], delta: [i32; N]) -> [i32; N] {
+    let mut sum = counts;
+    for (count, d) in sum.iter_mut().zip(delta) {
+        *count += d;
+    }
+    sum
+}
+
+impl SymbolCounts {
+    fn has(&self, membership: usize) -> bool {
+        self.0[membership] > 0
+    }
+
+    /// What the symbol rules derive, given whether the artifact has a
+    /// snapshot.
+    fn derive(&self, symbol: Symbol, snapshot: bool, out: &mut Vec<Derived>) {
+        let [node, reachable, target, executed, covered] =
+            [NODE, STATIC_REACHABLE, TARGET, EXECUTED, COVERED].map(|m| self.has(m));
+        let runtime_side = if executed {
+            Some(true)
+        } else if covered {
+            Some(false)
+        } else {
+            None
+        };
+        if target {
+            let state = State::join(snapshot.then_some(reachable), runtime_side);
+            out.push(Derived::State(symbol, state));
+        }
+        let conflicts = [
+            (executed && node && !reachable)
+                .then_some(ConflictIds::ExecutedButStaticallyUnreachable(symbol)),
+            (executed && snapshot && !node).then_some(ConflictIds::UnknownSymbol(symbol)),
+            (target && reachable && covered && !executed)
+                .then_some(ConflictIds::ReachableButUnobserved(symbol)),
+        ];
+        out.extend(conflicts.into_iter().flatten().map(Derived::Conflict));
+    }
+}
+
+/// How the rules resolve a runtime edge the snapshot lacks.
+#[derive(Clone)]
+pub struct Resolver {
+    pub strategy: Strategy,
+    pub quarantine: Quarantine,
+}
+
+impl EdgeCounts {
+    fn has(&self, membership: usize) -> bool {
+        self.0[membership] > 0
+    }
+
+    /// What the edge rules derive, given whether its ends are snapshot
+    /// nodes.
+    fn derive(
+        &self,
+        (caller, callee): (Symbol, Symbol),
+        ends_are_nodes: bool,
+        resolver: &Resolver,
+        out: &mut Vec<Derived>,
+    ) {
+        if !self.has(OBSERVED) {
+            return;
+        }
+        let in_static = self.has(STATIC);
+        out.push(Derived::Edge(caller, callee, in_static));
+        if in_static {
+            return;
+        }
+        // Only `quorum:H:S` looks at the quorum flag.
+        let resolution = resolve(
+            &resolver.strategy,
+            &resolver.quarantine,
+            caller,
+            callee,
+            self.has(QUORUM),
+        );
+        if resolution == Resolution::Accepted {
+            out.push(Derived::Accepted(caller, callee));
+        }
+        if ends_are_nodes {
+            out.push(Derived::Conflict(ConflictIds::RuntimeEdgeNotInStatic {
+                caller,
+                callee,
+                resolution,
+            }));
+        }
+    }
+}
+
+/// The memberships of one artifact's symbols and edges.
+#[derive(Default)]
+struct ArtifactMemberships {
+    snapshots: isize,
+    /// How many symbols are executed.
+    executed: usize,
+    symbols: FxHashMap<Symbol, SymbolCounts>,
+    edges: FxHashMap<(Symbol, Symbol), EdgeCounts>,
+}
+
+impl ArtifactMemberships {
+    fn is_empty(&self) -> bool {
+        self.snapshots == 0 && self.symbols.is_empty() && self.edges.is_empty()
+    }
+
+    fn is_node(&self, symbol: Symbol) -> bool {
+        self.symbols.get(&symbol).is_some_and(|c| c.has(NODE))
+    }
+
+    fn ends_are_nodes(&self, (caller, callee): (Symbol, Symbol)) -> bool {
+        self.is_node(caller) && self.is_node(callee)
+    }
+
+    /// The artifact-level rules: `no_static_snapshot`, and whether it has
+    /// an executed symbol.
+    fn derive(&self, out: &mut Vec<Derived>) {
+        if self.executed > 0 {
+            if self.snapshots <= 0 {
+                out.push(Derived::Conflict(ConflictIds::NoStaticSnapshot));
+            }
+            out.push(Derived::Executed);
+        }
+    }
+
+    /// Applies one time's memberships of this artifact and pushes the
+    /// changes of what the rules derive onto `out`.
+    fn apply(
+        &mut self,
+        batch: impl Iterator<Item = (Membership, isize)>,
+        resolver: &Resolver,
+        out: &mut Vec<(Derived, isize)>,
+    ) {
+        let mut snapshots = 0;
+        let mut symbol_deltas: FxHashMap<Symbol, SymbolCounts> = FxHashMap::default();
+        let mut edge_deltas: FxHashMap<(Symbol, Symbol), EdgeCounts> = FxHashMap::default();
+        for (membership, diff) in batch {
+            let diff = diff as i32;
+            let (symbol, which) = match membership {
+                Membership::Snapshot => {
+                    snapshots += diff as isize;
+                    continue;
+                }
+                Membership::StaticEdge(u, v) => {
+                    edge_deltas.entry((u, v)).or_default().0[STATIC] += diff;
+                    continue;
+                }
+                Membership::ObservedEdge(u, v) => {
+                    edge_deltas.entry((u, v)).or_default().0[OBSERVED] += diff;
+                    continue;
+                }
+                Membership::QuorumMet(u, v) => {
+                    edge_deltas.entry((u, v)).or_default().0[QUORUM] += diff;
+                    continue;
+                }
+                Membership::Node(s) => (s, NODE),
+                Membership::StaticReachable(s) => (s, STATIC_REACHABLE),
+                Membership::Target(s) => (s, TARGET),
+                Membership::Executed(s) => (s, EXECUTED),
+                Membership::Covered(s) => (s, COVERED),
+            };
+            symbol_deltas.entry(symbol).or_default().0[which] += diff;
+        }
+        // Nodes come and go with snapshots: then every observed edge may
+        // gain or lose its conflict.
+        let nodes_change = symbol_deltas.values().any(|d| d.0[NODE] != 0);
+        if nodes_change {
+            for (&edge, counts) in &self.edges {
+                if counts.has(OBSERVED) {
+                    edge_deltas.entry(edge).or_default();
+                }
+            }
+        }
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        // What the touched edges derive before this time's changes.
+        let edges_before: Vec<((Symbol, Symbol), EdgeCounts, bool)> = edge_deltas
+            .keys()
+            .map(|&edge| {
+                let counts = self.edges.get(&edge).copied().unwrap_or_default();
+                (edge, counts, self.ends_are_nodes(edge))
+            })
+            .collect();
+
+        self.derive(&mut before);
+        let snapshot_before = self.snapshots > 0;
+        self.snapshots += snapshots;
+        let snapshot_after = self.snapshots > 0;
+        // A snapshot that comes or goes changes what every symbol derives.
+        if snapshot_before != snapshot_after {
+            for &symbol in self.symbols.keys() {
+                symbol_deltas.entry(symbol).or_default();
+            }
+        }
+        for (symbol, delta) in symbol_deltas {
+            let old = self.symbols.get(&symbol).copied().unwrap_or_default();
+            let new = SymbolCounts(add(old.0, delta.0));
+            match (old.has(EXECUTED), new.has(EXECUTED)) {
+                (false, true) => self.executed += 1,
+                (true, false) => self.executed -= 1,
+                _ => {}
+            }
+            if new == SymbolCounts::default() {
+                self.symbols.remove(&symbol);
+            } else {
+                self.symbols.insert(symbol, new);
+            }
+            old.derive(symbol, snapshot_before, &mut before);
+            new.derive(symbol, snapshot_after, &mut after);
+        }
+        self.derive(&mut after);
+
+        for (edge, old, old_nodes) in edges_before {
+            let new = EdgeCounts(add(old.0, edge_deltas[&edge].0));
+            if new == EdgeCounts::default() {
+                self.edges.remove(&edge);
+            } else {
+                self.edges.insert(edge, new);
+            }
+            old.derive(edge, old_nodes, resolver, &mut before);
+            new.derive(edge, self.ends_are_nodes(edge), resolver, &mut after);
+        }
+        difference(before, after, out);
+    }
+}
+
+/// Pushes what `after` has and `before` lacks (diff 1), and the reverse
+/// (diff -1), onto `out`.
+fn difference(mut before: Vec<Derived>, mut after: Vec<Derived>, out: &mut Vec<(Derived, isize)>) {
+    before.sort_unstable();
+    after.sort_unstable();
+    let (mut b, mut a) = (before.into_iter().peekable(), after.into_iter().peekable());
+    loop {
+        match (b.peek(), a.peek()) {
+            (Some(x), Some(y)) if x == y => {
+                b.next();
+                a.next();
+            }
+            (Some(x), Some(y)) if x < y => out.push((b.next().expect("peeked"), -1)),
+            (Some(_), Some(_)) | (None, Some(_)) => out.push((a.next().expect("peeked"), 1)),
+            (Some(_), None) => out.push((b.next().expect("peeked"), -1)),
+            (None, None) => break,
+        }
+    }
+}
+
+/// Every observed edge with its place in the snapshot, the runtime edges
+/// the strategy accepts, each target's lattice state, every conflict
+/// (with its resolution, for a runtime edge whose ends are snapshot nodes),
+/// and which artifacts have an executed symbol, from the memberships of
+/// DESIGN.md §4; as changes, so a rule that holds before and after a time
+/// is not repeated.
+///
+/// Each artifact's memberships live on one worker (inputs are exchanged by
+/// artifact), so the output does not depend on the worker count.
+pub fn artifact_rules<'s>(
+    memberships: VecCollection<'s, Time, (Artifact, Membership)>,
+    resolver: Resolver,
+) -> VecCollection<'s, Time, (Artifact, Derived)> {
+    let pact = Exchange::new(
+        |((artifact, _), _, _): &((Artifact, Membership), Time, isize)| *artifact as u64,
+    );
+    memberships
+        .inner
+        .unary_frontier(pact, "ArtifactRules", move |_, _| {
+            let mut pending: BTreeMap<Time, Vec<(Artifact, Membership, isize)>> = BTreeMap::new();
+            let mut capabilities = CapabilitySet::new();
+            let mut artifacts: FxHashMap<Artifact, ArtifactMemberships> = FxHashMap::default();
+            move |(input, frontier), output| {
+                input.for_each(|capability, data| {
+                    if let Some(capability) = capability.retain_least(0) {
+                        capabilities.insert(capability);
+                    }
+                    for ((artifact, membership), time, diff) in data.drain(..) {
+                        pending
+                            .entry(time)
+                            .or_default()
+                            .push((artifact, membership, diff));
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    let time = *entry.key();
+                    if frontier.frontier().less_equal(&time) {
+                        break;
+                    }
+                    let mut changes = entry.remove();
+                    changes.sort_unstable_by_key(|(artifact, _, _)| *artifact);
+                    let (mut derived, mut items) = (Vec::new(), Vec::new());
+                    for batch in changes.chunk_by(|a, b| a.0 == b.0) {
+                        let artifact = batch[0].0;
+                        let memberships = artifacts.entry(artifact).or_default();
+                        let batch = batch.iter().map(|&(_, m, d)| (m, d));
+                        memberships.apply(batch, &resolver, &mut derived);
+                        if memberships.is_empty() {
+                            artifacts.remove(&artifact);
+                        }
+                        items.extend(derived.drain(..).map(|(rule, d)| ((artifact, rule), d)));
+                    }
+                    let capability = capabilities.delayed(&time);
+                    let mut session = output.session(&capability);
+                    for (item, diff) in items {
+                        session.give((item, time, diff));
+                    }
+                }
+                // Hold a capability only for the earliest time still pending.
+                capabilities = match pending.first_key_value() {
+                    Some((time, _)) => CapabilitySet::from_elem(capabilities.delayed(time)),
+                    None => CapabilitySet::new(),
+                };
+            }
+        })
+        .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn union() -> Resolver {
+        Resolver {
+            strategy: Strategy::Union,
+            quarantine: Quarantine::default(),
+        }
+    }
+
+    fn apply(
+        memberships: &mut ArtifactMemberships,
+        resolver: &Resolver,
+        batch: &[(Membership, isize)],
+    ) -> Vec<(Derived, isize)> {
+        let mut out = Vec::new();
+        memberships.apply(batch.iter().copied(), resolver, &mut out);
+        out.sort();
+        out
+    }
+
+    fn sorted(mut derived: Vec<(Derived, isize)>) -> Vec<(Derived, isize)> {
+        derived.sort();
+        derived
+    }
+
+    #[test]
+    fn a_target_moves_through_the_lattice() {
+        let (mut m, r) = (ArtifactMemberships::default(), union());
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Target(7), 1)]),
+            vec![(Derived::State(7, State::Unknown), 1)]
+        );
+        let snapshot = [
+            (Membership::Snapshot, 1),
+            (Membership::Node(7), 1),
+            (Membership::StaticReachable(7), 1),
+        ];
+        assert_eq!(
+            apply(&mut m, &r, &snapshot),
+            sorted(vec![
+                (Derived::State(7, State::Unknown), -1),
+                (Derived::State(7, State::StaticReachable), 1)
+            ])
+        );
+        // Covered and never run: the soft conflict, the state stays.
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Covered(7), 1)]),
+            vec![(Derived::Conflict(ConflictIds::ReachableButUnobserved(7)), 1)]
+        );
+        // Executed in two shards: one leaving changes nothing.
+        let executed_twice = [(Membership::Executed(7), 1), (Membership::Executed(7), 1)];
+        assert_eq!(
+            apply(&mut m, &r, &executed_twice),
+            sorted(vec![
+                (Derived::State(7, State::StaticReachable), -1),
+                (Derived::State(7, State::ConfirmedReachable), 1),
+                (
+                    Derived::Conflict(ConflictIds::ReachableButUnobserved(7)),
+                    -1
+                ),
+                (Derived::Executed, 1),
+            ])
+        );
+        assert_eq!(apply(&mut m, &r, &[(Membership::Executed(7), -1)]), vec![]);
+    }
+
+    #[test]
+    fn a_snapshot_decides_whether_an_executed_symbol_is_known() {
+        let (mut m, r) = (ArtifactMemberships::default(), union());
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Executed(3), 1)]),
+            sorted(vec![
+                (Derived::Conflict(ConflictIds::NoStaticSnapshot), 1),
+                (Derived::Executed, 1)
+            ])
+        );
+        // The snapshot comes without the symbol: it is unknown.
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Snapshot, 1)]),
+            sorted(vec![
+                (Derived::Conflict(ConflictIds::UnknownSymbol(3)), 1),
+                (Derived::Conflict(ConflictIds::NoStaticSnapshot), -1),
+            ])
+        );
+        // A later snapshot has it, unreachable.
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Node(3), 1)]),
+            sorted(vec![
+                (
+                    Derived::Conflict(ConflictIds::ExecutedButStaticallyUnreachable(3)),
+                    1
+                ),
+                (Derived::Conflict(ConflictIds::UnknownSymbol(3)), -1),
+            ])
+        );
+        // The window moves on: nothing is derived, nor kept.
+        assert_eq!(
+            apply(&mut m, &r, &[(Membership::Executed(3), -1)]),
+            sorted(vec![
+                (
+                    Derived::Conflict(ConflictIds::ExecutedButStaticallyUnreachable(3)),
+                    -1
+                ),
+                (Derived::Executed, -1)
+            ])
+        );
+        apply(
+            &mut m,
+            &r,
+            &[(Membership::Node(3), -1), (Membership::Snapshot, -1)],
+        );
+        assert!(m.is_empty());
+        assert_eq!(m.executed, 0);
+    }
+
+    #[test]
+    fn a_runtime_edge_is_resolved_and_in_conflict_once_both_ends_are_nodes() {
+        let quorum = Resolver {
+            strategy: Strategy::Quorum {
+                hits: 2,
+                sources: 1,
+            },
+            quarantine: Quarantine::default(),
+        };
+        let mut m = ArtifactMemberships::default();
+        assert_eq!(
+            apply(&mut m, &quorum, &[(Membership::ObservedEdge(1, 2), 1)]),
+            vec![(Derived::Edge(1, 2, false), 1)]
+        );
+        let conflict = |resolution| {
+            Derived::Conflict(ConflictIds::RuntimeEdgeNotInStatic {
+                caller: 1,
+                callee: 2,
+                resolution,
+            })
+        };
+        // A snapshot with both ends but not the edge: pending under quorum.
+        let snapshot = [
+            (Membership::Snapshot, 1),
+            (Membership::Node(1), 1),
+            (Membership::Node(2), 1),
+        ];
+        assert_eq!(
+            apply(&mut m, &quorum, &snapshot),
+            vec![(conflict(Resolution::Pending), 1)]
+        );
+        assert_eq!(
+            apply(&mut m, &quorum, &[(Membership::QuorumMet(1, 2), 1)]),
+            sorted(vec![
+                (Derived::Accepted(1, 2), 1),
+                (conflict(Resolution::Pending), -1),
+                (conflict(Resolution::Accepted), 1),
+            ])
+        );
+        // The next snapshot has the edge: no longer a runtime-only edge.
+        assert_eq!(
+            apply(&mut m, &quorum, &[(Membership::StaticEdge(1, 2), 1)]),
+            sorted(vec![
+                (Derived::Edge(1, 2, false), -1),
+                (Derived::Edge(1, 2, true), 1),
+                (Derived::Accepted(1, 2), -1),
+                (conflict(Resolution::Accepted), -1),
+            ])
+        );
+        // It expires; the static edge stays and derives nothing.
+        let expire = [
+            (Membership::ObservedEdge(1, 2), -1),
+            (Membership::QuorumMet(1, 2), -1),
+        ];
+        assert_eq!(
+            apply(&mut m, &quorum, &expire),
+            vec![(Derived::Edge(1, 2, true), -1)]
+        );
+        assert_eq!(m.edges.len(), 1);
+    }
+
+    #[test]
+    fn difference_keeps_only_what_changed() {
+        let mut out = Vec::new();
+        difference(
+            vec![Derived::Executed, Derived::Edge(1, 2, false)],
+            vec![Derived::Edge(1, 2, true), Derived::Executed],
+            &mut out,
+        );
+        assert_eq!(
+            sorted(out),
+            sorted(vec![
+                (Derived::Edge(1, 2, false), -1),
+                (Derived::Edge(1, 2, true), 1)
+            ])
+        );
+    }
+}
