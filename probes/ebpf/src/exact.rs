@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use tracemerge_records::{Coverage, EdgeObservation, Record};
 
-use crate::budget::{choose_pauses, choose_visit, estimate, Budget, Candidate, Ledger, Load};
+use crate::budget::{
+    choose_pauses, choose_visit, estimate, phase_visit, Budget, Candidate, Ledger, Load, VisitPlan,
+};
 use crate::demangle::{demangle, NameStyle, Namer};
 use crate::elf::ElfInfo;
 use crate::elf::Symbol;
@@ -116,6 +118,9 @@ pub struct BudgetSummary {
     pub paused_functions: Vec<String>,
     /// Visits of paused functions (one function, one visit).
     pub visits: u64,
+    /// Times the traced thread was stopped at a new edge and every paused
+    /// function came back for a visit.
+    pub new_edge_stops: u64,
     /// Times the link was rebuilt without newly paused functions.
     pub link_rebuilds: u64,
     /// Edge records whose counts are estimates.
@@ -137,6 +142,7 @@ impl BudgetSummary {
             "paused": self.paused,
             "paused_functions": self.paused_functions,
             "visits": self.visits,
+            "new_edge_stops": self.new_edge_stops,
             "link_rebuilds": self.link_rebuilds,
             "estimated_edges": self.estimated_edges,
             "elapsed_ms": self.ledger.elapsed_ms.round(),
@@ -214,6 +220,17 @@ struct Visit {
     started: Instant,
     /// How long it is to last.
     ms: f64,
+    /// A visit of every paused function after a new edge.
+    all: bool,
+}
+
+/// Stops of the traced thread at new edges (see [`Session::stop_on_new_edges`]).
+#[derive(Clone, Copy, Debug)]
+struct NewEdgeStops {
+    tid: u32,
+    signal: i32,
+    /// Whether the kernel holds the one-shot signal.
+    armed: bool,
 }
 
 /// The state of `--budget`.
@@ -246,6 +263,7 @@ struct BudgetState {
     kinds: Vec<EntryKind>,
     /// Calls per callee and caller in the last window.
     last_window: BTreeMap<usize, BTreeMap<String, u64>>,
+    new_edge_stops: Option<NewEdgeStops>,
 }
 
 /// A running exact-mode probe. Dropping it detaches everything.
@@ -434,6 +452,7 @@ impl Session {
                 rates: Default::default(),
                 kinds: plans.iter().map(|p| p.kind).collect(),
                 last_window: BTreeMap::new(),
+                new_edge_stops: None,
             })
         });
         let mut summary = summary;
@@ -523,21 +542,130 @@ impl Session {
         let Some(state) = self.budget.as_ref() else {
             return;
         };
-        if state.visit.is_some() {
-            let due = state
-                .visit
-                .as_ref()
-                .is_some_and(|v| v.started.elapsed().as_secs_f64() * 1e3 >= v.ms);
-            if !due {
-                return;
-            }
+        let due = state
+            .visit
+            .as_ref()
+            .is_some_and(|v| v.started.elapsed().as_secs_f64() * 1e3 >= v.ms);
+        if due {
             self.end_visit();
         }
-        if let Err(e) = self.start_visit() {
+        if let Err(e) = self.start_visit().and_then(|()| self.arm_new_edge_stop()) {
             if let Some(state) = self.budget.as_mut() {
                 state.visit_error = Some(e);
             }
         }
+    }
+
+    /// Budget mode with a traced thread that the caller can stop and
+    /// resume (a command under ptrace): while functions are paused and the
+    /// credit holds a visit of all of them, the kernel sends `signal` to
+    /// thread `tid` when it counts an edge it has never seen (once; armed
+    /// again after the visit). The thread stops before the new edge's
+    /// callee runs; the caller then calls [`Session::new_edge_stop`] and
+    /// resumes it without the signal. A new edge is a sign of a new phase
+    /// of the program, whose calls of paused functions would be missed
+    /// (at the end of a run, before the next visit). Without a budget this
+    /// does nothing.
+    pub fn stop_on_new_edges(&mut self, tid: u32, signal: i32) {
+        if let Some(state) = self.budget.as_mut() {
+            state.new_edge_stops = Some(NewEdgeStops {
+                tid,
+                signal,
+                armed: false,
+            });
+        }
+    }
+
+    /// The traced thread stopped at a new edge (the kernel's signal, see
+    /// [`Session::stop_on_new_edges`]): every paused function comes back for
+    /// a visit before it goes on.
+    pub fn new_edge_stop(&mut self) {
+        let Some(state) = self.budget.as_mut() else {
+            return;
+        };
+        if let Some(stops) = state.new_edge_stops.as_mut() {
+            stops.armed = false;
+        }
+        if let Some(summary) = self.summary.budget.as_mut() {
+            summary.new_edge_stops += 1;
+        }
+        self.end_visit();
+        if let Err(e) = self.start_visit_of_all() {
+            if let Some(state) = self.budget.as_mut() {
+                state.visit_error = Some(e);
+            }
+        }
+    }
+
+    /// The paused functions that may visit now (all: every paused one),
+    /// with their loads.
+    fn visit_candidates(&self, all: bool) -> Vec<Candidate> {
+        let Some(state) = self.budget.as_ref() else {
+            return Vec::new();
+        };
+        let every = state.budget.revisit_every.max(1);
+        let scale = state.cost_scale();
+        (0..self.names.len())
+            .filter(|&f| state.paused[f] && (all || state.last_visit[f] + every <= state.window))
+            .map(|f| {
+                let load = state.rates.get(&f).map_or(1e3, |r| {
+                    let calls: u64 = r.callers.values().sum();
+                    calls as f64 / r.ms.max(1e-3) * state.kinds[f].cost_ns() / 1e6 * scale
+                });
+                Candidate {
+                    function: f,
+                    last_visit: state.last_visit[f],
+                    load,
+                }
+            })
+            .collect()
+    }
+
+    /// The visit of every paused function that a new-edge stop would start
+    /// (`None`: nothing paused, or no such stops).
+    fn new_edge_visit(&self) -> Option<VisitPlan> {
+        let state = self.budget.as_ref()?;
+        state.new_edge_stops?;
+        phase_visit(
+            &self.visit_candidates(true),
+            state.budget.revisit_for.as_secs_f64() * 1e3,
+        )
+    }
+
+    /// Arms the kernel's new-edge signal when the credit holds a visit of
+    /// every paused function and none is under way.
+    fn arm_new_edge_stop(&mut self) -> Result<(), ProbeError> {
+        let Some(plan) = self.new_edge_visit() else {
+            return Ok(());
+        };
+        let attached = self.attached;
+        let Some(state) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        let Some(stops) = state.new_edge_stops else {
+            return Ok(());
+        };
+        let busy = state.visit.as_ref().is_some_and(|v| v.all);
+        if stops.armed || busy || !attached || state.credit_ms() < plan.cost_ms {
+            return Ok(());
+        }
+        self.kernel
+            .arm_new_edge_signal(Some((stops.tid, stops.signal)))?;
+        if let Some(s) = state.new_edge_stops.as_mut() {
+            s.armed = true;
+        }
+        Ok(())
+    }
+
+    /// Puts every paused function back in a visit link (after a new edge).
+    fn start_visit_of_all(&mut self) -> Result<(), ProbeError> {
+        if !self.attached {
+            return Ok(());
+        }
+        let Some(plan) = self.new_edge_visit() else {
+            return Ok(());
+        };
+        self.attach_visit(plan, true)
     }
 
     /// Closes the visit link (if open) and notes how long each of its
@@ -658,28 +786,26 @@ impl Session {
         if state.visit.is_some() || !self.attached {
             return Ok(());
         }
-        let every = state.budget.revisit_every.max(1);
-        let scale = state.cost_scale();
-        let candidates: Vec<Candidate> = (0..self.names.len())
-            .filter(|&f| state.paused[f] && state.last_visit[f] + every <= state.window)
-            .map(|f| {
-                let load = state.rates.get(&f).map_or(1e3, |r| {
-                    let calls: u64 = r.callers.values().sum();
-                    calls as f64 / r.ms.max(1e-3) * state.kinds[f].cost_ns() / 1e6 * scale
-                });
-                Candidate {
-                    function: f,
-                    last_visit: state.last_visit[f],
-                    load,
-                }
-            })
-            .collect();
+        // While new-edge stops are possible, a visit of every paused
+        // function stays in reserve.
+        let reserve = self.new_edge_visit().map_or(0.0, |p| p.cost_ms);
+        let Some(state) = self.budget.as_ref() else {
+            return Ok(());
+        };
         let Some(plan) = choose_visit(
-            &candidates,
+            &self.visit_candidates(false),
             state.budget.revisit_for.as_secs_f64() * 1e3,
-            state.credit_ms(),
+            state.credit_ms() - reserve,
             state.budget.revisits_at_once,
         ) else {
+            return Ok(());
+        };
+        self.attach_visit(plan, false)
+    }
+
+    /// Attaches the link of a visit and books it.
+    fn attach_visit(&mut self, plan: VisitPlan, all: bool) -> Result<(), ProbeError> {
+        let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
         let offsets: Vec<u64> = plan.functions.iter().map(|&f| self.offsets[f]).collect();
@@ -703,6 +829,7 @@ impl Session {
             functions: plan.functions,
             started: Instant::now(),
             ms: plan.ms,
+            all,
         });
         Ok(())
     }
@@ -729,6 +856,13 @@ impl Session {
     /// Removes all probes now (the maps stay readable).
     pub fn detach(&mut self) {
         if self.attached {
+            if self
+                .budget
+                .as_ref()
+                .is_some_and(|b| b.new_edge_stops.is_some_and(|s| s.armed))
+            {
+                let _ = self.kernel.arm_new_edge_signal(None);
+            }
             self.end_visit();
             let started = Instant::now();
             drop(self.link.take());

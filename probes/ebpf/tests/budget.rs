@@ -118,3 +118,77 @@ fn budget_pauses_hot_functions_and_keeps_cold_ones_exact() {
     assert_eq!(outcome.summary["losses"], 0);
     common::assert_clean();
 }
+
+/// A paused function's new caller in the program's last moments: `finale`
+/// runs once, calls the paused `hot` 7 times and the program exits, long
+/// before a visit could come (visits are off here). The kernel sees the
+/// new edge `main → finale`, stops the traced thread before `finale` runs,
+/// every paused function comes back, and `finale → hot` is counted.
+#[test]
+fn a_new_edge_brings_paused_functions_back_before_the_program_goes_on() {
+    let Some(_guard) =
+        common::bpf_or_skip("a_new_edge_brings_paused_functions_back_before_the_program_goes_on")
+    else {
+        return;
+    };
+    let dir = common::scratch("budget-late");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/late.c");
+    let prog = dir.join("late");
+    common::cc(&src, &prog, &[]);
+    let mut config = Config::new(&prog);
+    config.functions = Some(
+        ["main", "phase_a", "finale", "hot", "never_called"]
+            .map(String::from)
+            .to_vec(),
+    );
+    // 20%: `hot` is paused after the warm-up however few calls a loaded
+    // machine lets it make; 3 s of the program's own work then earn the
+    // credit for a visit of it (the new-edge stop is armed only then).
+    let mut budget = Budget::new(0.20);
+    // No regular visits: only a new edge can bring `hot` back.
+    budget.revisit_every = 1_000_000;
+    config.budget = Some(budget);
+    let (records, outcome) = common::trace(
+        &config,
+        vec![prog.clone().into(), "3".into()],
+        Duration::from_millis(100),
+    );
+    assert_eq!(outcome.exit_code, 0);
+    let budget = &outcome.summary["budget"];
+    eprintln!("{}", outcome.summary);
+    assert_eq!(budget["paused_functions"], serde_json::json!(["hot"]));
+    let hits = |caller: &str, callee: &str| -> u64 {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Edge(e) if e.caller == caller && e.callee == callee => Some(e.hits),
+                _ => None,
+            })
+            .sum()
+    };
+    assert_eq!(hits("main", "finale"), 1);
+    assert!(
+        hits("finale", "hot") >= 7,
+        "finale -> hot: {}",
+        hits("finale", "hot")
+    );
+    assert_eq!(budget["new_edge_stops"], 1, "{budget}");
+    // `hot` stayed out of the coverage records once paused, visit or not.
+    let first_estimate = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Edge(e) if e.callee == "hot" && e.estimated => Some(e.at),
+            _ => None,
+        })
+        .min()
+        .expect("estimated edges of hot");
+    for r in &records {
+        if let Record::Coverage(c) = r {
+            if c.from >= first_estimate {
+                assert!(!c.symbols.contains(&"hot".to_string()), "{c:?}");
+            }
+        }
+    }
+    assert_eq!(outcome.summary["losses"], 0);
+    common::assert_clean();
+}
