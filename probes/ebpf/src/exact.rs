@@ -190,6 +190,29 @@ fn cpu_times(pid: u32) -> Option<CpuTimes> {
     })
 }
 
+/// CPU time of process `pid` so far (all its threads, user and system),
+/// in ns, from its CPU clock (`clock_getcpuclockid`): exact, unlike the
+/// tick-granular /proc figures. `None` for no process or one that is gone.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` outlives the call.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` outlives the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 impl BudgetState {
     /// Measured ÷ estimated cost of the probes so far (1 until both are
     /// large enough to compare), within [0.25, 50].
@@ -218,10 +241,28 @@ struct Visit {
     link: OwnedFd,
     functions: Vec<usize>,
     started: Instant,
-    /// How long it is to last.
+    /// The traced process's CPU time when it started (ns; `None`: no
+    /// single traced process).
+    cpu_started: Option<u64>,
+    /// How long it is to last: in the traced process's CPU time when there
+    /// is one (time it spends stopped, or waiting for a CPU, does not
+    /// count), else in wall time.
     ms: f64,
     /// A visit of every paused function after a new edge.
     all: bool,
+}
+
+impl Visit {
+    /// Whether the visit has lasted its time (see [`Visit::ms`]) for
+    /// process `pid`.
+    fn due(&self, pid: u32) -> bool {
+        match self.cpu_started {
+            // Gone: nothing more to see.
+            Some(started) => process_cpu_ns(pid)
+                .is_none_or(|now| now.saturating_sub(started) as f64 / 1e6 >= self.ms),
+            None => self.started.elapsed().as_secs_f64() * 1e3 >= self.ms,
+        }
+    }
 }
 
 /// Stops of the traced thread at new edges (see [`Session::stop_on_new_edges`]).
@@ -252,8 +293,12 @@ struct BudgetState {
     /// where the traps and the BPF program run) and the last reading.
     cpu: Option<(Ledger, CpuTimes)>,
     visit: Option<Visit>,
-    /// How long each function was visited in the current window.
+    /// How long each function was visited in visits that ended since the
+    /// last window.
     visited_ms: std::collections::HashMap<usize, f64>,
+    /// Calls of paused functions per caller counted since their last rate
+    /// (by visits, which may span windows).
+    visit_calls: std::collections::HashMap<usize, BTreeMap<String, u64>>,
     /// Estimated cost of the visits started since the ledger's last update.
     committed_ms: f64,
     /// An error attaching a visit between windows, reported at the drain.
@@ -447,6 +492,7 @@ impl Session {
                     .map(|t| (Ledger::default(), t)),
                 visit: None,
                 visited_ms: Default::default(),
+                visit_calls: Default::default(),
                 committed_ms: 0.0,
                 visit_error: None,
                 rates: Default::default(),
@@ -521,7 +567,10 @@ impl Session {
     /// call must not pass for a function that did not run).
     pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
         let now = now_ms();
-        self.end_visit();
+        // A visit goes on across windows until it has lasted its time: cut
+        // at a window's end it could be over before the program ran (a
+        // new-edge stop's visit starts while the thread is stopped).
+        self.end_visit_if_due();
         if let Some(e) = self.budget.as_mut().and_then(|b| b.visit_error.take()) {
             return Err(e);
         }
@@ -539,16 +588,10 @@ impl Session {
     /// paused functions once it has lasted long enough, and starts the next
     /// one if the credit allows.
     pub fn tick(&mut self) {
-        let Some(state) = self.budget.as_ref() else {
+        if self.budget.is_none() {
             return;
-        };
-        let due = state
-            .visit
-            .as_ref()
-            .is_some_and(|v| v.started.elapsed().as_secs_f64() * 1e3 >= v.ms);
-        if due {
-            self.end_visit();
         }
+        self.end_visit_if_due();
         if let Err(e) = self.start_visit().and_then(|()| self.arm_new_edge_stop()) {
             if let Some(state) = self.budget.as_mut() {
                 state.visit_error = Some(e);
@@ -666,6 +709,19 @@ impl Session {
             return Ok(());
         };
         self.attach_visit(plan, true)
+    }
+
+    /// Ends the visit under way if it has lasted its time.
+    fn end_visit_if_due(&mut self) {
+        let pid = self.pid;
+        if self
+            .budget
+            .as_ref()
+            .and_then(|b| b.visit.as_ref())
+            .is_some_and(|v| v.due(pid))
+        {
+            self.end_visit();
+        }
     }
 
     /// Closes the visit link (if open) and notes how long each of its
@@ -828,6 +884,7 @@ impl Session {
             link,
             functions: plan.functions,
             started: Instant::now(),
+            cpu_started: process_cpu_ns(self.pid),
             ms: plan.ms,
             all,
         });
@@ -937,15 +994,31 @@ impl Session {
         if let Some(state) = self.budget.as_mut() {
             // A paused function's counts are estimates: its last measured
             // rate per caller over the window, or what a visit measured,
-            // scaled to the window.
+            // scaled to the window. A visit's calls are gathered over the
+            // windows it spans; its rate is taken once it has ended.
+            for (&f, callers) in &measured {
+                if state.paused[f] {
+                    let gathered = state.visit_calls.entry(f).or_default();
+                    for (caller, &n) in callers {
+                        *gathered.entry(caller.clone()).or_default() += n;
+                    }
+                }
+            }
             for (f, rate) in state.rates.iter_mut() {
                 if let Some(&ms) = state.visited_ms.get(f).filter(|ms| **ms > 0.0) {
-                    let callers = measured.get(f).cloned().unwrap_or_default();
+                    let callers = state.visit_calls.remove(f).unwrap_or_default();
                     let ms = unprobed_ms(ms, &callers, state.kinds[*f]);
                     *rate = Rate { ms, callers };
                 }
             }
             state.visited_ms.clear();
+            // Only the visit under way has calls still to gather.
+            let visiting: Vec<usize> = state
+                .visit
+                .as_ref()
+                .map(|v| v.functions.clone())
+                .unwrap_or_default();
+            state.visit_calls.retain(|f, _| visiting.contains(f));
             for f in (0..self.names.len()).filter(|&f| state.paused[f]) {
                 let mut callers: BTreeMap<String, u64> = BTreeMap::new();
                 if let Some(rate) = state.rates.get(&f) {
