@@ -292,6 +292,10 @@ struct BudgetState {
     /// The traced process's CPU time as a ledger (spent: its system time,
     /// where the traps and the BPF program run) and the last reading.
     cpu: Option<(Ledger, CpuTimes)>,
+    /// The traced process's CPU clock at the last window's end (ns) and
+    /// its CPU time in that window (ms): what its probes' cost is weighed
+    /// against when functions are paused (`None`: no single process).
+    cpu_clock: Option<(u64, Option<f64>)>,
     visit: Option<Visit>,
     /// How long each function was visited in visits that ended since the
     /// last window.
@@ -490,6 +494,7 @@ impl Session {
                     .pid
                     .and_then(cpu_times)
                     .map(|t| (Ledger::default(), t)),
+                cpu_clock: config.pid.and_then(process_cpu_ns).map(|ns| (ns, None)),
                 visit: None,
                 visited_ms: Default::default(),
                 visit_calls: Default::default(),
@@ -762,9 +767,17 @@ impl Session {
                 stable: state.new_caller_in[f] < last,
             })
             .collect();
+        // The window as the traced process lived it: its CPU time, when there
+        // is one process (on a loaded machine far less than the wall time,
+        // which would make its probes look cheap), else the wall time.
+        let lived_ms = state
+            .cpu_clock
+            .and_then(|(_, ms)| ms)
+            .filter(|ms| *ms > 0.0)
+            .unwrap_or(window_ms);
         let newly = choose_pauses(
             &loads,
-            window_ms * 1e6,
+            lived_ms * 1e6,
             state.budget.fraction,
             state.cost_scale(),
         );
@@ -970,6 +983,12 @@ impl Session {
                     if state.known_callers[f].insert(caller.clone()) {
                         state.new_caller_in[f] = state.window;
                     }
+                }
+            }
+            if let Some((last, window_cpu_ms)) = state.cpu_clock.as_mut() {
+                if let Some(now) = process_cpu_ns(self.pid) {
+                    *window_cpu_ms = Some(now.saturating_sub(*last) as f64 / 1e6);
+                    *last = now;
                 }
             }
             if let Some((cpu, last)) = state.cpu.as_mut() {
