@@ -16,7 +16,7 @@ case "$version" in
 esac
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
-"$CLANG" -target bpf -O2 -Wall -Werror -fno-ident -nostdinc -c tracemerge.bpf.c -o "$out"
+"$CLANG" -target bpf -O2 -mcpu=v3 -Wall -Werror -fno-ident -nostdinc -c tracemerge.bpf.c -o "$out"
 if [ "${1:-}" = "--check" ]; then
     if cmp -s "$out" tracemerge.bpf.o; then
         echo "tracemerge.bpf.o matches tracemerge.bpf.c"

@@ -48,6 +48,7 @@ static long (*bpf_map_update_elem)(void *map, const void *key, const void *value
 static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_get_stackid)(void *ctx, void *map, u64 flags) = (void *)27;
 static long (*bpf_probe_read_user)(void *dst, u32 size, const void *src) = (void *)112;
+static long (*bpf_send_signal_thread)(u32 sig) = (void *)117;
 static u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
 
 // x86_64 `struct pt_regs` as the kernel hands it to uprobe programs.
@@ -86,8 +87,13 @@ struct sample_key {
 };
 
 // ctl[0]: active sampling buffer (0 or 1); ctl[1]: tgid to sample (0 = every
-// process); ctl[2]: the exact-mode link generation that counts.
-SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 4, 0};
+// process); ctl[2]: the exact-mode link generation that counts; ctl[3]: a
+// one-shot signal for a new edge, `signal << 32 | thread id` (0: none); ctl[4]:
+// new edges (first sightings of an exact key) so far.
+#define CTL_GENERATION 2
+#define CTL_NEW_EDGE_SIGNAL 3
+#define CTL_NEW_EDGES 4
+SEC("maps") struct map_def ctl = {BPF_MAP_TYPE_ARRAY, 4, 8, 8, 0};
 
 SEC("maps") struct map_def exact = {BPF_MAP_TYPE_HASH, sizeof(struct exact_key), 8, 65536, 0};
 
@@ -119,7 +125,10 @@ INLINE u32 active_buffer(void)
     return active && (*active & 1);
 }
 
-// Adds one to `key` in `map`; returns non-zero when the map is full.
+#define BUMP_NEW 1
+
+// Adds one to `key` in `map`; returns BUMP_NEW when this call inserted the
+// key, 0 when it existed, negative when the map is full.
 INLINE long bump(void *map, const void *key)
 {
     u64 *n = bpf_map_lookup_elem(map, key);
@@ -129,6 +138,8 @@ INLINE long bump(void *map, const void *key)
     }
     u64 one = 1;
     long err = bpf_map_update_elem(map, key, &one, BPF_NOEXIST);
+    if (err == 0)
+        return BUMP_NEW;
     if (err == -EEXIST) {
         // Another CPU inserted the key meanwhile.
         n = bpf_map_lookup_elem(map, key);
@@ -140,6 +151,28 @@ INLINE long bump(void *map, const void *key)
     return err;
 }
 
+// A new edge (first sighting of its key): counted in ctl[4]; and if user
+// space armed ctl[3] for this thread, the signal goes to it, once (the
+// program that takes the armed value sends it). The thread stops at its
+// return to user space, before the callee's first instruction: a tracer can
+// put more probes in before the program goes on.
+INLINE void new_edge(u64 pid_tgid)
+{
+    u32 slot = CTL_NEW_EDGES;
+    u64 *edges = bpf_map_lookup_elem(&ctl, &slot);
+    if (edges)
+        __sync_fetch_and_add(edges, 1);
+    slot = CTL_NEW_EDGE_SIGNAL;
+    u64 *armed = bpf_map_lookup_elem(&ctl, &slot);
+    if (!armed)
+        return;
+    u64 want = *armed;
+    if (want == 0 || (u32)want != (u32)pid_tgid)
+        return;
+    if (__sync_val_compare_and_swap(armed, want, 0) == want)
+        bpf_send_signal_thread((u32)(want >> 32));
+}
+
 // Entry uprobe: the callee is the attach cookie's low half, the caller the
 // return address at the stack pointer (nothing has been pushed yet at
 // entry). The cookie's high half is the generation of its link: when a
@@ -149,19 +182,22 @@ SEC("uprobe/tm_exact")
 int tm_exact(struct pt_regs *ctx)
 {
     u64 cookie = bpf_get_attach_cookie(ctx);
-    u32 generation_slot = 2;
+    u32 generation_slot = CTL_GENERATION;
     u64 *generation = bpf_map_lookup_elem(&ctl, &generation_slot);
     if (generation && (cookie >> 32) != *generation)
         return 0;
     struct exact_key key = {};
-    key.tgid = bpf_get_current_pid_tgid() >> 32;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    key.tgid = pid_tgid >> 32;
     key.cookie = cookie & 0xffffffff;
     if (bpf_probe_read_user(&key.ret, sizeof(key.ret), (const void *)ctx->sp) != 0) {
         count_loss(LOSS_EXACT_NO_RETURN_ADDRESS);
         key.ret = 0;
     }
     long err = bump(&exact, &key);
-    if (err)
+    if (err == BUMP_NEW)
+        new_edge(pid_tgid);
+    else if (err)
         count_loss(LOSS_EXACT_MAP_FULL);
     return 0;
 }
@@ -186,7 +222,7 @@ int tm_sample(struct perf_event_ctx *ctx)
     }
     struct sample_key key = {tgid, (u32)id};
     long err = buffer ? bump(&sample1, &key) : bump(&sample0, &key);
-    if (err)
+    if (err < 0)
         count_loss(LOSS_SAMPLE_MAP_FULL);
     return 0;
 }

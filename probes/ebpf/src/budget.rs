@@ -210,6 +210,26 @@ pub fn choose_visit(
     })
 }
 
+/// A visit of every paused function at once, after the traced thread made
+/// a new edge (a new phase of the program is likely to give paused
+/// functions new callers): as long as [`choose_visit`] would make it for
+/// their summed load, capped the same way. It is what the budget keeps in
+/// reserve while such stops are armed. `None` when nothing is paused.
+pub fn phase_visit(candidates: &[Candidate], own_ms: f64) -> Option<VisitPlan> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let load: f64 = candidates.iter().map(|c| c.load.max(0.0)).sum();
+    let ms = (own_ms * (1.0 + load)).min(own_ms * MAX_VISIT_STRETCH);
+    let mut functions: Vec<usize> = candidates.iter().map(|c| c.function).collect();
+    functions.sort_unstable();
+    Some(VisitPlan {
+        functions,
+        ms,
+        cost_ms: ms * load / (1.0 + load),
+    })
+}
+
 /// Estimated calls over `window_ms` at the rate of `measured` calls in
 /// `measured_ms`: at least one (the edge is live), rounded.
 pub fn estimate(measured: u64, measured_ms: f64, window_ms: f64) -> u64 {
@@ -325,6 +345,23 @@ mod tests {
             vec![1]
         );
         assert_eq!(choose_visit(&[], 5.0, 100.0, 64), None);
+    }
+
+    #[test]
+    fn a_phase_visit_takes_every_paused_function_at_its_summed_load() {
+        let c = |function, load| Candidate {
+            function,
+            last_visit: 0,
+            load,
+        };
+        assert_eq!(phase_visit(&[], 5.0), None);
+        let plan = phase_visit(&[c(3, 0.5), c(1, 0.5)], 5.0).unwrap();
+        assert_eq!(plan.functions, vec![1, 3]);
+        assert_eq!((plan.ms, plan.cost_ms), (10.0, 5.0));
+        // Hot ones: capped like any visit.
+        let plan = phase_visit(&[c(0, 9.0), c(1, 90.0)], 5.0).unwrap();
+        assert_eq!(plan.ms, 50.0);
+        assert!((plan.cost_ms - 49.5).abs() < 1e-9);
     }
 
     #[test]

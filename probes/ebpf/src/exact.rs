@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use tracemerge_records::{Coverage, EdgeObservation, Record};
 
-use crate::budget::{choose_pauses, choose_visit, estimate, Budget, Candidate, Ledger, Load};
+use crate::budget::{
+    choose_pauses, choose_visit, estimate, phase_visit, Budget, Candidate, Ledger, Load, VisitPlan,
+};
 use crate::demangle::{demangle, NameStyle, Namer};
 use crate::elf::ElfInfo;
 use crate::elf::Symbol;
@@ -116,6 +118,9 @@ pub struct BudgetSummary {
     pub paused_functions: Vec<String>,
     /// Visits of paused functions (one function, one visit).
     pub visits: u64,
+    /// Times the traced thread was stopped at a new edge and every paused
+    /// function came back for a visit.
+    pub new_edge_stops: u64,
     /// Times the link was rebuilt without newly paused functions.
     pub link_rebuilds: u64,
     /// Edge records whose counts are estimates.
@@ -137,6 +142,7 @@ impl BudgetSummary {
             "paused": self.paused,
             "paused_functions": self.paused_functions,
             "visits": self.visits,
+            "new_edge_stops": self.new_edge_stops,
             "link_rebuilds": self.link_rebuilds,
             "estimated_edges": self.estimated_edges,
             "elapsed_ms": self.ledger.elapsed_ms.round(),
@@ -184,6 +190,29 @@ fn cpu_times(pid: u32) -> Option<CpuTimes> {
     })
 }
 
+/// CPU time of process `pid` so far (all its threads, user and system),
+/// in ns, from its CPU clock (`clock_getcpuclockid`): exact, unlike the
+/// tick-granular /proc figures. `None` for no process or one that is gone.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` outlives the call.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` outlives the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 impl BudgetState {
     /// Measured ÷ estimated cost of the probes so far (1 until both are
     /// large enough to compare), within [0.25, 50].
@@ -212,8 +241,37 @@ struct Visit {
     link: OwnedFd,
     functions: Vec<usize>,
     started: Instant,
-    /// How long it is to last.
+    /// The traced process's CPU time when it started (ns; `None`: no
+    /// single traced process).
+    cpu_started: Option<u64>,
+    /// How long it is to last: in the traced process's CPU time when there
+    /// is one (time it spends stopped, or waiting for a CPU, does not
+    /// count), else in wall time.
     ms: f64,
+    /// A visit of every paused function after a new edge.
+    all: bool,
+}
+
+impl Visit {
+    /// Whether the visit has lasted its time (see [`Visit::ms`]) for
+    /// process `pid`.
+    fn due(&self, pid: u32) -> bool {
+        match self.cpu_started {
+            // Gone: nothing more to see.
+            Some(started) => process_cpu_ns(pid)
+                .is_none_or(|now| now.saturating_sub(started) as f64 / 1e6 >= self.ms),
+            None => self.started.elapsed().as_secs_f64() * 1e3 >= self.ms,
+        }
+    }
+}
+
+/// Stops of the traced thread at new edges (see [`Session::stop_on_new_edges`]).
+#[derive(Clone, Copy, Debug)]
+struct NewEdgeStops {
+    tid: u32,
+    signal: i32,
+    /// Whether the kernel holds the one-shot signal.
+    armed: bool,
 }
 
 /// The state of `--budget`.
@@ -234,9 +292,17 @@ struct BudgetState {
     /// The traced process's CPU time as a ledger (spent: its system time,
     /// where the traps and the BPF program run) and the last reading.
     cpu: Option<(Ledger, CpuTimes)>,
+    /// The traced process's CPU clock at the last window's end (ns) and
+    /// its CPU time in that window (ms): what its probes' cost is weighed
+    /// against when functions are paused (`None`: no single process).
+    cpu_clock: Option<(u64, Option<f64>)>,
     visit: Option<Visit>,
-    /// How long each function was visited in the current window.
+    /// How long each function was visited in visits that ended since the
+    /// last window.
     visited_ms: std::collections::HashMap<usize, f64>,
+    /// Calls of paused functions per caller counted since their last rate
+    /// (by visits, which may span windows).
+    visit_calls: std::collections::HashMap<usize, BTreeMap<String, u64>>,
     /// Estimated cost of the visits started since the ledger's last update.
     committed_ms: f64,
     /// An error attaching a visit between windows, reported at the drain.
@@ -246,6 +312,7 @@ struct BudgetState {
     kinds: Vec<EntryKind>,
     /// Calls per callee and caller in the last window.
     last_window: BTreeMap<usize, BTreeMap<String, u64>>,
+    new_edge_stops: Option<NewEdgeStops>,
 }
 
 /// A running exact-mode probe. Dropping it detaches everything.
@@ -427,13 +494,16 @@ impl Session {
                     .pid
                     .and_then(cpu_times)
                     .map(|t| (Ledger::default(), t)),
+                cpu_clock: config.pid.and_then(process_cpu_ns).map(|ns| (ns, None)),
                 visit: None,
                 visited_ms: Default::default(),
+                visit_calls: Default::default(),
                 committed_ms: 0.0,
                 visit_error: None,
                 rates: Default::default(),
                 kinds: plans.iter().map(|p| p.kind).collect(),
                 last_window: BTreeMap::new(),
+                new_edge_stops: None,
             })
         });
         let mut summary = summary;
@@ -502,7 +572,10 @@ impl Session {
     /// call must not pass for a function that did not run).
     pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
         let now = now_ms();
-        self.end_visit();
+        // A visit goes on across windows until it has lasted its time: cut
+        // at a window's end it could be over before the program ran (a
+        // new-edge stop's visit starts while the thread is stopped).
+        self.end_visit_if_due();
         if let Some(e) = self.budget.as_mut().and_then(|b| b.visit_error.take()) {
             return Err(e);
         }
@@ -520,23 +593,139 @@ impl Session {
     /// paused functions once it has lasted long enough, and starts the next
     /// one if the credit allows.
     pub fn tick(&mut self) {
-        let Some(state) = self.budget.as_ref() else {
+        if self.budget.is_none() {
             return;
-        };
-        if state.visit.is_some() {
-            let due = state
-                .visit
-                .as_ref()
-                .is_some_and(|v| v.started.elapsed().as_secs_f64() * 1e3 >= v.ms);
-            if !due {
-                return;
-            }
-            self.end_visit();
         }
-        if let Err(e) = self.start_visit() {
+        self.end_visit_if_due();
+        if let Err(e) = self.start_visit().and_then(|()| self.arm_new_edge_stop()) {
             if let Some(state) = self.budget.as_mut() {
                 state.visit_error = Some(e);
             }
+        }
+    }
+
+    /// Budget mode with a traced thread that the caller can stop and
+    /// resume (a command under ptrace): while functions are paused and the
+    /// credit holds a visit of all of them, the kernel sends `signal` to
+    /// thread `tid` when it counts an edge it has never seen (once; armed
+    /// again after the visit). The thread stops before the new edge's
+    /// callee runs; the caller then calls [`Session::new_edge_stop`] and
+    /// resumes it without the signal. A new edge is a sign of a new phase
+    /// of the program, whose calls of paused functions would be missed
+    /// (at the end of a run, before the next visit). Without a budget this
+    /// does nothing.
+    pub fn stop_on_new_edges(&mut self, tid: u32, signal: i32) {
+        if let Some(state) = self.budget.as_mut() {
+            state.new_edge_stops = Some(NewEdgeStops {
+                tid,
+                signal,
+                armed: false,
+            });
+        }
+    }
+
+    /// The traced thread stopped at a new edge (the kernel's signal, see
+    /// [`Session::stop_on_new_edges`]): every paused function comes back for
+    /// a visit before it goes on.
+    pub fn new_edge_stop(&mut self) {
+        let Some(state) = self.budget.as_mut() else {
+            return;
+        };
+        if let Some(stops) = state.new_edge_stops.as_mut() {
+            stops.armed = false;
+        }
+        if let Some(summary) = self.summary.budget.as_mut() {
+            summary.new_edge_stops += 1;
+        }
+        self.end_visit();
+        if let Err(e) = self.start_visit_of_all() {
+            if let Some(state) = self.budget.as_mut() {
+                state.visit_error = Some(e);
+            }
+        }
+    }
+
+    /// The paused functions that may visit now (all: every paused one),
+    /// with their loads.
+    fn visit_candidates(&self, all: bool) -> Vec<Candidate> {
+        let Some(state) = self.budget.as_ref() else {
+            return Vec::new();
+        };
+        let every = state.budget.revisit_every.max(1);
+        let scale = state.cost_scale();
+        (0..self.names.len())
+            .filter(|&f| state.paused[f] && (all || state.last_visit[f] + every <= state.window))
+            .map(|f| {
+                let load = state.rates.get(&f).map_or(1e3, |r| {
+                    let calls: u64 = r.callers.values().sum();
+                    calls as f64 / r.ms.max(1e-3) * state.kinds[f].cost_ns() / 1e6 * scale
+                });
+                Candidate {
+                    function: f,
+                    last_visit: state.last_visit[f],
+                    load,
+                }
+            })
+            .collect()
+    }
+
+    /// The visit of every paused function that a new-edge stop would start
+    /// (`None`: nothing paused, or no such stops).
+    fn new_edge_visit(&self) -> Option<VisitPlan> {
+        let state = self.budget.as_ref()?;
+        state.new_edge_stops?;
+        phase_visit(
+            &self.visit_candidates(true),
+            state.budget.revisit_for.as_secs_f64() * 1e3,
+        )
+    }
+
+    /// Arms the kernel's new-edge signal when the credit holds a visit of
+    /// every paused function and none is under way.
+    fn arm_new_edge_stop(&mut self) -> Result<(), ProbeError> {
+        let Some(plan) = self.new_edge_visit() else {
+            return Ok(());
+        };
+        let attached = self.attached;
+        let Some(state) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        let Some(stops) = state.new_edge_stops else {
+            return Ok(());
+        };
+        let busy = state.visit.as_ref().is_some_and(|v| v.all);
+        if stops.armed || busy || !attached || state.credit_ms() < plan.cost_ms {
+            return Ok(());
+        }
+        self.kernel
+            .arm_new_edge_signal(Some((stops.tid, stops.signal)))?;
+        if let Some(s) = state.new_edge_stops.as_mut() {
+            s.armed = true;
+        }
+        Ok(())
+    }
+
+    /// Puts every paused function back in a visit link (after a new edge).
+    fn start_visit_of_all(&mut self) -> Result<(), ProbeError> {
+        if !self.attached {
+            return Ok(());
+        }
+        let Some(plan) = self.new_edge_visit() else {
+            return Ok(());
+        };
+        self.attach_visit(plan, true)
+    }
+
+    /// Ends the visit under way if it has lasted its time.
+    fn end_visit_if_due(&mut self) {
+        let pid = self.pid;
+        if self
+            .budget
+            .as_ref()
+            .and_then(|b| b.visit.as_ref())
+            .is_some_and(|v| v.due(pid))
+        {
+            self.end_visit();
         }
     }
 
@@ -578,9 +767,17 @@ impl Session {
                 stable: state.new_caller_in[f] < last,
             })
             .collect();
+        // The window as the traced process lived it: its CPU time, when there
+        // is one process (on a loaded machine far less than the wall time,
+        // which would make its probes look cheap), else the wall time.
+        let lived_ms = state
+            .cpu_clock
+            .and_then(|(_, ms)| ms)
+            .filter(|ms| *ms > 0.0)
+            .unwrap_or(window_ms);
         let newly = choose_pauses(
             &loads,
-            window_ms * 1e6,
+            lived_ms * 1e6,
             state.budget.fraction,
             state.cost_scale(),
         );
@@ -658,28 +855,26 @@ impl Session {
         if state.visit.is_some() || !self.attached {
             return Ok(());
         }
-        let every = state.budget.revisit_every.max(1);
-        let scale = state.cost_scale();
-        let candidates: Vec<Candidate> = (0..self.names.len())
-            .filter(|&f| state.paused[f] && state.last_visit[f] + every <= state.window)
-            .map(|f| {
-                let load = state.rates.get(&f).map_or(1e3, |r| {
-                    let calls: u64 = r.callers.values().sum();
-                    calls as f64 / r.ms.max(1e-3) * state.kinds[f].cost_ns() / 1e6 * scale
-                });
-                Candidate {
-                    function: f,
-                    last_visit: state.last_visit[f],
-                    load,
-                }
-            })
-            .collect();
+        // While new-edge stops are possible, a visit of every paused
+        // function stays in reserve.
+        let reserve = self.new_edge_visit().map_or(0.0, |p| p.cost_ms);
+        let Some(state) = self.budget.as_ref() else {
+            return Ok(());
+        };
         let Some(plan) = choose_visit(
-            &candidates,
+            &self.visit_candidates(false),
             state.budget.revisit_for.as_secs_f64() * 1e3,
-            state.credit_ms(),
+            state.credit_ms() - reserve,
             state.budget.revisits_at_once,
         ) else {
+            return Ok(());
+        };
+        self.attach_visit(plan, false)
+    }
+
+    /// Attaches the link of a visit and books it.
+    fn attach_visit(&mut self, plan: VisitPlan, all: bool) -> Result<(), ProbeError> {
+        let Some(state) = self.budget.as_mut() else {
             return Ok(());
         };
         let offsets: Vec<u64> = plan.functions.iter().map(|&f| self.offsets[f]).collect();
@@ -702,7 +897,9 @@ impl Session {
             link,
             functions: plan.functions,
             started: Instant::now(),
+            cpu_started: process_cpu_ns(self.pid),
             ms: plan.ms,
+            all,
         });
         Ok(())
     }
@@ -729,6 +926,13 @@ impl Session {
     /// Removes all probes now (the maps stay readable).
     pub fn detach(&mut self) {
         if self.attached {
+            if self
+                .budget
+                .as_ref()
+                .is_some_and(|b| b.new_edge_stops.is_some_and(|s| s.armed))
+            {
+                let _ = self.kernel.arm_new_edge_signal(None);
+            }
             self.end_visit();
             let started = Instant::now();
             drop(self.link.take());
@@ -781,6 +985,12 @@ impl Session {
                     }
                 }
             }
+            if let Some((last, window_cpu_ms)) = state.cpu_clock.as_mut() {
+                if let Some(now) = process_cpu_ns(self.pid) {
+                    *window_cpu_ms = Some(now.saturating_sub(*last) as f64 / 1e6);
+                    *last = now;
+                }
+            }
             if let Some((cpu, last)) = state.cpu.as_mut() {
                 if let Some(now) = cpu_times(self.pid) {
                     let system = (now.system_ms - last.system_ms).max(0.0);
@@ -803,15 +1013,31 @@ impl Session {
         if let Some(state) = self.budget.as_mut() {
             // A paused function's counts are estimates: its last measured
             // rate per caller over the window, or what a visit measured,
-            // scaled to the window.
+            // scaled to the window. A visit's calls are gathered over the
+            // windows it spans; its rate is taken once it has ended.
+            for (&f, callers) in &measured {
+                if state.paused[f] {
+                    let gathered = state.visit_calls.entry(f).or_default();
+                    for (caller, &n) in callers {
+                        *gathered.entry(caller.clone()).or_default() += n;
+                    }
+                }
+            }
             for (f, rate) in state.rates.iter_mut() {
                 if let Some(&ms) = state.visited_ms.get(f).filter(|ms| **ms > 0.0) {
-                    let callers = measured.get(f).cloned().unwrap_or_default();
+                    let callers = state.visit_calls.remove(f).unwrap_or_default();
                     let ms = unprobed_ms(ms, &callers, state.kinds[*f]);
                     *rate = Rate { ms, callers };
                 }
             }
             state.visited_ms.clear();
+            // Only the visit under way has calls still to gather.
+            let visiting: Vec<usize> = state
+                .visit
+                .as_ref()
+                .map(|v| v.functions.clone())
+                .unwrap_or_default();
+            state.visit_calls.retain(|f, _| visiting.contains(f));
             for f in (0..self.names.len()).filter(|&f| state.paused[f]) {
                 let mut callers: BTreeMap<String, u64> = BTreeMap::new();
                 if let Some(rate) = state.rates.get(&f) {

@@ -203,6 +203,33 @@ impl Kernel {
             .map_err(|e| ProbeError::map("ctl", e))
     }
 
+    /// Arms the one-shot new-edge signal: the next exact-mode program run in
+    /// thread `tid` that counts a key seen for the first time sends `signal`
+    /// to that thread (and disarms it). `None` disarms.
+    pub fn arm_new_edge_signal(&mut self, armed: Option<(u32, i32)>) -> Result<(), ProbeError> {
+        let value = armed.map_or(0, |(tid, signal)| ((signal as u64) << 32) | tid as u64);
+        self.ctl()?
+            .set(3, value, 0)
+            .map_err(|e| ProbeError::map("ctl", e))
+    }
+
+    /// Whether the new-edge signal is still armed (not yet sent).
+    pub fn new_edge_signal_armed(&mut self) -> Result<bool, ProbeError> {
+        Ok(self.ctl_value(3)? != 0)
+    }
+
+    /// Exact keys the kernel has inserted so far (first sightings of an
+    /// edge at a call site).
+    pub fn new_edges(&mut self) -> Result<u64, ProbeError> {
+        self.ctl_value(4)
+    }
+
+    fn ctl_value(&mut self, slot: u32) -> Result<u64, ProbeError> {
+        self.ctl()?
+            .get(&slot, 0)
+            .map_err(|e| ProbeError::map("ctl", e))
+    }
+
     /// Makes the other buffer active and returns the now idle one, once
     /// programs that saw the old index have finished.
     pub fn flip(&mut self) -> Result<u32, ProbeError> {

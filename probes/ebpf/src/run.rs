@@ -36,6 +36,18 @@ impl Collector {
             s.tick();
         }
     }
+    /// See [`crate::exact::Session::stop_on_new_edges`].
+    pub fn stop_on_new_edges(&mut self, tid: u32, signal: i32) {
+        if let Collector::Exact(s) = self {
+            s.stop_on_new_edges(tid, signal);
+        }
+    }
+    /// See [`crate::exact::Session::new_edge_stop`].
+    pub fn new_edge_stop(&mut self) {
+        if let Collector::Exact(s) = self {
+            s.new_edge_stop();
+        }
+    }
     pub fn remember_process(&mut self, pid: u32) {
         match self {
             Collector::Exact(s) => s.remember_process(pid),
@@ -124,7 +136,11 @@ pub fn run<E: From<ProbeError>>(
     };
     let mut collector = attach(pid)?;
     match command.as_mut() {
-        Some(c) => c.resume(),
+        Some(c) => {
+            // Under ptrace its main thread can be stopped at a new edge.
+            collector.stop_on_new_edges(c.pid, target::NEW_EDGE_SIGNAL);
+            c.resume();
+        }
         // Read its maps now, in case it exits between two windows.
         None => {
             if let Some(p) = pid {
@@ -144,6 +160,10 @@ pub fn run<E: From<ProbeError>>(
         if let Some(c) = command.as_mut() {
             match c.poll() {
                 Event::Running => {}
+                Event::NewEdge => {
+                    collector.new_edge_stop();
+                    c.resume();
+                }
                 Event::Exiting => {
                     // Its memory is still intact: read its maps, then let it go.
                     collector.remember_process(c.pid);
@@ -155,7 +175,7 @@ pub fn run<E: From<ProbeError>>(
                                 exit_code = code;
                                 break;
                             }
-                            Event::Exiting => c.resume(),
+                            Event::Exiting | Event::NewEdge => c.resume(),
                             Event::Running => std::thread::sleep(Duration::from_millis(1)),
                         }
                     }

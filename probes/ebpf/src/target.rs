@@ -39,7 +39,15 @@ pub enum Event {
     Exiting,
     /// Gone, with this exit code (128 + signal when killed).
     Exited(i32),
+    /// Stopped by [`NEW_EDGE_SIGNAL`] from the kernel (the exact-mode
+    /// program saw a new edge): call [`Command::resume`], which drops it.
+    NewEdge,
 }
+
+/// The signal the exact-mode program sends the traced thread at a new edge
+/// (when armed). Ignored by default, so that if it ever reached a program
+/// nothing would happen; under ptrace it only stops the thread for us.
+pub const NEW_EDGE_SIGNAL: i32 = libc::SIGURG;
 
 /// A command started under ptrace, stopped right after its exec.
 pub struct Command {
@@ -162,12 +170,35 @@ impl Command {
                 if sig == libc::SIGTRAP && (status >> 16) == libc::PTRACE_EVENT_EXIT {
                     return Event::Exiting;
                 }
+                if sig == NEW_EDGE_SIGNAL && self.sent_by_kernel() {
+                    return Event::NewEdge;
+                }
                 // A signal for the command (or a trap we do not care about):
                 // deliver it and keep going.
                 let deliver = if sig == libc::SIGTRAP { 0 } else { sig };
                 ptrace(libc::PTRACE_CONT, self.pid, deliver as usize);
             }
         }
+    }
+}
+
+impl Command {
+    /// Whether the signal the command is stopped with came from the kernel
+    /// (`SI_KERNEL`: a BPF program's `bpf_send_signal_thread`), not from a
+    /// process.
+    fn sent_by_kernel(&self) -> bool {
+        // SAFETY: siginfo_t is plain data; the kernel fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the tracee is in a signal-delivery-stop; `info` outlives the call.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETSIGINFO,
+                self.pid as libc::pid_t,
+                0usize,
+                &mut info as *mut libc::siginfo_t,
+            )
+        };
+        r == 0 && info.si_code == libc::SI_KERNEL
     }
 }
 
