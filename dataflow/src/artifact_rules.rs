@@ -10,18 +10,15 @@
 //! joins, each rule that consults them would keep its own arranged copy of
 //! that churn. [`artifact_rules`] keeps the memberships in hash maps, one
 //! set per artifact, and applies each time's changes once the time is
-//! complete, as `dynamic_closures` does.
+//! complete ([`per_artifact_at_complete_times`]), as `dynamic_closures`
+//! does.
 
-use std::collections::BTreeMap;
-
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::CapabilitySet;
 use tracemerge_records::{Resolution, State, Strategy, Time};
 
+use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, ConflictIds, Symbol};
 use crate::verdict::{resolve, Quarantine};
 
@@ -334,65 +331,23 @@ fn difference(mut before: Vec<Derived>, mut after: Vec<Derived>, out: &mut Vec<(
 /// DESIGN.md §4; as changes, so a rule that holds before and after a time
 /// is not repeated.
 ///
-/// Each artifact's memberships live on one worker (inputs are exchanged by
-/// artifact), so the output does not depend on the worker count.
+/// Each artifact's memberships live on one worker
+/// ([`per_artifact_at_complete_times`]).
 pub fn artifact_rules<'s>(
     memberships: VecCollection<'s, Time, (Artifact, Membership)>,
     resolver: Resolver,
 ) -> VecCollection<'s, Time, (Artifact, Derived)> {
-    let pact = Exchange::new(
-        |((artifact, _), _, _): &((Artifact, Membership), Time, isize)| *artifact as u64,
-    );
-    memberships
-        .inner
-        .unary_frontier(pact, "ArtifactRules", move |_, _| {
-            let mut pending: BTreeMap<Time, Vec<(Artifact, Membership, isize)>> = BTreeMap::new();
-            let mut capabilities = CapabilitySet::new();
-            let mut artifacts: FxHashMap<Artifact, ArtifactMemberships> = FxHashMap::default();
-            move |(input, frontier), output| {
-                input.for_each(|capability, data| {
-                    if let Some(capability) = capability.retain_least(0) {
-                        capabilities.insert(capability);
-                    }
-                    for ((artifact, membership), time, diff) in data.drain(..) {
-                        pending
-                            .entry(time)
-                            .or_default()
-                            .push((artifact, membership, diff));
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    let time = *entry.key();
-                    if frontier.frontier().less_equal(&time) {
-                        break;
-                    }
-                    let mut changes = entry.remove();
-                    changes.sort_unstable_by_key(|(artifact, _, _)| *artifact);
-                    let (mut derived, mut items) = (Vec::new(), Vec::new());
-                    for batch in changes.chunk_by(|a, b| a.0 == b.0) {
-                        let artifact = batch[0].0;
-                        let memberships = artifacts.entry(artifact).or_default();
-                        let batch = batch.iter().map(|&(_, m, d)| (m, d));
-                        memberships.apply(batch, &resolver, &mut derived);
-                        if memberships.is_empty() {
-                            artifacts.remove(&artifact);
-                        }
-                        items.extend(derived.drain(..).map(|(rule, d)| ((artifact, rule), d)));
-                    }
-                    let capability = capabilities.delayed(&time);
-                    let mut session = output.session(&capability);
-                    for (item, diff) in items {
-                        session.give((item, time, diff));
-                    }
-                }
-                // Hold a capability only for the earliest time still pending.
-                capabilities = match pending.first_key_value() {
-                    Some((time, _)) => CapabilitySet::from_elem(capabilities.delayed(time)),
-                    None => CapabilitySet::new(),
-                };
-            }
-        })
-        .as_collection()
+    let mut artifacts: FxHashMap<Artifact, ArtifactMemberships> = FxHashMap::default();
+    let mut derived = Vec::new();
+    per_artifact_at_complete_times(memberships, "ArtifactRules", move |artifact, batch, out| {
+        let memberships = artifacts.entry(artifact).or_default();
+        let batch = batch.iter().map(|&((_, m), d)| (m, d));
+        memberships.apply(batch, &resolver, &mut derived);
+        if memberships.is_empty() {
+            artifacts.remove(&artifact);
+        }
+        out.extend(derived.drain(..).map(|(d, diff)| ((artifact, d), diff)));
+    })
 }
 
 #[cfg(test)]

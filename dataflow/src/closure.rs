@@ -7,20 +7,17 @@
 //! ([`dynamic_closures`], over [`ShortestPaths`]), inside a timely operator
 //! that applies each time's changes once the time is complete.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::iterate::Iterate;
-use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use differential_dataflow::{ExchangeData, VecCollection};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Timestamp;
 use tracemerge_records::{Hop, Time};
 
+use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, Node, Symbol};
 use crate::shortest_paths::ShortestPaths;
 use crate::symbols::Names;
@@ -89,67 +86,24 @@ pub enum ClosureItem {
     Path(Node, WitnessPath),
 }
 
-/// A [`GraphChange`] of an artifact, with its diff.
-type ArtifactChange = ((Artifact, GraphChange), isize);
-
 /// The runtime closure (over `Observed` edges) and the effective closure
 /// (over `Static` and `Accepted` edges) of every artifact, from its
 /// entrypoints: their sizes, and each target's witness path in the
 /// effective graph (DESIGN.md §4: a shortest path whose parents are the
 /// smallest symbols by name, each hop labelled static, runtime or both).
 ///
-/// Each artifact's graph lives on one worker (inputs are exchanged by
-/// artifact), so the output does not depend on the worker count.
+/// Each artifact's graph lives on one worker
+/// ([`per_artifact_at_complete_times`]).
 pub fn dynamic_closures<'s>(
     changes: VecCollection<'s, Time, (Artifact, GraphChange)>,
     names: Names,
 ) -> VecCollection<'s, Time, ClosureItem> {
-    let pact = Exchange::new(
-        |((artifact, _), _, _): &((Artifact, GraphChange), Time, isize)| *artifact as u64,
-    );
-    changes
-        .inner
-        .unary_frontier(pact, "DynamicClosures", move |_, _| {
-            let mut pending: BTreeMap<Time, Vec<ArtifactChange>> = BTreeMap::new();
-            let mut capabilities = CapabilitySet::new();
-            let mut graphs: FxHashMap<Artifact, ArtifactGraph> = FxHashMap::default();
-            move |(input, frontier), output| {
-                input.for_each(|capability, data| {
-                    if let Some(capability) = capability.retain_least(0) {
-                        capabilities.insert(capability);
-                    }
-                    for (change, time, diff) in data.drain(..) {
-                        pending.entry(time).or_default().push((change, diff));
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    let time = *entry.key();
-                    if frontier.frontier().less_equal(&time) {
-                        break;
-                    }
-                    let mut changes = entry.remove();
-                    changes.sort_unstable_by_key(|((artifact, _), _)| *artifact);
-                    let mut items = Vec::new();
-                    for batch in changes.chunk_by(|(a, _), (b, _)| a.0 == b.0) {
-                        let artifact = batch[0].0 .0;
-                        let graph = graphs.entry(artifact).or_insert_with(ArtifactGraph::new);
-                        let batch = batch.iter().map(|((_, change), diff)| (change, *diff));
-                        graph.apply(artifact, batch, &names, &mut items);
-                    }
-                    let capability = capabilities.delayed(&time);
-                    let mut session = output.session(&capability);
-                    for (item, diff) in items {
-                        session.give((item, time, diff));
-                    }
-                }
-                // Hold a capability only for the earliest time still pending.
-                capabilities = match pending.first_key_value() {
-                    Some((time, _)) => CapabilitySet::from_elem(capabilities.delayed(time)),
-                    None => CapabilitySet::new(),
-                };
-            }
-        })
-        .as_collection()
+    let mut graphs: FxHashMap<Artifact, ArtifactGraph> = FxHashMap::default();
+    per_artifact_at_complete_times(changes, "DynamicClosures", move |artifact, batch, items| {
+        let graph = graphs.entry(artifact).or_insert_with(ArtifactGraph::new);
+        let batch = batch.iter().map(|((_, change), diff)| (change, *diff));
+        graph.apply(artifact, batch, &names, items);
+    })
 }
 
 /// One artifact's graph as the dynamic closures see it.

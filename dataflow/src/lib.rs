@@ -11,13 +11,15 @@
 //! [`closure`] (reachability, BFS parents, witness paths),
 //! [`artifact_rules`] (observed edges in or out of the snapshot, the
 //! strategy's resolutions, each target's lattice state, the conflicts),
-//! [`verdict`] (strategies, verdicts), put together by [`merge`]. [`ingest`] is the sequential front that turns the record
+//! [`verdict`] (strategies, verdicts), put together by [`merge`];
+//! [`complete`] runs the per-artifact operators (closures, rules). [`ingest`] is the sequential front that turns the record
 //! stream into timestamped input updates, and [`engine`] runs it all on
 //! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
 
 pub mod aggregate;
 pub mod artifact_rules;
 pub mod closure;
+pub mod complete;
 pub mod engine;
 pub mod ingest;
 pub mod merge;

@@ -1,0 +1,73 @@
+//! Per-artifact state kept outside differential: each time's changes are
+//! applied together once the time is complete.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+use tracemerge_records::Time;
+
+use crate::model::Artifact;
+
+/// Hands each complete time's changes of each artifact to `apply` (the
+/// changes of one artifact and time at once, in no particular order) and
+/// emits what it pushes at that time. A time is complete once no change at
+/// or before it can arrive, so `apply` sees every change of its time and
+/// never has to take back what it said.
+///
+/// Each artifact's changes go to one worker (exchanged by artifact), so
+/// state that `apply` keeps per artifact is whole there and the output
+/// does not depend on the worker count.
+pub fn per_artifact_at_complete_times<'s, C, O>(
+    changes: VecCollection<'s, Time, (Artifact, C)>,
+    name: &str,
+    mut apply: impl FnMut(Artifact, &[((Artifact, C), isize)], &mut Vec<(O, isize)>) + 'static,
+) -> VecCollection<'s, Time, O>
+where
+    C: ExchangeData,
+    O: ExchangeData,
+{
+    let pact =
+        Exchange::new(|((artifact, _), _, _): &((Artifact, C), Time, isize)| *artifact as u64);
+    changes
+        .inner
+        .unary_frontier(pact, name, move |_, _| {
+            let mut pending: BTreeMap<Time, Vec<((Artifact, C), isize)>> = BTreeMap::new();
+            let mut capabilities = CapabilitySet::new();
+            move |(input, frontier), output| {
+                input.for_each(|capability, data| {
+                    if let Some(capability) = capability.retain_least(0) {
+                        capabilities.insert(capability);
+                    }
+                    for (change, time, diff) in data.drain(..) {
+                        pending.entry(time).or_default().push((change, diff));
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    let time = *entry.key();
+                    if frontier.frontier().less_equal(&time) {
+                        break;
+                    }
+                    let mut changes = entry.remove();
+                    changes.sort_unstable_by_key(|((artifact, _), _)| *artifact);
+                    let mut items = Vec::new();
+                    for batch in changes.chunk_by(|(a, _), (b, _)| a.0 == b.0) {
+                        apply(batch[0].0 .0, batch, &mut items);
+                    }
+                    let capability = capabilities.delayed(&time);
+                    let mut session = output.session(&capability);
+                    for (item, diff) in items {
+                        session.give((item, time, diff));
+                    }
+                }
+                // Hold a capability only for the earliest time still pending.
+                capabilities = match pending.first_key_value() {
+                    Some((time, _)) => CapabilitySet::from_elem(capabilities.delayed(time)),
+                    None => CapabilitySet::new(),
+                };
+            }
+        })
+        .as_collection()
+}
