@@ -8,6 +8,13 @@
 //! in distance order, and settles only those again from their unaffected
 //! in-neighbours; an insertion relaxes forward from its head. Work follows
 //! what changed, and a batch that changes much of the graph is one plain BFS.
+//! So is a deletion that turns out to move much of it (a runtime edge that
+//! held a large region expires): once it has found more than a quarter of
+//! the reached nodes affected, the repair is given up for one BFS from the
+//! roots, which then costs less than carrying on (finding an affected node
+//! and settling it again costs more than a BFS visit). An insertion is
+//! not given up: relaxing forward visits only the nodes that move, each
+//! once, which measured cheaper than a BFS over the whole graph.
 //! Nodes are dense local indices and distances only grow by one along an
 //! edge, so the work is array lookups and FIFO queues.
 //!
@@ -41,9 +48,19 @@ pub struct ShortestPaths<N> {
     /// A batch changing more than 1/`recompute_ratio` of the edges is one
     /// plain BFS (0: never).
     recompute_ratio: usize,
+    /// A deletion that finds more than 1/`abort_ratio` of the reached nodes
+    /// affected stops and does one plain BFS instead, which is then the
+    /// cheaper of the two (0: never).
+    abort_ratio: usize,
     reached: usize,
     edges: usize,
+    /// Plain BFS runs so far (batches too large, repairs given up).
+    recomputes: usize,
     scratch: Scratch,
+    /// Buffers kept between passes, so that a pass allocates nothing.
+    queue: MonotoneQueue,
+    affected: Vec<u32>,
+    spare: Vec<u32>,
 }
 
 /// Per-node marks of one [`ShortestPaths::apply`]: a mark equal to `epoch`
@@ -55,10 +72,38 @@ struct Scratch {
     affected: Vec<u32>,
     /// Heads of changed edges and changed roots.
     touched: Vec<u32>,
-    recorded: Vec<u32>,
-    /// Distance before this pass, of the recorded nodes.
-    previous: Vec<u32>,
+    /// Per node, the epoch it was recorded in and its distance before this
+    /// pass (valid in that epoch): one cache line for both.
+    recorded: Vec<Recorded>,
     recorded_list: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Recorded {
+    epoch: u32,
+    previous: u32,
+}
+
+impl Scratch {
+    /// The distance of `x` before this pass, if it was recorded in it.
+    #[inline]
+    fn previous(&self, x: u32) -> Option<u32> {
+        let r = self.recorded[x as usize];
+        (r.epoch == self.epoch).then_some(r.previous)
+    }
+
+    /// Keeps `dist`, the distance of `x` before this pass, once.
+    #[inline]
+    fn record(&mut self, x: u32, dist: u32) {
+        let r = &mut self.recorded[x as usize];
+        if r.epoch != self.epoch {
+            *r = Recorded {
+                epoch: self.epoch,
+                previous: dist,
+            };
+            self.recorded_list.push(x);
+        }
+    }
 }
 
 impl Scratch {
@@ -66,21 +111,16 @@ impl Scratch {
         self.seen.push(0);
         self.affected.push(0);
         self.touched.push(0);
-        self.recorded.push(0);
-        self.previous.push(UNREACHED);
+        self.recorded.push(Recorded::default());
     }
 
     fn next_epoch(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            for marks in [
-                &mut self.seen,
-                &mut self.affected,
-                &mut self.touched,
-                &mut self.recorded,
-            ] {
+            for marks in [&mut self.seen, &mut self.affected, &mut self.touched] {
                 marks.iter_mut().for_each(|m| *m = 0);
             }
+            self.recorded.iter_mut().for_each(|r| r.epoch = 0);
             self.epoch = 1;
         }
         self.recorded_list.clear();
@@ -110,6 +150,11 @@ impl MonotoneQueue {
         self.next.push_back((dist, node));
     }
 
+    fn clear(&mut self) {
+        self.seeds.clear();
+        self.next.clear();
+    }
+
     fn pop(&mut self) -> Option<(u32, u32)> {
         match (self.seeds.last(), self.next.front()) {
             (Some(s), Some(n)) if n < s => self.next.pop_front(),
@@ -137,9 +182,14 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             is_root: Vec::new(),
             dist: Vec::new(),
             recompute_ratio: 8,
+            abort_ratio: 4,
             reached: 0,
             edges: 0,
+            recomputes: 0,
             scratch: Scratch::default(),
+            queue: MonotoneQueue::default(),
+            affected: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -184,9 +234,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     /// path is unchanged; true, that it must be walked again.
     pub fn path_may_have_changed(&self, path: &[N]) -> bool {
         let s = &self.scratch;
-        let moved = |x: u32| {
-            s.recorded[x as usize] == s.epoch && s.previous[x as usize] != self.dist[x as usize]
-        };
+        let moved = |x: u32| s.previous(x).is_some_and(|d| d != self.dist[x as usize]);
         path.iter().any(|node| {
             let Some(&x) = self.index.get(node) else {
                 return true;
@@ -200,9 +248,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     /// Whether `node`'s distance changed in the last [`ShortestPaths::apply`].
     pub fn moved(&self, node: N) -> bool {
         let s = &self.scratch;
-        self.index.get(&node).is_some_and(|&x| {
-            s.recorded[x as usize] == s.epoch && s.previous[x as usize] != self.dist[x as usize]
-        })
+        (self.index.get(&node))
+            .is_some_and(|&x| s.previous(x).is_some_and(|d| d != self.dist[x as usize]))
     }
 
     fn local(&mut self, node: N, key: &impl Fn(N) -> u64) -> u32 {
@@ -221,13 +268,14 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         x
     }
 
-    /// Keeps `x`'s distance and parent before this pass, once.
-    fn record(&mut self, x: u32) {
-        let s = &mut self.scratch;
-        if s.recorded[x as usize] != s.epoch {
-            s.recorded[x as usize] = s.epoch;
-            s.previous[x as usize] = self.dist[x as usize];
-            s.recorded_list.push(x);
+    /// Lowers the distance of `x` to `d` if that is shorter, recording the
+    /// old one, and queues `x` as a seed.
+    fn lower_seed(&mut self, x: u32, d: u32) {
+        let old = self.dist[x as usize];
+        if d < old {
+            self.scratch.record(x, old);
+            self.dist[x as usize] = d;
+            self.queue.seed(d, x);
         }
     }
 
@@ -275,16 +323,10 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             self.is_root[r as usize] = false;
         }
         if large {
-            for &(u, v) in &added {
-                self.out[u as usize].push(v);
-                self.into[v as usize].push(u);
-            }
-            for &r in &added_roots {
-                self.is_root[r as usize] = true;
-            }
-            return self.recompute();
+            return self.link_and_recompute(&added, &added_roots);
         }
-        let mut queue = MonotoneQueue::default();
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.clear();
         for &(u, v) in &removed {
             let (du, dv) = (self.dist[u as usize], self.dist[v as usize]);
             if du != UNREACHED && dv != UNREACHED && du + 1 == dv {
@@ -299,7 +341,9 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         queue.start();
         // Nodes that lost every shortest-path parent, in distance order:
         // when a node at distance d is decided, every node at d - 1 is.
-        let mut affected = Vec::new();
+        let mut affected = std::mem::take(&mut self.affected);
+        affected.clear();
+        let mut aborted = false;
         while let Some((d, x)) = queue.pop() {
             let s = &mut self.scratch;
             if s.seen[x as usize] == epoch || self.dist[x as usize] != d || self.is_root[x as usize]
@@ -317,63 +361,91 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             }
             s.affected[x as usize] = epoch;
             affected.push(x);
+            if self.abort_ratio > 0 && affected.len() * self.abort_ratio > self.reached {
+                aborted = true;
+                break;
+            }
             for &y in &self.out[x as usize] {
                 if self.dist[y as usize] == d + 1 {
                     queue.push(d + 1, y);
                 }
             }
         }
-        for &x in &affected {
-            self.record(x);
+        self.affected = affected;
+        queue.clear();
+        self.queue = queue;
+        if aborted {
+            return self.link_and_recompute(&added, &added_roots);
+        }
+        for i in 0..self.affected.len() {
+            let x = self.affected[i];
+            self.scratch.record(x, self.dist[x as usize]);
             self.dist[x as usize] = UNREACHED;
         }
         // Settle them again from their unaffected in-neighbours.
-        for &x in &affected {
+        for i in 0..self.affected.len() {
+            let x = self.affected[i];
             let best = (self.into[x as usize].iter())
                 .map(|&w| self.dist[w as usize])
                 .min()
                 .filter(|&d| d != UNREACHED);
             if let Some(d) = best {
-                queue.seed(d + 1, x);
+                self.lower_seed(x, d + 1);
             }
         }
-        queue.start();
-        self.settle(&mut queue);
+        self.settle();
 
         // Insertions: relax forward from the heads of added edges and roots.
         for &(u, v) in &added {
             self.out[u as usize].push(v);
             self.into[v as usize].push(u);
             let du = self.dist[u as usize];
-            if du != UNREACHED && du + 1 < self.dist[v as usize] {
-                queue.seed(du + 1, v);
+            if du != UNREACHED {
+                self.lower_seed(v, du + 1);
             }
         }
         for &r in &added_roots {
             self.is_root[r as usize] = true;
-            if self.dist[r as usize] != 0 {
-                queue.seed(0, r);
-            }
+            self.lower_seed(r, 0);
         }
-        queue.start();
-        self.settle(&mut queue);
+        self.settle();
         self.finish()
     }
 
-    /// Pops settled distances off `queue` and relaxes out-neighbours.
-    fn settle(&mut self, queue: &mut MonotoneQueue) {
+    /// Links the added edges and roots, then does one plain BFS.
+    fn link_and_recompute(&mut self, added: &[(u32, u32)], added_roots: &[u32]) {
+        for &(u, v) in added {
+            self.out[u as usize].push(v);
+            self.into[v as usize].push(u);
+        }
+        for &r in added_roots {
+            self.is_root[r as usize] = true;
+        }
+        self.recompute()
+    }
+
+    /// Pops settled distances off the queue (its seeds already lowered)
+    /// and lowers out-neighbours as they are queued, so that a node is
+    /// queued once per distance it takes.
+    fn settle(&mut self) {
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.start();
+        let (out, dist, scratch) = (&self.out, &mut self.dist, &mut self.scratch);
         while let Some((d, x)) = queue.pop() {
-            if self.dist[x as usize] <= d {
+            if dist[x as usize] != d {
                 continue;
             }
-            self.record(x);
-            self.dist[x as usize] = d;
-            for &y in &self.out[x as usize] {
-                if d + 1 < self.dist[y as usize] {
+            for &y in &out[x as usize] {
+                let old = dist[y as usize];
+                if d + 1 < old {
+                    scratch.record(y, old);
+                    dist[y as usize] = d + 1;
                     queue.push(d + 1, y);
                 }
             }
         }
+        queue.clear();
+        self.queue = queue;
     }
 
     fn best_parent(&self, x: u32, order: &impl Fn(N, N) -> Ordering) -> u32 {
@@ -401,40 +473,52 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         }
     }
 
-    /// One plain BFS from the roots; reports what differs.
+    /// One plain BFS from the roots; records what differs from the
+    /// distances before this pass.
     fn recompute(&mut self) {
-        let old_dist = std::mem::replace(&mut self.dist, vec![UNREACHED; self.nodes.len()]);
-        let mut queue = VecDeque::new();
-        for x in 0..self.nodes.len() as u32 {
+        self.recomputes += 1;
+        let n = self.nodes.len();
+        let mut old_dist = std::mem::take(&mut self.spare);
+        old_dist.clear();
+        old_dist.resize(n, UNREACHED);
+        std::mem::swap(&mut self.dist, &mut old_dist);
+        // The FIFO: nodes in the order reached.
+        let mut order = std::mem::take(&mut self.affected);
+        order.clear();
+        for x in 0..n as u32 {
             if self.is_root[x as usize] {
                 self.dist[x as usize] = 0;
-                queue.push_back(x);
+                order.push(x);
             }
         }
-        while let Some(x) = queue.pop_front() {
+        let mut head = 0;
+        while head < order.len() {
+            let x = order[head];
+            head += 1;
             let d = self.dist[x as usize] + 1;
             for &y in &self.out[x as usize] {
                 if self.dist[y as usize] == UNREACHED {
                     self.dist[y as usize] = d;
-                    queue.push_back(y);
+                    order.push(y);
                 }
             }
         }
+        self.affected = order;
         let s = &mut self.scratch;
         for (x, (&old, &new)) in old_dist.iter().zip(&self.dist).enumerate() {
             if old != new {
-                s.recorded[x] = s.epoch;
-                s.previous[x] = old;
-                s.recorded_list.push(x as u32);
+                s.record(x as u32, old);
             }
         }
+        self.spare = old_dist;
         self.finish()
     }
 
     /// Counts reached nodes anew from the recorded previous distances.
     fn finish(&mut self) {
-        for &x in &self.scratch.recorded_list {
-            let (d, nd) = (self.scratch.previous[x as usize], self.dist[x as usize]);
+        let s = &self.scratch;
+        for &x in &s.recorded_list {
+            let (d, nd) = (s.recorded[x as usize].previous, self.dist[x as usize]);
             if d == UNREACHED && nd != UNREACHED {
                 self.reached += 1;
             } else if d != UNREACHED && nd == UNREACHED {
@@ -521,9 +605,10 @@ mod tests {
         /// After every batch, distances, parents, the reached count and the
         /// changed list match a BFS over the graph as it now is.
         #[test]
-        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], keyed: bool) {
+        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], abort_ratio in prop_oneof![Just(0), Just(1), Just(4), Just(1000)], keyed: bool) {
             let mut paths = ShortestPaths::new();
             paths.recompute_ratio = recompute_ratio;
+            paths.abort_ratio = abort_ratio;
             let mut edges = BTreeSet::new();
             let mut roots = BTreeSet::from([initial_root]);
             // Either every order question is settled by keys, or none is.
@@ -570,6 +655,118 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Everything a caller can ask of a [`ShortestPaths`] over `0..n`.
+    fn observe(paths: &ShortestPaths<u16>, n: u16) -> Vec<(Option<u32>, Option<u16>, bool)> {
+        (0..n)
+            .map(|v| {
+                (
+                    paths.dist(v),
+                    paths.parent(v, |a, b| a.cmp(&b)),
+                    paths.moved(v),
+                )
+            })
+            .collect()
+    }
+
+    type Edge16 = (u16, u16);
+
+    /// Random batches on a graph of a few hundred nodes, where one edge can
+    /// move much of it: a strategy of toggles per step.
+    fn big_steps() -> impl Strategy<Value = (Vec<Edge16>, Vec<Vec<Edge16>>)> {
+        let edge = (0u16..300, 0u16..300);
+        let initial = prop::collection::vec(edge.clone(), 200..700);
+        let step = prop::collection::vec(edge, 1..4);
+        (initial, prop::collection::vec(step, 1..30))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(120))]
+
+        /// A deletion's repair given up for a plain BFS (random ratios put
+        /// the threshold on either side of the affected count) leaves the same
+        /// distances, parents, moved nodes, reached count and changed
+        /// paths as the repair carried to its end.
+        #[test]
+        fn giving_up_agrees_with_repairing((initial, steps) in big_steps(), abort_ratio in 1usize..12) {
+            let n = 300;
+            let mut repair = ShortestPaths::new();
+            repair.abort_ratio = 0;
+            repair.recompute_ratio = 0;
+            let mut give_up = ShortestPaths::new();
+            give_up.abort_ratio = abort_ratio;
+            give_up.recompute_ratio = 0;
+            let key = |v: u16| v as u64;
+            let mut edges: BTreeSet<(u16, u16)> = initial.into_iter().collect();
+            let edge_list: Vec<_> = edges.iter().copied().collect();
+            for paths in [&mut repair, &mut give_up] {
+                paths.apply(&edge_list, &[], &[0], &[], key);
+            }
+            for toggles in steps {
+                let old_paths: Vec<Option<Vec<u16>>> =
+                    (0..n).map(|v| repair.path_to(v, |a, b| a.cmp(&b))).collect();
+                let (mut added, mut removed) = (Vec::new(), Vec::new());
+                for e in toggles.into_iter().collect::<BTreeSet<_>>() {
+                    if edges.remove(&e) { removed.push(e) } else { edges.insert(e); added.push(e) }
+                }
+                for paths in [&mut repair, &mut give_up] {
+                    paths.apply(&added, &removed, &[], &[], key);
+                }
+                prop_assert_eq!(observe(&repair, n), observe(&give_up, n));
+                prop_assert_eq!(repair.reached(), give_up.reached());
+                for path in old_paths.iter().flatten() {
+                    prop_assert_eq!(
+                        repair.path_may_have_changed(path),
+                        give_up.path_may_have_changed(path)
+                    );
+                }
+            }
+            prop_assert_eq!(repair.recomputes, 0);
+        }
+    }
+
+    /// An edge that made a region reachable (or shortened a chain) leaves:
+    /// there are ratios at which the repair is given up and ratios at
+    /// which it is not, and every one agrees with the repair carried to its
+    /// end; insertions are never given up.
+    #[test]
+    fn giving_up_happens_on_both_sides_of_the_threshold() {
+        // A chain 0 → 1 → … → 99 from the root, and a region 100 → … → 199
+        // hanging off 100 that calls back into the chain's far end.
+        let mut edges: Vec<(u16, u16)> = (0..99).map(|i| (i, i + 1)).collect();
+        edges.extend((100..199).map(|i| (i, i + 1)));
+        edges.extend((100..199).step_by(10).map(|i| (i, 99 - (i - 100) / 2)));
+        let key = |v: u16| v as u64;
+        let mut outcomes = BTreeSet::new();
+        for flip in [(0, 100), (0, 50), (0, 90)] {
+            for abort_ratio in [0, 1, 2, 4, 8, 64] {
+                let mut paths = ShortestPaths::new();
+                paths.abort_ratio = abort_ratio;
+                let mut repair = ShortestPaths::new();
+                repair.abort_ratio = 0;
+                for p in [&mut paths, &mut repair] {
+                    p.apply(&edges, &[], &[0], &[], key);
+                }
+                let before = paths.recomputes;
+                for p in [&mut paths, &mut repair] {
+                    p.apply(&[flip], &[], &[], &[], key);
+                }
+                assert_eq!(observe(&paths, 200), observe(&repair, 200));
+                assert_eq!(paths.reached(), repair.reached());
+                assert_eq!(paths.recomputes, before, "an insertion is never given up");
+                for p in [&mut paths, &mut repair] {
+                    p.apply(&[], &[flip], &[], &[], key);
+                }
+                assert_eq!(observe(&paths, 200), observe(&repair, 200));
+                assert_eq!(paths.reached(), 100);
+                let gave_up = paths.recomputes > before;
+                assert_eq!(repair.recomputes, 1, "only the first batch");
+                assert!(abort_ratio > 0 || !gave_up);
+                outcomes.insert(gave_up);
+            }
+        }
+        assert_eq!(outcomes.len(), 2, "both sides of the threshold");
     }
 
     /// A parent is the first candidate in the given order, not by id.
