@@ -232,6 +232,12 @@ impl ArtifactGraph {
                 None => {}
             }
         }
+        // New nodes get their dense ids in the order of their edges: in id
+        // order (the snapshot's order, where most edges join nearby
+        // functions) a BFS visits memory in order; in the hash map's order
+        // every visit missed the cache.
+        effective_added.sort_unstable();
+        runtime_added.sort_unstable();
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
         let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 
