@@ -570,6 +570,11 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
     }
     drop(inputs);
+    // The input has ended and the aggregator said all it had to: its
+    // windows (a slot per live edge) need not wait for the last rounds
+    // and the report.
+    drop(aggregator);
+    drop(evaluated);
     // What is left is the last rounds: no merging for its own sake.
     BUSY.set(true);
     while worker.step() {
