@@ -35,6 +35,7 @@ use tracemerge_records::{union_length, Config, Strategy, Time};
 #[cfg(test)]
 use crate::model::Symbol;
 use crate::model::{EdgeKey, Node, Source, Timed, Update};
+use crate::slab::{Keyed, Slab};
 use crate::window::EdgeStats;
 
 /// One runtime observation, as ingest hands it to the aggregator.
@@ -171,7 +172,7 @@ impl<T> Few<T> {
 }
 
 /// The live sightings of one observed edge, in a slot of the
-/// aggregator's slab (64 bytes; see [`EdgeSlab`]).
+/// aggregator's slab (64 bytes; see [`Slab`]).
 #[derive(Clone, Debug, Default)]
 struct EdgeWindow {
     /// The edge; its slot is free while `sightings` is empty.
@@ -287,81 +288,10 @@ impl EdgeWindow {
     }
 }
 
-/// The observed edges of a shard: their windows in a slab indexed by a
-/// dense id, and a hash table of ids keyed by the edge in the id's slot.
-/// A live edge costs one slot (64 bytes) and one table bucket (4 bytes
-/// and a control byte); the slot of an expired edge is reused.
-#[derive(Default)]
-struct EdgeSlab {
-    windows: Vec<EdgeWindow>,
-    /// Ids of the edges, hashed by their key.
-    ids: hashbrown::HashTable<u32>,
-    /// The free slots, the last freed on top.
-    free: Vec<u32>,
-}
-
-/// The table's hash of an edge. The shard of a key is its Fx hash modulo
-/// the workers, so the low bits of that hash are alike within a shard: the
-/// table hashes the rotated value, whose low bits are the high ones.
-fn table_hash(key: &EdgeKey) -> u64 {
-    let mut hasher = FxHasher::default();
-    key.hash(&mut hasher);
-    hasher.finish().rotate_left(32)
-}
-
-impl EdgeSlab {
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The id of `key`'s window, made empty if it had none.
-    fn id_or_insert(&mut self, key: EdgeKey) -> u32 {
-        let windows = &mut self.windows;
-        let hash = table_hash(&key);
-        let eq = |id: &u32| windows[*id as usize].key == key;
-        if let Some(&id) = self.ids.find(hash, eq) {
-            return id;
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                windows[id as usize] = EdgeWindow::new(key);
-                id
-            }
-            None => {
-                let id = u32::try_from(windows.len()).expect("at most 2^32 live edges per shard");
-                windows.push(EdgeWindow::new(key));
-                id
-            }
-        };
-        let windows = &self.windows;
-        self.ids
-            .insert_unique(hash, id, |id| table_hash(&windows[*id as usize].key));
-        id
-    }
-
-    fn get_mut(&mut self, id: u32) -> &mut EdgeWindow {
-        &mut self.windows[id as usize]
-    }
-
-    /// Forgets the edge of slot `id`, which is kept for reuse.
-    fn remove(&mut self, id: u32) {
-        let windows = &mut self.windows;
-        let key = windows[id as usize].key;
-        let found = self.ids.find_entry(table_hash(&key), |other| *other == id);
-        found.expect("a slot in use is in the table").remove();
-        windows[id as usize] = EdgeWindow::default();
-        self.free.push(id);
-    }
-
-    /// The windows of the edges (free slots have no sightings).
-    fn iter(&self) -> impl Iterator<Item = &EdgeWindow> + '_ {
-        self.windows.iter().filter(|w| !w.sightings.is_empty())
+impl Keyed for EdgeWindow {
+    type Key = EdgeKey;
+    fn key(&self) -> EdgeKey {
+        self.key
     }
 }
 
@@ -400,7 +330,8 @@ pub struct Aggregator {
     min_coverage: Time,
     /// `quorum:H:S`'s thresholds; `None` under other strategies.
     quorum: Option<(u64, u64)>,
-    edges: EdgeSlab,
+    /// The windows of the observed edges, by a dense id.
+    edges: Slab<EdgeWindow>,
     /// The last live hit of each symbol.
     hits: FxHashMap<Node, Time>,
     coverage: FxHashMap<Node, CoverageWindow>,
@@ -430,7 +361,7 @@ impl Aggregator {
                 Strategy::Quorum { hits, sources } => Some((hits, sources)),
                 Strategy::Union | Strategy::Static => None,
             },
-            edges: EdgeSlab::default(),
+            edges: Slab::default(),
             hits: FxHashMap::default(),
             coverage: FxHashMap::default(),
             executed: FxHashMap::default(),
@@ -508,7 +439,7 @@ impl Aggregator {
                     source,
                     estimated,
                 } => {
-                    let id = self.edges.id_or_insert(edge);
+                    let id = self.edges.id_or_insert(edge, || EdgeWindow::new(edge));
                     let window = self.edges.get_mut(id);
                     if !window.touched {
                         window.touched = true;
@@ -906,41 +837,6 @@ mod tests {
         assert!(few.is_empty());
     }
 
-    /// Slots of expired edges are reused (the last freed first), the table
-    /// finds every edge in use by its key, and a reused slot starts empty.
-    #[test]
-    fn the_slab_reuses_the_slots_of_expired_edges() {
-        let mut slab = EdgeSlab::default();
-        let ids: Vec<u32> = (0..100).map(|i| slab.id_or_insert((0, i, i + 1))).collect();
-        assert_eq!(ids, (0..100).collect::<Vec<u32>>());
-        assert_eq!(slab.id_or_insert((0, 7, 8)), 7, "a known edge keeps its id");
-        for id in [3, 50, 99] {
-            slab.get_mut(id).add(1, 1, 0, false);
-            slab.remove(id);
-        }
-        assert_eq!(slab.len(), 97);
-        assert_eq!(slab.id_or_insert((1, 1, 1)), 99);
-        assert_eq!(slab.id_or_insert((1, 2, 2)), 50);
-        assert_eq!(slab.id_or_insert((1, 3, 3)), 3);
-        assert_eq!(slab.id_or_insert((1, 4, 4)), 100, "no free slot left");
-        assert_eq!(slab.windows.len(), 101);
-        assert!(slab.get_mut(50).sightings.is_empty());
-        assert_eq!(slab.get_mut(50).key, (1, 2, 2));
-        assert_eq!(slab.id_or_insert((0, 50, 51)), 101, "a removed key is new");
-        for i in 0..100 {
-            let key = (0, i, i + 1);
-            let expected = if [3, 99].contains(&i) { None } else { Some(i) };
-            let found = slab
-                .ids
-                .find(table_hash(&key), |id| slab.windows[*id as usize].key == key);
-            match expected {
-                None => assert!(found.is_none()),
-                Some(_) if i == 50 => assert_eq!(found, Some(&101)),
-                Some(i) => assert_eq!(found, Some(&i)),
-            }
-        }
-    }
-
     /// A hot edge's window, over a long run of evaluations, holds only its
     /// live sighting times, and its slot is freed when they expire.
     #[test]
@@ -961,7 +857,7 @@ mod tests {
         }
         run(&mut a, 21_000);
         assert!(a.edges.is_empty());
-        assert_eq!(a.edges.free, [0]);
+        assert_eq!(a.edges.slots(), 1);
         a.add(edge(21_001, 1, 3));
         let got = run(&mut a, 21_001);
         assert!(got.contains(&(Update::EdgeStats(key, stats(1, 21_001, 21_001, 1)), 1)));
@@ -1057,7 +953,7 @@ mod tests {
                     prop_assert!(live.values().all(|d| *d == 1));
                     prop_assert_eq!(live.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
                     prop_assert_eq!(a.edges.len(), want.len());
-                    prop_assert!(a.edges.windows.len() <= 6, "slots are reused");
+                    prop_assert!(a.edges.slots() <= 6, "slots are reused");
                 }
             }
         }

@@ -25,6 +25,7 @@ pub mod profile;
 pub mod sets;
 pub mod shortest_paths;
 mod sink;
+mod slab;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -338,7 +338,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 artifact,
                 target,
                 state,
-                path,
+                path: path.map(Box::new),
             }),
         )
         .concat(conflicts.map(|(artifact, conflict)| Output::Conflict { artifact, conflict }))
