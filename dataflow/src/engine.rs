@@ -33,7 +33,7 @@ use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
-use crate::sink::{Pending, Polled, Sink};
+use crate::sink::{consolidate, Pending, Polled, Sink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -446,9 +446,14 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             .inspect_batch(move |_, batch| {
                 let mut sink = sink.borrow_mut();
                 for (item, time, diff) in batch {
-                    sink.entry(*time)
-                        .or_default()
-                        .push((item.clone(), *diff as i64));
+                    let items = sink.entry(*time).or_default();
+                    if items.len() == items.capacity() && items.len() >= 1024 {
+                        // Before it doubles: drop what cancels out (a
+                        // static edge's `in_static: false` ± pair) and
+                        // merge repeats.
+                        consolidate(items);
+                    }
+                    items.push((item.clone(), *diff as i64));
                 }
             })
             .probe();

@@ -66,7 +66,7 @@ pub(crate) enum Polled {
 
 /// Sorts the updates of one time and sums the diffs of equal outputs,
 /// dropping those that cancel out.
-fn consolidate(items: &mut Vec<(Output, i64)>) {
+pub(crate) fn consolidate(items: &mut Vec<(Output, i64)>) {
     items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     items.dedup_by(|next, kept| {
         if next.0 == kept.0 {
@@ -346,6 +346,26 @@ mod tests {
                 effective,
             },
         }
+    }
+
+    #[test]
+    fn consolidation_sums_equal_outputs_and_drops_what_cancels() {
+        let edge = |in_static| Output::Edge {
+            artifact: 0,
+            caller: 1,
+            callee: 2,
+            in_static,
+        };
+        let mut items = vec![
+            (reach(3), 1),
+            (edge(false), 1),
+            (edge(true), 1),
+            (reach(1), 1),
+            (edge(false), -1),
+            (reach(3), 1),
+        ];
+        consolidate(&mut items);
+        assert_eq!(items, [(edge(true), 1), (reach(1), 1), (reach(3), 2)]);
     }
 
     #[test]
