@@ -17,11 +17,12 @@
 //!   higher than what the graph holds when the run with edges peaks (at
 //!   its end), so this understates the cost.
 //! - `bytes_per_live_edge_same_point`: the peak with edges less the
-//!   graph-only child's RSS at the same point, the end of its run (engine
-//!   done, final report held, as when the run with edges peaks). This
-//!   counts the end phase's transients against the edges, so it may
-//!   overstate the cost; `bytes_per_live_edge_at_end` is the difference of
-//!   the two children's RSS at that point (what stays).
+//!   graph-only child's RSS at the same point of its run: when the final
+//!   report is handed over (all rounds done, the engine's state still
+//!   held). This counts every transient of the run with edges against
+//!   them, so it may overstate the cost; `bytes_per_live_edge_at_report`
+//!   is the difference of the two children's RSS at that point (what the
+//!   edges hold once the transients are over).
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -30,11 +31,13 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use tracemerge_dataflow::Options;
-use tracemerge_records::Config;
+use std::sync::{Arc, Mutex};
+use tracemerge_dataflow::{Event, Options};
+use tracemerge_records::{Config, Report};
 use tracemerge_scenarios::workload::Workload;
 
-use crate::driver::{ratio, run_to_end, sig};
+use crate::driver::{ratio, sig};
+use crate::error::boxed;
 use crate::{BenchError, MemoryPlan};
 
 /// The environment variable that carries a child's task (JSON).
@@ -86,7 +89,24 @@ pub fn child_main() -> Result<(), BenchError> {
     };
     let started = Instant::now();
     let stream = workload.live_edges(edges as usize).map(Ok::<_, Infallible>);
-    let (report, _) = run_to_end(stream, &Config::default(), Options::threads(1))?;
+    // The final report, and the RSS when it is handed over (the engine's
+    // state is still held then: the same point in both children).
+    let last: Arc<Mutex<Option<(Report, Option<u64>)>>> = Arc::default();
+    let slot = last.clone();
+    tracemerge_dataflow::run(
+        stream,
+        &Config::default(),
+        Options::threads(1),
+        move |event| {
+            if let Event::Report { report, last: true } = event {
+                let rss = status_kib("VmRSS:");
+                *slot.lock().expect("report slot") = Some((report, rss));
+            }
+        },
+    )
+    .map_err(boxed)?;
+    let (report, rss_at_report) =
+        (last.lock().expect("report slot").take()).ok_or(BenchError::NoFinalReport)?;
     let live: usize = report
         .artifacts
         .iter()
@@ -97,10 +117,8 @@ pub fn child_main() -> Result<(), BenchError> {
         "records": report.stats.records,
         "seconds": started.elapsed().as_secs_f64(),
         "vm_hwm_kib": status_kib("VmHWM:"),
-        // Before the report is dropped: the same point in both children.
-        "vm_rss_end_kib": status_kib("VmRSS:"),
+        "vm_rss_at_report_kib": rss_at_report,
     });
-    drop(report);
     println!("\n{MARK} {result}");
     Ok(())
 }
@@ -120,8 +138,8 @@ struct Measured {
     /// The child's own peak RSS: `VmHWM` of its address space, as it
     /// reported it before exiting.
     peak_rss: u64,
-    /// Its RSS at the end of the run, with the final report held.
-    end_rss: Option<u64>,
+    /// Its RSS when the final report was handed over.
+    report_rss: Option<u64>,
     /// `ru_maxrss` from `wait4`. Linux folds into it the high-water mark of
     /// the address space the child replaced at exec, that is this (parent)
     /// process's peak when it spawned the child, so it is an upper bound:
@@ -187,11 +205,11 @@ fn spawn(launcher: &Launcher, task: &Value) -> Result<Measured, BenchError> {
     let peak_rss = result["vm_hwm_kib"]
         .as_u64()
         .map_or(wait4_maxrss, |k| k * 1024);
-    let end_rss = result["vm_rss_end_kib"].as_u64().map(|k| k * 1024);
+    let report_rss = result["vm_rss_at_report_kib"].as_u64().map(|k| k * 1024);
     Ok(Measured {
         result,
         peak_rss,
-        end_rss,
+        report_rss,
         wait4_maxrss,
         wall,
     })
@@ -282,23 +300,22 @@ pub fn run(plan: &MemoryPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Va
         let live = full.result["live_edges"].as_u64().unwrap_or(0);
         let delta = full.peak_rss.saturating_sub(base.peak_rss);
         let per_edge = ratio(delta as f64, live as f64);
-        // Against the graph-only state at the same point (its end).
-        let same_point = base
-            .end_rss
-            .map(|end| ratio(full.peak_rss.saturating_sub(end) as f64, live as f64));
-        let at_end = (base.end_rss.zip(full.end_rss))
+        // Against the graph-only state at the same point (the report).
+        let same_point =
+            (base.report_rss).map(|b| ratio(full.peak_rss.saturating_sub(b) as f64, live as f64));
+        let at_report = (base.report_rss.zip(full.report_rss))
             .map(|(b, f)| ratio(f.saturating_sub(b) as f64, live as f64));
         let adjacency = adjacency_bytes(functions, live as usize);
         let adjacency_per_edge = ratio(adjacency as f64, live as f64);
         log(&format!(
-            "memory: {live} live edges: peak {} MiB ({} MiB without them; {} MiB at the end), \
-             {:.0} bytes per live edge ({} against the graph-only end; {} at the end)",
+            "memory: {live} live edges: peak {} MiB ({} MiB without them; {} MiB at the report), \
+             {:.0} bytes per live edge ({} against the graph-only report point; {} at the report)",
             mib(full.peak_rss),
             mib(base.peak_rss),
-            base.end_rss.map_or("?".into(), |b| mib(b).to_string()),
+            base.report_rss.map_or("?".into(), |b| mib(b).to_string()),
             per_edge,
             same_point.map_or("?".into(), |b| format!("{b:.0}")),
-            at_end.map_or("?".into(), |b| format!("{b:.0}")),
+            at_report.map_or("?".into(), |b| format!("{b:.0}")),
         ));
         sizes.push(json!({
             "live_edges": live,
@@ -308,9 +325,9 @@ pub fn run(plan: &MemoryPlan, seed: u64, log: &mut dyn FnMut(&str)) -> Result<Va
             "wait4_maxrss_mib": mib(full.wait4_maxrss),
             "bytes_per_live_edge": sig(per_edge),
             "bytes_per_live_edge_same_point": same_point.map(sig),
-            "bytes_per_live_edge_at_end": at_end.map(sig),
-            "end_rss_mib": full.end_rss.map(mib),
-            "graph_only_end_rss_mib": base.end_rss.map(mib),
+            "bytes_per_live_edge_at_report": at_report.map(sig),
+            "rss_at_report_mib": full.report_rss.map(mib),
+            "graph_only_rss_at_report_mib": base.report_rss.map(mib),
             "adjacency_bytes": adjacency,
             "adjacency_bytes_per_edge": sig(adjacency_per_edge),
             "ratio_vs_adjacency": sig(ratio(per_edge, adjacency_per_edge)),
