@@ -18,8 +18,8 @@
 //!   its end), so this understates the cost.
 //! - `bytes_per_live_edge_same_point`: the peak with edges less the
 //!   graph-only child's RSS at the same point of its run: when the final
-//!   report is handed over (all rounds done, the engine's state still
-//!   held). This counts every transient of the run with edges against
+//!   report is handed over (all rounds done; the ingest's snapshot and
+//!   the sink still held). This counts every transient of the run with edges against
 //!   them, so it may overstate the cost; `bytes_per_live_edge_at_report`
 //!   is the difference of the two children's RSS at that point (what the
 //!   edges hold once the transients are over).
@@ -89,8 +89,8 @@ pub fn child_main() -> Result<(), BenchError> {
     };
     let started = Instant::now();
     let stream = workload.live_edges(edges as usize).map(Ok::<_, Infallible>);
-    // The final report, and the RSS when it is handed over (the engine's
-    // state is still held then: the same point in both children).
+    // The final report, and the RSS when it is handed over (the same
+    // point in both children).
     let last: Arc<Mutex<Option<(Report, Option<u64>)>>> = Arc::default();
     let slot = last.clone();
     tracemerge_dataflow::run(
