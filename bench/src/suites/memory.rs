@@ -71,6 +71,9 @@ pub fn functions_for(edges: usize) -> usize {
     (edges / 3).max(100)
 }
 
+/// The final report and the RSS (KiB) when it was handed over.
+type ReportAndRss = (Report, Option<u64>);
+
 /// The child side: reads the task from [`CHILD_ENV`], runs the engine over
 /// the generated stream and prints one result line.
 pub fn child_main() -> Result<(), BenchError> {
@@ -91,7 +94,7 @@ pub fn child_main() -> Result<(), BenchError> {
     let stream = workload.live_edges(edges as usize).map(Ok::<_, Infallible>);
     // The final report, and the RSS when it is handed over (the same
     // point in both children).
-    let last: Arc<Mutex<Option<(Report, Option<u64>)>>> = Arc::default();
+    let last: Arc<Mutex<Option<ReportAndRss>>> = Arc::default();
     let slot = last.clone();
     tracemerge_dataflow::run(
         stream,
