@@ -35,6 +35,7 @@ use tracemerge_records::{union_length, Config, Strategy, Time};
 #[cfg(test)]
 use crate::model::Symbol;
 use crate::model::{EdgeKey, Node, Source, Timed, Update};
+use crate::slab::{Keyed, Slab};
 use crate::window::EdgeStats;
 
 /// One runtime observation, as ingest hands it to the aggregator.
@@ -87,36 +88,133 @@ pub fn shard(key: &impl Hash, peers: usize) -> usize {
     (hasher.finish() % peers.max(1) as u64) as usize
 }
 
-/// The live sightings of one observed edge.
+/// A few items in arrival order: none or one inline (most observed edges
+/// have one sighting time and one source in their window), more on the
+/// heap. 24 bytes for the items the windows keep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Few<T> {
+    #[default]
+    Empty,
+    One(T),
+    // Boxed on purpose: 8 bytes inline instead of a 32-byte header, for
+    // the few windows that need it.
+    #[allow(clippy::box_collection)]
+    Many(Box<VecDeque<T>>),
+}
+
+impl<T> Few<T> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Few::Empty)
+    }
+
+    fn front(&self) -> Option<&T> {
+        match self {
+            Few::Empty => None,
+            Few::One(item) => Some(item),
+            Few::Many(items) => items.front(),
+        }
+    }
+
+    fn back(&self) -> Option<&T> {
+        match self {
+            Few::Empty => None,
+            Few::One(item) => Some(item),
+            Few::Many(items) => items.back(),
+        }
+    }
+
+    fn back_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Few::Empty => None,
+            Few::One(item) => Some(item),
+            Few::Many(items) => items.back_mut(),
+        }
+    }
+
+    fn push_back(&mut self, item: T) {
+        match std::mem::take(self) {
+            Few::Empty => *self = Few::One(item),
+            Few::One(first) => {
+                let mut items = VecDeque::with_capacity(2);
+                items.push_back(first);
+                items.push_back(item);
+                *self = Few::Many(Box::new(items));
+            }
+            Few::Many(mut items) => {
+                items.push_back(item);
+                *self = Few::Many(items);
+            }
+        }
+    }
+
+    /// Takes the oldest item; a single item left goes back inline.
+    fn pop_front(&mut self) -> Option<T> {
+        match std::mem::take(self) {
+            Few::Empty => None,
+            Few::One(item) => Some(item),
+            Few::Many(mut items) => {
+                let first = items.pop_front();
+                *self = match items.len() {
+                    0 => Few::Empty,
+                    1 => Few::One(items.pop_front().expect("one item")),
+                    _ => Few::Many(items),
+                };
+                first
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            Few::Empty => 0,
+            Few::One(_) => 1,
+            Few::Many(items) => items.len(),
+        }
+    }
+}
+
+/// The live sightings of one observed edge, in a slot of the
+/// aggregator's slab (64 bytes; see [`Slab`]).
+#[derive(Clone, Debug, Default)]
 struct EdgeWindow {
-    /// Hits per distinct sighting time, oldest first, and whether a
-    /// sighting at that time was an estimate.
-    sightings: VecDeque<(Time, u64, bool)>,
-    /// How many of `sightings` are estimates.
-    estimated: u64,
-    /// The last sighting time of each source, by source.
-    sources: Vec<(Source, Time)>,
+    /// The edge; its slot is free while `sightings` is empty.
+    key: EdgeKey,
+    /// The only source of the live sightings while `sources` is `None`.
+    source: Source,
     /// The sum of `sightings`' hits.
     hits: u64,
+    /// Hits per distinct sighting time, oldest first, and whether a
+    /// sighting at that time was an estimate.
+    sightings: Few<(Time, u64, bool)>,
+    /// With two sources or more, the last sighting time of each source,
+    /// by source. With one (`source`), its last sighting is the newest of
+    /// `sightings`, which it made all of.
+    /// (Boxed on purpose: 8 bytes in the slot instead of 24.)
+    #[allow(clippy::box_collection)]
+    sources: Option<Box<Vec<(Source, Time)>>>,
+    /// How many of `sightings` are estimates.
+    estimated: u32,
     /// Whether the quorum was met at the last evaluation.
     quorum: bool,
-    /// The evaluation that last touched this edge.
-    epoch: u64,
+    /// Whether the current evaluation has already taken its state before.
+    touched: bool,
 }
 
 impl EdgeWindow {
-    /// An empty window with room for one sighting time and one source:
-    /// most edges have no more, and an empty `VecDeque` or `Vec` grows to
-    /// room for four at its first push (96 and 64 bytes per edge, instead
-    /// of 24 and 16).
-    fn new() -> Self {
+    fn new(key: EdgeKey) -> Self {
         EdgeWindow {
-            sightings: VecDeque::with_capacity(1),
-            estimated: 0,
-            sources: Vec::with_capacity(1),
-            hits: 0,
-            quorum: false,
-            epoch: 0,
+            key,
+            ..EdgeWindow::default()
+        }
+    }
+
+    /// The number of distinct live sources.
+    fn sources(&self) -> u64 {
+        match (&self.sources, self.sightings.is_empty()) {
+            (Some(sources), _) => sources.len() as u64,
+            (None, true) => 0,
+            (None, false) => 1,
         }
     }
 
@@ -127,7 +225,7 @@ impl EdgeWindow {
             hits: self.hits,
             first_seen,
             last_seen,
-            sources: self.sources.len() as u64,
+            sources: self.sources(),
             estimated: self.estimated > 0,
         })
     }
@@ -135,6 +233,8 @@ impl EdgeWindow {
     /// Adds a sighting no earlier than every one before; whether it is at
     /// a new time (a new entry, which will expire on its own).
     fn add(&mut self, at: Time, hits: u64, source: Source, estimated: bool) -> bool {
+        // The last sighting before this one: the only source's last.
+        let newest = self.sightings.back().map(|&(t, _, _)| t);
         let new_time = match self.sightings.back_mut() {
             Some((last, h, e)) if *last == at => {
                 *h = h.saturating_add(hits);
@@ -146,14 +246,23 @@ impl EdgeWindow {
             }
             _ => {
                 self.sightings.push_back((at, hits, estimated));
-                self.estimated += u64::from(estimated);
+                self.estimated += u32::from(estimated);
                 true
             }
         };
         self.hits = self.hits.saturating_add(hits);
-        match self.sources.binary_search_by_key(&source, |(s, _)| *s) {
-            Ok(i) => self.sources[i].1 = self.sources[i].1.max(at),
-            Err(i) => self.sources.insert(i, (source, at)),
+        match (&mut self.sources, newest) {
+            (Some(sources), _) => match sources.binary_search_by_key(&source, |(s, _)| *s) {
+                Ok(i) => sources[i].1 = sources[i].1.max(at),
+                Err(i) => sources.insert(i, (source, at)),
+            },
+            (None, None) => self.source = source,
+            (None, Some(_)) if self.source == source => {}
+            (None, Some(newest)) => {
+                let mut sources = vec![(self.source, newest), (source, at)];
+                sources.sort_unstable_by_key(|(s, _)| *s);
+                self.sources = Some(Box::new(sources));
+            }
         }
         new_time
     }
@@ -162,8 +271,32 @@ impl EdgeWindow {
     fn expire_oldest(&mut self) {
         if let Some((_, hits, estimated)) = self.sightings.pop_front() {
             self.hits -= hits;
-            self.estimated -= u64::from(estimated);
+            self.estimated -= u32::from(estimated);
         }
+    }
+
+    /// Forgets the sources whose last sighting expired by `now`; one
+    /// source left goes back inline.
+    fn expire_sources(&mut self, now: Time, ttl: Time) {
+        let Some(sources) = self.sources.as_mut() else {
+            return;
+        };
+        sources.retain(|(_, at)| at.saturating_add(ttl) > now);
+        match sources.len() {
+            0 => self.sources = None,
+            1 => {
+                self.source = sources[0].0;
+                self.sources = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Keyed for EdgeWindow {
+    type Key = EdgeKey;
+    fn key(&self) -> EdgeKey {
+        self.key
     }
 }
 
@@ -190,7 +323,8 @@ impl CoverageWindow {
 /// What a scheduled check looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
-    Edge(EdgeKey),
+    /// An edge, by its id in the slab.
+    Edge(u32),
     Hit(Node),
     Coverage(Node),
 }
@@ -201,7 +335,8 @@ pub struct Aggregator {
     min_coverage: Time,
     /// `quorum:H:S`'s thresholds; `None` under other strategies.
     quorum: Option<(u64, u64)>,
-    edges: FxHashMap<EdgeKey, EdgeWindow>,
+    /// The windows of the observed edges, by a dense id.
+    edges: Slab<EdgeWindow>,
     /// The last live hit of each symbol.
     hits: FxHashMap<Node, Time>,
     coverage: FxHashMap<Node, CoverageWindow>,
@@ -231,7 +366,7 @@ impl Aggregator {
                 Strategy::Quorum { hits, sources } => Some((hits, sources)),
                 Strategy::Union | Strategy::Static => None,
             },
-            edges: FxHashMap::default(),
+            edges: Slab::default(),
             hits: FxHashMap::default(),
             coverage: FxHashMap::default(),
             executed: FxHashMap::default(),
@@ -290,7 +425,8 @@ impl Aggregator {
         self.evaluated = Some(now);
         self.epoch += 1;
         let epoch = self.epoch;
-        let mut edges: Vec<(EdgeKey, Option<EdgeStats>, bool)> = Vec::new();
+        // The edges touched, by id, with their statistics and quorum before.
+        let mut edges: Vec<(u32, Option<EdgeStats>, bool)> = Vec::new();
         let mut newly_hit: Vec<Node> = Vec::new();
         let mut coverage: Vec<(Node, bool)> = Vec::new();
 
@@ -308,14 +444,14 @@ impl Aggregator {
                     source,
                     estimated,
                 } => {
-                    let window = self.edges.entry(edge).or_insert_with(EdgeWindow::new);
-                    if window.epoch != epoch {
-                        window.epoch = epoch;
-                        edges.push((edge, window.stats(), window.quorum));
+                    let id = self.edges.id_or_insert(edge, || EdgeWindow::new(edge));
+                    let window = self.edges.get_mut(id);
+                    if !window.touched {
+                        window.touched = true;
+                        edges.push((id, window.stats(), window.quorum));
                     }
                     if window.add(at, hits, source, estimated) {
-                        self.due
-                            .push_back((at.saturating_add(ttl), Due::Edge(edge)));
+                        self.due.push_back((at.saturating_add(ttl), Due::Edge(id)));
                     }
                 }
                 Sighting::Hit { node, at } => {
@@ -353,11 +489,12 @@ impl Aggregator {
             }
             self.due.pop_front();
             match due {
-                Due::Edge(edge) => {
-                    let window = self.edges.get_mut(&edge).expect("a due edge is kept");
-                    if window.epoch != epoch {
-                        window.epoch = epoch;
-                        edges.push((edge, window.stats(), window.quorum));
+                Due::Edge(id) => {
+                    // (A due edge's slot is kept: it has a sighting left.)
+                    let window = self.edges.get_mut(id);
+                    if !window.touched {
+                        window.touched = true;
+                        edges.push((id, window.stats(), window.quorum));
                     }
                     window.expire_oldest();
                 }
@@ -381,11 +518,11 @@ impl Aggregator {
         }
 
         let mut liveness = Vec::new();
-        for (edge, before, quorum_before) in edges {
-            let window = self.edges.get_mut(&edge).expect("touched edges are kept");
-            window
-                .sources
-                .retain(|(_, at)| at.saturating_add(ttl) > now);
+        for (id, before, quorum_before) in edges {
+            let window = self.edges.get_mut(id);
+            window.touched = false;
+            window.expire_sources(now, ttl);
+            let edge = window.key;
             let after = window.stats();
             window.quorum = match (self.quorum, &after) {
                 (Some((h, s)), Some(stats)) => stats.hits >= h && stats.sources >= s,
@@ -409,7 +546,7 @@ impl Aggregator {
                 }
             }
             if after.is_none() {
-                self.edges.remove(&edge);
+                self.edges.remove(id);
             }
         }
         for ((a, u, v), diff) in liveness {
@@ -456,10 +593,11 @@ impl Aggregator {
     /// a dataflow that was told nothing yet needs (see
     /// `Options::final_only`).
     pub fn snapshot(&self, at: Time, out: &mut Vec<Timed>) {
-        for (&edge, window) in &self.edges {
+        for window in self.edges.iter() {
             let Some(stats) = window.stats() else {
                 continue;
             };
+            let edge = window.key;
             out.push(Update::LiveEdge(edge).at(at, 1));
             out.push(Update::EdgeStats(edge, stats).at(at, 1));
             if window.quorum {
@@ -676,5 +814,153 @@ mod tests {
             [(Update::Executed(node), -1), (Update::Covered(node), -1)]
         );
         assert_eq!(a.next_change(), None);
+    }
+
+    #[test]
+    fn a_window_fits_in_64_bytes() {
+        assert_eq!(std::mem::size_of::<Few<(Time, u64, bool)>>(), 24);
+        assert!(std::mem::size_of::<EdgeWindow>() <= 64);
+    }
+
+    #[test]
+    fn few_keeps_arrival_order_and_goes_back_inline() {
+        let mut few = Few::default();
+        assert_eq!(few.pop_front(), None);
+        few.push_back(1);
+        assert_eq!(few, Few::One(1));
+        few.push_back(2);
+        few.push_back(3);
+        assert_eq!(
+            (few.front(), few.back(), few.len()),
+            (Some(&1), Some(&3), 3)
+        );
+        *few.back_mut().unwrap() = 4;
+        assert_eq!(few.pop_front(), Some(1));
+        assert_eq!(few.pop_front(), Some(2));
+        assert_eq!(few, Few::One(4));
+        assert_eq!(few.pop_front(), Some(4));
+        assert!(few.is_empty());
+    }
+
+    /// A hot edge's window, over a long run of evaluations, holds only its
+    /// live sighting times, and its slot is freed when they expire.
+    #[test]
+    fn a_key_with_many_sightings_keeps_only_its_window() {
+        let mut a = Aggregator::new(&config(1000));
+        let key = (0, 1, 2);
+        for at in 1..=20_000u64 {
+            for _ in 0..50 {
+                a.add(edge(at, 1, (at % 7) as Source));
+            }
+            if at % 100 == 0 {
+                run(&mut a, at);
+                let window = a.edges.get_mut(0);
+                assert_eq!(window.sightings.len() as u64, at.min(1000));
+                assert_eq!(window.hits, 50 * at.min(1000));
+                assert_eq!(window.sources(), 7);
+            }
+        }
+        run(&mut a, 21_000);
+        assert!(a.edges.is_empty());
+        assert_eq!(a.edges.slots(), 1);
+        a.add(edge(21_001, 1, 3));
+        let got = run(&mut a, 21_001);
+        assert!(got.contains(&(Update::EdgeStats(key, stats(1, 21_001, 21_001, 1)), 1)));
+    }
+
+    mod oracle {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        /// What a window's statistics must be at `now`, from every
+        /// sighting taken so far (`at ≤ now`): those with `at + ttl > now`.
+        fn expected(
+            sightings: &[(EdgeKey, Time, u64, Source, bool)],
+            now: Time,
+            ttl: Time,
+        ) -> BTreeMap<EdgeKey, EdgeStats> {
+            let mut out: BTreeMap<EdgeKey, (EdgeStats, Vec<Source>)> = BTreeMap::new();
+            for &(key, at, hits, source, estimated) in sightings {
+                if at > now || at + ttl <= now {
+                    continue;
+                }
+                let (s, sources) = out.entry(key).or_insert((
+                    EdgeStats {
+                        hits: 0,
+                        first_seen: at,
+                        last_seen: at,
+                        sources: 0,
+                        estimated: false,
+                    },
+                    Vec::new(),
+                ));
+                s.hits += hits;
+                s.first_seen = s.first_seen.min(at);
+                s.last_seen = s.last_seen.max(at);
+                s.estimated |= estimated;
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+                s.sources = sources.len() as u64;
+            }
+            out.into_iter().map(|(k, (s, _))| (k, s)).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            /// At every evaluation, the statistics the aggregator has said
+            /// (the sum of its `EdgeStats` updates) and its live edges are
+            /// those of the sightings in the window; slots are reused.
+            #[test]
+            fn statistics_equal_the_oracle_at_every_evaluation(
+                ttl in 1u64..30,
+                steps in proptest::collection::vec(
+                    (1u64..8, proptest::collection::vec((0u32..6, 0u64..8, 1u64..5, 0u32..4, any::<bool>()), 0..12)),
+                    1..25,
+                ),
+            ) {
+                let mut a = Aggregator::new(&config(ttl));
+                let mut taken = Vec::new();
+                let mut said: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
+                let mut live: BTreeMap<EdgeKey, isize> = BTreeMap::new();
+                let mut now = 0;
+                for (advance, batch) in steps {
+                    // Sightings after the last evaluation, in any order.
+                    for (k, dt, hits, source, estimated) in batch {
+                        let key = (k % 2, k, k + 1);
+                        let at = now + 1 + dt;
+                        a.add(Sighting::Edge { edge: key, at, hits, source, estimated });
+                        taken.push((key, at, hits, source, estimated));
+                    }
+                    now += advance;
+                    // Only what has been evaluated may count: later
+                    // sightings wait for their time.
+                    let mut out = Vec::new();
+                    a.evaluate(now, &mut out);
+                    for t in out {
+                        match t.update {
+                            Update::EdgeStats(key, s) if t.diff > 0 => {
+                                prop_assert!(said.insert(key, s).is_none());
+                            }
+                            Update::EdgeStats(key, s) => {
+                                prop_assert_eq!(said.remove(&key), Some(s));
+                            }
+                            Update::LiveEdge(key) => {
+                                *live.entry(key).or_default() += t.diff;
+                            }
+                            _ => {}
+                        }
+                    }
+                    live.retain(|_, d| *d != 0);
+                    let want = expected(&taken, now, ttl);
+                    prop_assert_eq!(&said, &want);
+                    prop_assert!(live.values().all(|d| *d == 1));
+                    prop_assert_eq!(live.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+                    prop_assert_eq!(a.edges.len(), want.len());
+                    prop_assert!(a.edges.slots() <= 6, "slots are reused");
+                }
+            }
+        }
     }
 }

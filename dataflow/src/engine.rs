@@ -35,7 +35,7 @@ use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
-use crate::sink::{Pending, Polled, Sink};
+use crate::sink::{consolidate, Pending, Polled, Sink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -484,7 +484,13 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                         let mut sink = sink.borrow_mut();
                         input.for_each(|_, batch| {
                             for (item, time, diff) in batch.drain(..) {
-                                sink.entry(time).or_default().push((item, diff as i64));
+                                let items = sink.entry(time).or_default();
+                                if items.len() == items.capacity() && items.len() >= 1024 {
+                                    // Before it doubles: drop what cancels
+                                    // out and merge repeats.
+                                    consolidate(items);
+                                }
+                                items.push((item, diff as i64));
                             }
                         });
                     }
@@ -609,6 +615,11 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
     }
     drop(inputs);
+    // The input has ended and the aggregator said all it had to: its
+    // windows (a slot per live edge) need not wait for the last rounds
+    // and the report.
+    drop(aggregator);
+    drop(evaluated);
     // What is left is the last rounds: no merging for its own sake.
     BUSY.set(true);
     while worker.step() {

@@ -27,6 +27,7 @@ pub mod model;
 pub mod profile;
 pub mod shortest_paths;
 mod sink;
+mod slab;
 pub mod symbols;
 pub mod verdict;
 pub mod window;

@@ -321,7 +321,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 artifact,
                 target,
                 state,
-                path,
+                path: path.map(Box::new),
             }),
         )
 }

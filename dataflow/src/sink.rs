@@ -13,7 +13,8 @@ use rustc_hash::FxHashMap;
 use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
 
 use crate::engine::{Event, Events, Fault};
-use crate::model::{EdgeKey, EdgeParts, Output};
+use crate::model::{Artifact, EdgeKey, EdgeParts, Output};
+use crate::slab::{Keyed, Slab};
 use crate::symbols::Names;
 
 /// Output updates not yet final, by time.
@@ -26,8 +27,9 @@ pub(crate) struct Sink {
     pub(crate) polled: Polled,
     /// Every output but the edge parts, with its multiplicity.
     pub(crate) state: FxHashMap<Output, i64>,
-    /// The parts of each observed edge ([`EdgeParts`]).
-    pub(crate) edges: FxHashMap<EdgeKey, EdgeParts>,
+    /// The parts of each observed edge ([`EdgeParts`]), in a slab: a
+    /// 64-byte slot and a 4-byte table entry per edge.
+    pub(crate) edges: Slab<SinkEdge>,
     pub(crate) reports: VecDeque<(Time, Stats, bool)>,
     pub(crate) changes: bool,
     pub(crate) config: Config,
@@ -39,6 +41,20 @@ pub(crate) struct Sink {
     pub(crate) fault: Arc<Mutex<Option<Fault>>>,
 }
 
+/// An observed edge's parts, in the sink's slab.
+#[derive(Default)]
+pub(crate) struct SinkEdge {
+    key: EdgeKey,
+    parts: EdgeParts,
+}
+
+impl Keyed for SinkEdge {
+    type Key = EdgeKey;
+    fn key(&self) -> EdgeKey {
+        self.key
+    }
+}
+
 /// When a [`Sink`] last took in output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Polled {
@@ -46,6 +62,21 @@ pub(crate) enum Polled {
     Stale,
     /// At this frontier (`None`: the empty one, all input in).
     At(Option<Time>),
+}
+
+/// Sorts the updates of one time and sums the diffs of equal outputs,
+/// dropping those that cancel out.
+pub(crate) fn consolidate(items: &mut Vec<(Output, i64)>) {
+    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|next, kept| {
+        if next.0 == kept.0 {
+            kept.1 += next.1;
+            true
+        } else {
+            false
+        }
+    });
+    items.retain(|(_, diff)| *diff != 0);
 }
 
 impl Sink {
@@ -63,35 +94,27 @@ impl Sink {
             return;
         }
         self.polled = Polled::At(frontier);
-        let mut ready: Vec<(Time, Output, i64)> = {
+        // The final times, each consolidated in place as its turn comes
+        // (no copy of all of them at once).
+        let ready = {
             let mut pending = self.pending.borrow_mut();
             let later = match frontier {
                 Some(f) => pending.split_off(&f),
                 None => BTreeMap::new(),
             };
             std::mem::replace(&mut *pending, later)
-                .into_iter()
-                .flat_map(|(t, items)| items.into_iter().map(move |(item, d)| (t, item, d)))
-                .collect()
         };
-        ready.sort_unstable();
-        ready.dedup_by(|next, kept| {
-            if next.0 == kept.0 && next.1 == kept.1 {
-                kept.2 += next.2;
-                true
-            } else {
-                false
-            }
-        });
-        ready.retain(|(_, _, diff)| *diff != 0);
         let shared_events = self.events.clone();
         let mut events = shared_events.lock().expect("events");
-        for at_time in ready.chunk_by(|a, b| a.0 == b.0) {
-            let time = at_time[0].0;
+        for (time, mut at_time) in ready {
+            consolidate(&mut at_time);
+            if at_time.is_empty() {
+                continue;
+            }
             if let Err(fault) = self.emit_reports(|as_of| as_of < time, &mut *events) {
                 return self.fail(fault);
             }
-            let changes = match self.apply(at_time) {
+            let changes = match self.apply(time, &at_time) {
                 Ok(changes) => changes,
                 Err(fault) => return self.fail(fault),
             };
@@ -126,34 +149,38 @@ impl Sink {
     /// they make (none unless the change feed is on), sorted by name, so
     /// the feed's order within a time does not depend on the order ids
     /// were given in.
-    fn apply(&mut self, at_time: &[(Time, Output, i64)]) -> Result<Vec<Change>, Fault> {
+    fn apply(&mut self, at: Time, at_time: &[(Output, i64)]) -> Result<Vec<Change>, Fault> {
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the items they showed before.
         let mut touched: FxHashMap<EdgeKey, Vec<ChangeItem>> = FxHashMap::default();
         // Removals first: a part that changes is retracted, then added anew.
-        let removals = at_time.iter().filter(|(_, _, diff)| *diff < 0);
-        let additions = at_time.iter().filter(|(_, _, diff)| *diff >= 0);
-        for (at, output, diff) in removals.chain(additions) {
+        let removals = at_time.iter().filter(|(_, diff)| *diff < 0);
+        let additions = at_time.iter().filter(|(_, diff)| *diff >= 0);
+        for (output, diff) in removals.chain(additions) {
             if let Some(key) = output.edge_part() {
-                let parts = self.edges.entry(key).or_default();
+                let id = self.edges.id_or_insert(key, || SinkEdge {
+                    key,
+                    parts: EdgeParts::default(),
+                });
+                let parts = &mut self.edges.get_mut(id).parts;
                 if self.changes {
                     touched
                         .entry(key)
                         .or_insert_with(|| parts.items(key, &names));
                 }
                 if let Err(source) = parts.apply(output, *diff) {
-                    return Err(Fault::EdgePart { at: *at, source });
+                    return Err(Fault::EdgePart { at, source });
                 }
                 if parts.is_empty() {
-                    self.edges.remove(&key);
+                    self.edges.remove(id);
                 }
                 continue;
             }
             if self.changes {
                 if let Some(item) = output.to_item(&names) {
                     changes.push(Change {
-                        at: *at,
+                        at,
                         diff: *diff,
                         item,
                     });
@@ -171,12 +198,9 @@ impl Sink {
                 }
             }
         }
-        let at = at_time.first().map_or(0, |(t, _, _)| *t);
         for (key, before) in touched {
-            let after = self
-                .edges
-                .get(&key)
-                .map(|parts| parts.items(key, &names))
+            let after = (self.edges.find(key))
+                .map(|id| self.edges.get(id).parts.items(key, &names))
                 .unwrap_or_default();
             for item in before.iter().filter(|i| !after.contains(i)) {
                 changes.push(Change {
@@ -207,10 +231,33 @@ impl Sink {
                 count: *count,
             });
         }
-        let edge_items = (self.edges.iter()).flat_map(|(key, parts)| parts.items(*key, &names));
-        let items = (self.state.keys())
-            .filter_map(|output| output.to_item(&names))
-            .chain(edge_items);
+        // The observed edges (and their conflicts) straight from their
+        // parts, each artifact's list reserved at its size: one edge at a
+        // time, no growth by doubling.
+        let mut sizes: FxHashMap<Artifact, usize> = FxHashMap::default();
+        for SinkEdge { key, parts } in self.edges.iter() {
+            if parts.in_static.is_some() && parts.stats.is_some() {
+                *sizes.entry(key.0).or_default() += 1;
+            }
+        }
+        let mut by_id: FxHashMap<Artifact, ArtifactReport> = FxHashMap::default();
+        for (artifact, size) in sizes {
+            let report = by_id.entry(artifact).or_default();
+            report.observed_edges.reserve_exact(size);
+        }
+        for &SinkEdge { key, ref parts } in self.edges.iter() {
+            if let Some(edge) = parts.observed_edge(key, &names) {
+                let report = by_id.entry(key.0).or_default();
+                report.observed_edges.push(edge);
+            }
+            if let Some(conflict) = parts.conflict(key, &names) {
+                by_id.entry(key.0).or_default().conflicts.push(conflict);
+            }
+        }
+        for (artifact, report) in by_id {
+            artifacts.insert(names.get(artifact).to_string(), report);
+        }
+        let items = (self.state.keys()).filter_map(|output| output.to_item(&names));
         for item in items {
             match item {
                 ChangeItem::Edge { artifact, edge } => artifacts
@@ -271,7 +318,7 @@ mod tests {
             pending: Rc::new(RefCell::new(BTreeMap::from([(1, outputs)]))),
             polled: Polled::Stale,
             state: FxHashMap::default(),
-            edges: FxHashMap::default(),
+            edges: Slab::default(),
             reports: VecDeque::from([(2, Stats::default(), true)]),
             changes: true,
             config: Config::default(),
@@ -299,6 +346,26 @@ mod tests {
                 effective,
             },
         }
+    }
+
+    #[test]
+    fn consolidation_sums_equal_outputs_and_drops_what_cancels() {
+        let edge = |in_static| Output::Edge {
+            artifact: 0,
+            caller: 1,
+            callee: 2,
+            in_static,
+        };
+        let mut items = vec![
+            (reach(3), 1),
+            (edge(false), 1),
+            (edge(true), 1),
+            (reach(1), 1),
+            (edge(false), -1),
+            (reach(3), 1),
+        ];
+        consolidate(&mut items);
+        assert_eq!(items, [(edge(true), 1), (reach(1), 1), (reach(3), 2)]);
     }
 
     #[test]

@@ -265,11 +265,13 @@ impl Report {
     /// Sorts every array into canonical order and sets the digest.
     pub fn seal(mut self) -> Self {
         self.artifacts.sort_by(|a, b| a.artifact.cmp(&b.artifact));
+        // Unstable sorts (no scratch buffer of half the list): both orders
+        // are total over every field, so equal items are identical.
         for a in &mut self.artifacts {
-            a.observed_edges.sort();
+            a.observed_edges.sort_unstable();
             a.verdicts.sort();
             a.conflicts
-                .sort_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
+                .sort_unstable_by(|x, y| canonical_conflict_key(x).cmp(&canonical_conflict_key(y)));
         }
         self.digest = self.compute_digest();
         self
