@@ -4,7 +4,7 @@
 #[path = "../../../sources/etl/tests/common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,16 +42,26 @@ fn traced_process_replayed_live_until_it_exits() {
         start_time: trace.header.start_time,
     });
 
-    // A session delivering the trace's events in buffer order, a chunk at a time.
+    // A session delivering the trace's events in buffer order, a chunk at a
+    // time, each once the loop has closed a window since the last: however
+    // the threads are scheduled, the stream spans many windows.
     let (tx, rx) = channel();
     let stopped = Arc::new(AtomicBool::new(false));
+    let closed = Arc::new(AtomicUsize::new(0));
     let events = common::live_events(&data, 8);
+    let seen = closed.clone();
     let feeder = std::thread::spawn(move || {
         for chunk in events.chunks(5_000) {
+            let before = seen.load(Ordering::SeqCst);
             for ev in chunk {
                 tx.send(ev.clone()).unwrap();
             }
-            std::thread::sleep(Duration::from_millis(2));
+            let waiting = Instant::now();
+            while seen.load(Ordering::SeqCst) < before + 2
+                && waiting.elapsed() < Duration::from_secs(2)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     });
     let mut windows: Vec<Vec<Record>> = Vec::new();
@@ -73,6 +83,7 @@ fn traced_process_replayed_live_until_it_exits() {
         &mut || stop_flag.store(true, Ordering::SeqCst),
         &mut |records| {
             windows.push(records.to_vec());
+            closed.fetch_add(1, Ordering::SeqCst);
             Ok(())
         },
     )
