@@ -11,6 +11,9 @@ use tracemerge_records::Time;
 
 use crate::model::Artifact;
 
+/// One time's changes of an artifact (or of several), with their diffs.
+type Changes<C> = Vec<((Artifact, C), isize)>;
+
 /// Hands each complete time's changes of each artifact to `apply` (the
 /// changes of one artifact and time at once, in no particular order) and
 /// emits what it pushes at that time. A time is complete once no change at
@@ -34,7 +37,7 @@ where
     changes
         .inner
         .unary_frontier(pact, name, move |_, _| {
-            let mut pending: BTreeMap<Time, Vec<((Artifact, C), isize)>> = BTreeMap::new();
+            let mut pending: BTreeMap<Time, Changes<C>> = BTreeMap::new();
             let mut capabilities = CapabilitySet::new();
             move |(input, frontier), output| {
                 input.for_each(|capability, data| {
