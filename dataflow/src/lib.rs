@@ -7,7 +7,7 @@
 //! sharded by key across the workers; the dataflow sees only what can
 //! change a closure, a verdict or a conflict. The dataflow's pieces, each
 //! a short function over collections:
-//! [`window`] (executed symbols, per-artifact counts),
+//! [`window`] (edge statistics, per-artifact counts),
 //! [`closure`] (reachability, BFS parents, witness paths),
 //! [`artifact_rules`] (observed edges in or out of the snapshot, the
 //! strategy's resolutions, each target's lattice state, the conflicts),

@@ -17,8 +17,6 @@ pub type Node = (Artifact, Symbol);
 pub type Source = Id;
 /// A runtime edge of one artifact: (artifact, caller, callee).
 pub type EdgeKey = (Artifact, Symbol, Symbol);
-/// A static or runtime edge of one artifact: (artifact, (caller, callee)).
-pub type ArtifactEdge = (Artifact, (Symbol, Symbol));
 
 /// An update of one input collection, before it gets its time and diff.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
+use crate::closure::WitnessPath;
 use crate::model::{Node, Symbol};
 use crate::symbols::Interner;
 
@@ -67,9 +68,6 @@ pub enum Fact {
     /// Its witness path in the effective graph.
     Path(Vec<Symbol>, Vec<Hop>),
 }
-
-/// A witness path of symbols and the graph of each hop.
-pub type WitnessPath = (Vec<Symbol>, Vec<Hop>);
 
 /// The verdict of every target: its lattice state and witness path.
 pub fn verdicts<'s>(
