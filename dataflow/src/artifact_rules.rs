@@ -177,6 +177,19 @@ struct ArtifactMemberships {
     executed: usize,
     symbols: FxHashMap<Symbol, SymbolCounts>,
     edges: FxHashMap<(Symbol, Symbol), EdgeCounts>,
+    /// One time's working tables, kept between times with their capacity
+    /// (a round's tables otherwise grow from empty, rehashing as they go).
+    scratch: Scratch,
+}
+
+/// What [`ArtifactMemberships::apply`] works in; empty between times.
+#[derive(Default)]
+struct Scratch {
+    symbol_deltas: FxHashMap<Symbol, SymbolCounts>,
+    edge_deltas: FxHashMap<(Symbol, Symbol), EdgeCounts>,
+    edges_before: Vec<((Symbol, Symbol), EdgeCounts, bool)>,
+    before: Vec<Derived>,
+    after: Vec<Derived>,
 }
 
 impl ArtifactMemberships {
@@ -212,8 +225,14 @@ impl ArtifactMemberships {
         out: &mut Vec<(Derived, isize)>,
     ) {
         let mut snapshots = 0;
-        let mut symbol_deltas: FxHashMap<Symbol, SymbolCounts> = FxHashMap::default();
-        let mut edge_deltas: FxHashMap<(Symbol, Symbol), EdgeCounts> = FxHashMap::default();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Scratch {
+            symbol_deltas,
+            edge_deltas,
+            edges_before,
+            before,
+            after,
+        } = &mut scratch;
         for (membership, diff) in batch {
             let diff = diff as i32;
             let (symbol, which) = match membership {
@@ -251,18 +270,13 @@ impl ArtifactMemberships {
                 }
             }
         }
-        let mut before = Vec::new();
-        let mut after = Vec::new();
         // What the touched edges derive before this time's changes.
-        let edges_before: Vec<((Symbol, Symbol), EdgeCounts, bool)> = edge_deltas
-            .keys()
-            .map(|&edge| {
-                let counts = self.edges.get(&edge).copied().unwrap_or_default();
-                (edge, counts, self.ends_are_nodes(edge))
-            })
-            .collect();
+        edges_before.extend(edge_deltas.keys().map(|&edge| {
+            let counts = self.edges.get(&edge).copied().unwrap_or_default();
+            (edge, counts, self.ends_are_nodes(edge))
+        }));
 
-        self.derive(&mut before);
+        self.derive(before);
         let snapshot_before = self.snapshots > 0;
         self.snapshots += snapshots;
         let snapshot_after = self.snapshots > 0;
@@ -272,7 +286,7 @@ impl ArtifactMemberships {
                 symbol_deltas.entry(symbol).or_default();
             }
         }
-        for (symbol, delta) in symbol_deltas {
+        for (symbol, delta) in symbol_deltas.drain() {
             let old = self.symbols.get(&symbol).copied().unwrap_or_default();
             let new = SymbolCounts(add(old.0, delta.0));
             match (old.has(EXECUTED), new.has(EXECUTED)) {
@@ -285,31 +299,37 @@ impl ArtifactMemberships {
             } else {
                 self.symbols.insert(symbol, new);
             }
-            old.derive(symbol, snapshot_before, &mut before);
-            new.derive(symbol, snapshot_after, &mut after);
+            old.derive(symbol, snapshot_before, before);
+            new.derive(symbol, snapshot_after, after);
         }
-        self.derive(&mut after);
+        self.derive(after);
 
-        for (edge, old, old_nodes) in edges_before {
+        for (edge, old, old_nodes) in edges_before.drain(..) {
             let new = EdgeCounts(add(old.0, edge_deltas[&edge].0));
             if new == EdgeCounts::default() {
                 self.edges.remove(&edge);
             } else {
                 self.edges.insert(edge, new);
             }
-            old.derive(edge, old_nodes, resolver, &mut before);
-            new.derive(edge, self.ends_are_nodes(edge), resolver, &mut after);
+            old.derive(edge, old_nodes, resolver, before);
+            new.derive(edge, self.ends_are_nodes(edge), resolver, after);
         }
+        edge_deltas.clear();
         difference(before, after, out);
+        self.scratch = scratch;
     }
 }
 
 /// Pushes what `after` has and `before` lacks (diff 1), and the reverse
-/// (diff -1), onto `out`.
-fn difference(mut before: Vec<Derived>, mut after: Vec<Derived>, out: &mut Vec<(Derived, isize)>) {
+/// (diff -1), onto `out`; leaves both empty.
+fn difference(
+    before: &mut Vec<Derived>,
+    after: &mut Vec<Derived>,
+    out: &mut Vec<(Derived, isize)>,
+) {
     before.sort_unstable();
     after.sort_unstable();
-    let (mut b, mut a) = (before.into_iter().peekable(), after.into_iter().peekable());
+    let (mut b, mut a) = (before.drain(..).peekable(), after.drain(..).peekable());
     loop {
         match (b.peek(), a.peek()) {
             (Some(x), Some(y)) if x == y => {
@@ -531,11 +551,10 @@ mod tests {
     #[test]
     fn difference_keeps_only_what_changed() {
         let mut out = Vec::new();
-        difference(
-            vec![Derived::Executed, Derived::Edge(1, 2, false)],
-            vec![Derived::Edge(1, 2, true), Derived::Executed],
-            &mut out,
-        );
+        let mut before = vec![Derived::Executed, Derived::Edge(1, 2, false)];
+        let mut after = vec![Derived::Edge(1, 2, true), Derived::Executed];
+        difference(&mut before, &mut after, &mut out);
+        assert!(before.is_empty() && after.is_empty());
         assert_eq!(
             sorted(out),
             sorted(vec![

@@ -8,9 +8,10 @@
 //! worker's inputs. A worker evaluates its aggregator at a round once the
 //! frontier has passed it (nothing at or before it can arrive any more),
 //! so the aggregator never has to take back what it said.
-//! All output is exchanged to worker 0, which keeps the accumulated state and
-//! builds reports once the dataflow's frontier has passed their time (the
-//! report assembly is in `sink.rs`). A worker stops taking input while the
+//! All output is exchanged to worker 0, which hands each time's output,
+//! once the dataflow's frontier has passed it, to a sink thread of its own
+//! that keeps the accumulated state and builds the change feed and the
+//! reports (`sink.rs`). A worker stops taking input while the
 //! dataflow is more than [`Options::rounds_in_flight`] watermarks behind; the
 //! bounded channels then hold back the reader, so the lag, and with it the
 //! state, stays bounded however fast the records come.
@@ -35,7 +36,7 @@ use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
-use crate::sink::{consolidate, Pending, Polled, Sink};
+use crate::sink::{consolidate, Pending, Sink, SinkThread};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -220,8 +221,9 @@ struct Outbox {
 }
 
 /// Runs the engine over `records`. Events reach `on_event` from worker 0's
-/// thread. On the first bad record (without `keep_going`) the records
-/// accepted so far are still merged and reported, then the error returns.
+/// sink thread, in event-time order. On the first bad record (without
+/// `keep_going`) the records accepted so far are still merged and
+/// reported, then the error returns.
 pub fn run<E, I, F>(
     records: I,
     config: &Config,
@@ -276,9 +278,11 @@ where
         events: on_event.clone(),
         failed: Arc::new(AtomicBool::new(false)),
         fault: Arc::new(Mutex::new(None)),
+        sink_panicked: Arc::new(Mutex::new(None)),
     };
     let failed = shared.failed.clone();
     let fault = shared.fault.clone();
+    let sink_panicked = shared.sink_panicked.clone();
     let workers = wake.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
@@ -396,6 +400,11 @@ where
     for result in guards.join() {
         result.map_err(|e| RunError::Engine(format!("a worker failed: {e}")))?;
     }
+    if let Some(message) = sink_panicked.lock().expect("panic slot").take() {
+        return Err(RunError::Engine(format!(
+            "a worker failed: worker 0's sink: {message}"
+        )));
+    }
     if let Some(fault) = fault.lock().expect("fault").take() {
         return Err(RunError::Fault(fault));
     }
@@ -445,6 +454,9 @@ struct Shared {
     failed: Arc<AtomicBool>,
     /// The fault worker 0's sink found; it raises `failed` too.
     fault: Arc<Mutex<Option<Fault>>>,
+    /// What the sink thread panicked with (it runs the caller's event
+    /// callback); it raises `failed` too.
+    sink_panicked: Arc<Mutex<Option<String>>>,
 }
 
 /// Raises [`Shared::failed`] if its worker unwinds.
@@ -503,19 +515,25 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
     let mut evaluated = Vec::new();
     // Watermark rounds whose aggregates are not final yet.
     let mut rounds: VecDeque<Time> = VecDeque::new();
-    let mut sink = (worker.index() == 0).then(|| Sink {
-        pending,
-        polled: Polled::Stale,
-        state: Default::default(),
-        edges: Default::default(),
-        reports: VecDeque::new(),
-        changes: shared.changes,
-        config: shared.config.clone(),
-        names: shared.names.clone(),
-        events: shared.events.clone(),
-        failed: shared.failed.clone(),
-        fault: shared.fault.clone(),
-    });
+    let mut sink = match worker.index() {
+        0 => {
+            let sink = Sink {
+                frontier: None,
+                state: Default::default(),
+                edges: Default::default(),
+                reports: VecDeque::new(),
+                changes: shared.changes,
+                config: shared.config.clone(),
+                names: shared.names.clone(),
+                events: shared.events.clone(),
+                failed: shared.failed.clone(),
+                fault: shared.fault.clone(),
+            };
+            let panicked = shared.sink_panicked.clone();
+            Some(SinkThread::spawn(sink, pending, panicked).expect("a thread for the sink"))
+        }
+        _ => None,
+    };
 
     // Watermarks whose round the dataflow has not finished yet.
     let mut in_flight: VecDeque<Time> = VecDeque::new();
@@ -579,8 +597,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                 }
                 Ok(Msg::Report { as_of, stats, last }) => {
                     if let Some(sink) = sink.as_mut() {
-                        sink.reports.push_back((as_of, stats, last));
-                        sink.polled = Polled::Stale;
+                        sink.report(as_of, stats, last);
                     }
                 }
                 Err(TryRecvError::Empty) => break,
@@ -630,8 +647,11 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             sink.poll(probe.with_frontier(|f| f.first().copied()));
         }
     }
-    if let Some(sink) = sink.as_mut() {
+    if let Some(mut sink) = sink.take() {
         sink.poll(None);
+        // Every change and report delivered before the profile and the
+        // run's end.
+        drop(sink);
     }
     if let Some(profile) = profile {
         if let Some(mut registry) = worker.log_register() {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{
-    ChangeItem, Conflict, Hop, ObservedEdge, Reach, Resolution, State, Time, Verdict,
+    Change, ChangeItem, Conflict, Hop, ObservedEdge, Reach, Resolution, State, Time, Verdict,
 };
 
 use crate::symbols::{Id, NamesGuard};
@@ -290,19 +290,47 @@ impl EdgeParts {
         })
     }
 
-    /// The report items of the edge: the observed edge and its conflict,
-    /// each once the parts it needs are there.
-    pub fn items(&self, key: EdgeKey, names: &NamesGuard) -> Vec<ChangeItem> {
+    /// What the edge's report item depends on: equal views, equal items.
+    pub fn edge_view(&self) -> Option<(&EdgeStats, bool)> {
+        Some((self.stats.as_ref()?, self.in_static?))
+    }
+
+    /// What its conflict's report item depends on.
+    pub fn conflict_view(&self) -> Option<(u64, u64, Resolution)> {
+        let stats = self.stats.as_ref()?;
+        Some((stats.hits, stats.sources, self.resolution?))
+    }
+
+    /// The change lines that take the edge's report items from what
+    /// `before` showed to what these parts show: for each item that
+    /// differs, the old one retracted and the new one added. Names are
+    /// looked up only for the lines made.
+    pub fn changes_since(
+        &self,
+        before: &EdgeParts,
+        key: EdgeKey,
+        at: Time,
+        names: &NamesGuard,
+        changes: &mut Vec<Change>,
+    ) {
         let artifact = || names.get(key.0).to_string();
-        let edge = (self.observed_edge(key, names)).map(|edge| ChangeItem::Edge {
-            artifact: artifact(),
-            edge,
-        });
-        let conflict = (self.conflict(key, names)).map(|conflict| ChangeItem::Conflict {
-            artifact: artifact(),
-            conflict,
-        });
-        edge.into_iter().chain(conflict).collect()
+        let mut change = |diff, item| changes.push(Change { at, diff, item });
+        if before.edge_view() != self.edge_view() {
+            for (parts, diff) in [(before, -1), (self, 1)] {
+                if let Some(edge) = parts.observed_edge(key, names) {
+                    let artifact = artifact();
+                    change(diff, ChangeItem::Edge { artifact, edge });
+                }
+            }
+        }
+        if before.conflict_view() != self.conflict_view() {
+            for (parts, diff) in [(before, -1), (self, 1)] {
+                if let Some(conflict) = parts.conflict(key, names) {
+                    let artifact = artifact();
+                    change(diff, ChangeItem::Conflict { artifact, conflict });
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,10 @@
-//! Report assembly: worker 0 takes in the dataflow's output once it is
-//! final, keeps the accumulated state, and turns it into the change feed and
-//! the reports ([`Sink`]); the worker loop in `engine.rs` feeds it.
+//! Report assembly: worker 0 gathers the dataflow's output by time
+//! ([`Pending`]) and hands each time over, once it is final, to the sink
+//! thread ([`SinkThread`]), which keeps the accumulated state and turns it
+//! into the change feed and the reports ([`Sink`]). On its own thread the
+//! sink's work (applying each time's changes, building the change lines and
+//! reports, and the caller's writing of them) runs beside the dataflow
+//! instead of after it, on the worker that every output goes to.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
@@ -8,7 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
+use crossbeam_channel::{bounded, Sender};
 use rustc_hash::FxHashMap;
 use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
 
@@ -20,11 +26,124 @@ use crate::symbols::Names;
 /// Output updates not yet final, by time.
 pub(crate) type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
 
-/// Worker 0's view of the output: everything final so far, accumulated.
+/// What worker 0 hands the sink thread, in its own order.
+pub(crate) enum SinkMsg {
+    /// A report as of `as_of` is due once every output before it is in.
+    Report {
+        as_of: Time,
+        stats: Stats,
+        last: bool,
+    },
+    /// The output of these times, all final: every output before
+    /// `frontier` is in (`None`: all of it).
+    Final {
+        times: BTreeMap<Time, Vec<(Output, i64)>>,
+        frontier: Option<Time>,
+    },
+}
+
+/// Worker 0's end of the sink thread: hands it each time's output once the
+/// dataflow's frontier has passed that time.
+pub(crate) struct SinkThread {
+    pending: Pending,
+    /// The frontier last handed over (`None` before the first).
+    handed: Option<Option<Time>>,
+    to_sink: Option<Sender<SinkMsg>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Hand-overs the sink thread may be behind before worker 0 waits for it:
+/// enough to even out uneven rounds, few enough that the output waiting in
+/// the channel stays a few rounds' worth.
+const SINK_BACKLOG: usize = 8;
+
+impl SinkThread {
+    /// Starts `sink` on a thread of its own, fed from `pending`.
+    /// A panic there (the caller's event callback runs there) is put in
+    /// `panicked` and fails the run, as a worker's panic does.
+    pub(crate) fn spawn(
+        mut sink: Sink,
+        pending: Pending,
+        panicked: Arc<Mutex<Option<String>>>,
+    ) -> std::io::Result<Self> {
+        let (to_sink, from_worker) = bounded::<SinkMsg>(SINK_BACKLOG);
+        let thread = std::thread::Builder::new()
+            .name("tracemerge-sink".into())
+            .spawn(move || {
+                let failed = sink.failed.clone();
+                let run = std::panic::AssertUnwindSafe(|| {
+                    for msg in from_worker {
+                        // After a fault the run stops; the rest is only
+                        // drained, so that worker 0 never waits on a full
+                        // channel.
+                        if !sink.failed.load(Ordering::Relaxed) {
+                            sink.take(msg);
+                        }
+                    }
+                });
+                if let Err(payload) = std::panic::catch_unwind(run) {
+                    let message = (payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_string());
+                    *panicked.lock().expect("panic slot") = Some(message);
+                    failed.store(true, Ordering::Relaxed);
+                }
+            })?;
+        Ok(SinkThread {
+            pending,
+            handed: None,
+            to_sink: Some(to_sink),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn report(&mut self, as_of: Time, stats: Stats, last: bool) {
+        self.send(SinkMsg::Report { as_of, stats, last });
+    }
+
+    /// Hands over every output before `frontier` (all of it: `None`), if
+    /// the frontier moved since the last hand-over.
+    pub(crate) fn poll(&mut self, frontier: Option<Time>) {
+        if self.handed == Some(frontier) {
+            return;
+        }
+        self.handed = Some(frontier);
+        let times = {
+            let mut pending = self.pending.borrow_mut();
+            let later = match frontier {
+                Some(f) => pending.split_off(&f),
+                None => BTreeMap::new(),
+            };
+            std::mem::replace(&mut *pending, later)
+        };
+        self.send(SinkMsg::Final { times, frontier });
+    }
+
+    fn send(&mut self, msg: SinkMsg) {
+        if let Some(to_sink) = &self.to_sink {
+            // An error: the sink thread is gone, which only a panic there
+            // does, and that has already failed the run.
+            let _ = to_sink.send(msg);
+        }
+    }
+}
+
+impl Drop for SinkThread {
+    /// Waits until the sink has delivered everything it was handed.
+    fn drop(&mut self) {
+        drop(self.to_sink.take());
+        if let Some(thread) = self.thread.take() {
+            // A panic there raised the run's failure flag already.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The accumulated output, everything final so far, on the sink thread.
 pub(crate) struct Sink {
-    pub(crate) pending: Pending,
-    /// The frontier of the last poll: nothing new is final until it moves.
-    pub(crate) polled: Polled,
+    /// The frontier of the last hand-over (`None` before the first):
+    /// reports before it are due.
+    pub(crate) frontier: Option<Option<Time>>,
     /// Every output but the edge parts, with its multiplicity.
     pub(crate) state: FxHashMap<Output, i64>,
     /// The parts of each observed edge ([`EdgeParts`]), in a slab: a
@@ -55,15 +174,6 @@ impl Keyed for SinkEdge {
     }
 }
 
-/// When a [`Sink`] last took in output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Polled {
-    /// Not since a report became due: the next poll must look.
-    Stale,
-    /// At this frontier (`None`: the empty one, all input in).
-    At(Option<Time>),
-}
-
 /// Sorts the updates of one time and sums the diffs of equal outputs,
 /// dropping those that cancel out.
 pub(crate) fn consolidate(items: &mut Vec<(Output, i64)>) {
@@ -79,6 +189,21 @@ pub(crate) fn consolidate(items: &mut Vec<(Output, i64)>) {
     items.retain(|(_, diff)| *diff != 0);
 }
 
+/// `changes` in the feed's order within a time: by item, then diff. Sorts
+/// their positions, not the changes: a change line is over a hundred bytes,
+/// which the sort would otherwise move about at every step.
+fn sorted(changes: Vec<Change>) -> Vec<Change> {
+    let mut order: Vec<u32> = (0..changes.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&changes[a as usize], &changes[b as usize]);
+        (&a.item, a.diff).cmp(&(&b.item, b.diff))
+    });
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    (order.into_iter())
+        .map(|at| slots[at as usize].take().expect("each position once"))
+        .collect()
+}
+
 impl Sink {
     /// Keeps the first fault and stops the run.
     fn fail(&self, fault: Fault) {
@@ -86,27 +211,22 @@ impl Sink {
         self.failed.store(true, Ordering::Relaxed);
     }
 
-    /// Takes in every output update before `frontier` (all of them when
-    /// `None`), emitting changes and due reports in event-time order.
-    pub(crate) fn poll(&mut self, frontier: Option<Time>) {
-        let before = |t: Time| frontier.is_none_or(|f| t < f);
-        if self.polled == Polled::At(frontier) || self.failed.load(Ordering::Relaxed) {
-            return;
-        }
-        self.polled = Polled::At(frontier);
-        // The final times, each consolidated in place as its turn comes
-        // (no copy of all of them at once).
-        let ready = {
-            let mut pending = self.pending.borrow_mut();
-            let later = match frontier {
-                Some(f) => pending.split_off(&f),
-                None => BTreeMap::new(),
-            };
-            std::mem::replace(&mut *pending, later)
-        };
+    /// Takes in what worker 0 handed over: emits the changes of each final
+    /// time and the reports that became due, in event-time order.
+    pub(crate) fn take(&mut self, msg: SinkMsg) {
         let shared_events = self.events.clone();
         let mut events = shared_events.lock().expect("events");
-        for (time, mut at_time) in ready {
+        let times = match msg {
+            SinkMsg::Report { as_of, stats, last } => {
+                self.reports.push_back((as_of, stats, last));
+                BTreeMap::new()
+            }
+            SinkMsg::Final { times, frontier } => {
+                self.frontier = Some(frontier);
+                times
+            }
+        };
+        for (time, mut at_time) in times {
             consolidate(&mut at_time);
             if at_time.is_empty() {
                 continue;
@@ -122,6 +242,10 @@ impl Sink {
                 events(Event::Change(change));
             }
         }
+        let Some(frontier) = self.frontier else {
+            return;
+        };
+        let before = |t: Time| frontier.is_none_or(|f| t < f);
         if let Err(fault) = self.emit_reports(before, &mut *events) {
             return self.fail(fault);
         }
@@ -152,8 +276,8 @@ impl Sink {
     fn apply(&mut self, at: Time, at_time: &[(Output, i64)]) -> Result<Vec<Change>, Fault> {
         let names = self.names.read();
         let mut changes = Vec::new();
-        // The edges touched, with the items they showed before.
-        let mut touched: FxHashMap<EdgeKey, Vec<ChangeItem>> = FxHashMap::default();
+        // The edges touched, with the parts they had before.
+        let mut touched: FxHashMap<EdgeKey, EdgeParts> = FxHashMap::default();
         // Removals first: a part that changes is retracted, then added anew.
         let removals = at_time.iter().filter(|(_, diff)| *diff < 0);
         let additions = at_time.iter().filter(|(_, diff)| *diff >= 0);
@@ -165,9 +289,7 @@ impl Sink {
                 });
                 let parts = &mut self.edges.get_mut(id).parts;
                 if self.changes {
-                    touched
-                        .entry(key)
-                        .or_insert_with(|| parts.items(key, &names));
+                    touched.entry(key).or_insert_with(|| parts.clone());
                 }
                 if let Err(source) = parts.apply(output, *diff) {
                     return Err(Fault::EdgePart { at, source });
@@ -199,26 +321,13 @@ impl Sink {
             }
         }
         for (key, before) in touched {
-            let after = (self.edges.find(key))
-                .map(|id| self.edges.get(id).parts.items(key, &names))
-                .unwrap_or_default();
-            for item in before.iter().filter(|i| !after.contains(i)) {
-                changes.push(Change {
-                    at,
-                    diff: -1,
-                    item: item.clone(),
-                });
-            }
-            for item in after.iter().filter(|i| !before.contains(i)) {
-                changes.push(Change {
-                    at,
-                    diff: 1,
-                    item: item.clone(),
-                });
-            }
+            let after = match self.edges.find(key) {
+                Some(id) => &self.edges.get(id).parts,
+                None => &EdgeParts::default(),
+            };
+            after.changes_since(&before, key, at, &names, &mut changes);
         }
-        changes.sort_unstable_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
-        Ok(changes)
+        Ok(sorted(changes))
     }
 
     fn report(&self, as_of: Time, stats: Stats) -> Result<Report, Fault> {
@@ -315,11 +424,10 @@ mod tests {
         })));
         let fault = Arc::new(Mutex::new(None));
         let mut sink = Sink {
-            pending: Rc::new(RefCell::new(BTreeMap::from([(1, outputs)]))),
-            polled: Polled::Stale,
+            frontier: None,
             state: FxHashMap::default(),
             edges: Slab::default(),
-            reports: VecDeque::from([(2, Stats::default(), true)]),
+            reports: VecDeque::new(),
             changes: true,
             config: Config::default(),
             names,
@@ -327,7 +435,15 @@ mod tests {
             failed: Arc::new(AtomicBool::new(false)),
             fault: fault.clone(),
         };
-        sink.poll(None);
+        sink.take(SinkMsg::Report {
+            as_of: 2,
+            stats: Stats::default(),
+            last: true,
+        });
+        sink.take(SinkMsg::Final {
+            times: BTreeMap::from([(1, outputs)]),
+            frontier: None,
+        });
         assert_eq!(
             sink.failed.load(Ordering::Relaxed),
             fault.lock().unwrap().is_some()
@@ -366,6 +482,30 @@ mod tests {
         ];
         consolidate(&mut items);
         assert_eq!(items, [(edge(true), 1), (reach(1), 1), (reach(3), 2)]);
+    }
+
+    #[test]
+    fn changes_are_ordered_by_item_then_diff() {
+        let reach = |artifact: &str, effective| ChangeItem::Reach {
+            artifact: artifact.to_string(),
+            reach: Reach {
+                static_: 1,
+                runtime: 0,
+                effective,
+            },
+        };
+        let change = |diff, item| Change { at: 5, diff, item };
+        let expected = vec![
+            change(-1, reach("a", 1)),
+            change(1, reach("a", 1)),
+            change(1, reach("a", 2)),
+            change(-1, reach("b", 0)),
+            change(1, reach("b", 3)),
+        ];
+        for order in [[3, 0, 4, 2, 1], [4, 3, 2, 1, 0], [0, 1, 2, 3, 4]] {
+            let shuffled = order.map(|i| expected[i].clone()).to_vec();
+            assert_eq!(sorted(shuffled), expected);
+        }
     }
 
     #[test]
