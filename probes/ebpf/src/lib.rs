@@ -29,6 +29,7 @@ pub mod error;
 pub mod exact;
 pub mod kernel;
 pub mod lock;
+pub mod patch;
 pub mod plan;
 pub mod run;
 pub mod sample;

@@ -1,0 +1,102 @@
+/* A known call pattern for patched entries (tests/patch.rs), built with
+ * gcc -fpatchable-function-entry=5 (five one-byte nops at every entry).
+ * Prints "ready" with its threads started (workers blocked at a barrier, a
+ * spinner calling spin() all the time), waits for a line on stdin (the
+ * patch goes in meanwhile), then:
+ *   main -> middle 1000, middle -> leaf 3000,
+ *   main -> dispatch 700, dispatch -> red 300 and -> blue 400 (one indirect
+ *   call site, two callees),
+ *   4 workers (started and inside worker before the patch): worker -> leaf
+ *   5000 each (20000),
+ *   2 threads started after it: late_worker 2 calls, late_worker -> leaf 2000,
+ * lets the spinner make 1000 more calls, stops it, prints "spins N" (its calls of spin since start), and
+ * with "stay" prints "done" and waits for another line before exiting;
+ * with "exit" exits at once. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define WORKERS 4
+#define WORKER_CALLS 5000
+
+volatile long sink;
+static atomic_int stop_spin;
+static volatile long spins;
+static pthread_barrier_t go;
+
+__attribute__((noinline)) void leaf(void) { sink++; }
+__attribute__((noinline)) void middle(int n) { for (int i = 0; i < n; i++) leaf(); }
+__attribute__((noinline)) void red(void) { sink += 2; }
+__attribute__((noinline)) void blue(void) { sink += 3; }
+__attribute__((noinline)) void dispatch(void (*f)(void)) { f(); }
+__attribute__((noinline)) void spin(void) { sink++; }
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_spin)) {
+        spin();
+        spins++;
+    }
+    return 0;
+}
+
+__attribute__((noinline)) void *worker(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&go);
+    for (int i = 0; i < WORKER_CALLS; i++)
+        leaf();
+    return 0;
+}
+
+__attribute__((noinline)) void *late_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        leaf();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int stay = argc > 1 && strcmp(argv[1], "stay") == 0;
+    char line[16];
+    pthread_t spin_thread, workers[WORKERS];
+    pthread_barrier_init(&go, 0, WORKERS + 1);
+    pthread_create(&spin_thread, 0, spinner, 0);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_create(&workers[i], 0, worker, 0);
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 3;
+    pthread_barrier_wait(&go);
+    for (int i = 0; i < 1000; i++)
+        middle(3);
+    for (int i = 0; i < 700; i++)
+        dispatch(i % 7 < 3 ? red : blue);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(workers[i], 0);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&workers[i], 0, late_worker, 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(workers[i], 0);
+    /* The spinner calls spin() a while after the patch (on a loaded machine
+     * it might otherwise not run again before it is stopped). */
+    for (long seen = spins; spins < seen + 1000;)
+        sched_yield();
+    atomic_store(&stop_spin, 1);
+    pthread_join(spin_thread, 0);
+    printf("spins %ld\n", spins);
+    fflush(stdout);
+    if (!stay)
+        return 0;
+    printf("done\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 3;
+    return 0;
+}
