@@ -45,6 +45,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tracemerge_records::Record;
+
 use crate::error::ProbeError;
 
 /// The stub's code page; the table follows it.
@@ -266,6 +268,18 @@ fn wait(tid: u32) -> Stop {
 struct Thread {
     tid: u32,
     pending: i32,
+    /// Traced (and stopped) by us before: left traced and stopped.
+    ours: bool,
+}
+
+fn traced_by_us(pid: u32, tid: u32) -> bool {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+    let tracer = status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    tracer == Some(std::process::id())
 }
 
 /// Every thread of a process stopped under ptrace; let go on drop.
@@ -307,6 +321,15 @@ impl Stopped {
                     Ok(()) => seized.push(tid),
                     // Exited since the listing.
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    // Already traced by us: a command started under ptrace,
+                    // stopped at its exec (its only thread then).
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && traced_by_us(pid, tid) => {
+                        stopped.threads.push(Thread {
+                            tid,
+                            pending: 0,
+                            ours: true,
+                        })
+                    }
                     Err(e) => {
                         return Err(patch_error(
                             pid,
@@ -320,8 +343,16 @@ impl Stopped {
             }
             for tid in seized {
                 match wait(tid) {
-                    Stop::Event => stopped.threads.push(Thread { tid, pending: 0 }),
-                    Stop::Signal(sig) => stopped.threads.push(Thread { tid, pending: sig }),
+                    Stop::Event => stopped.threads.push(Thread {
+                        tid,
+                        pending: 0,
+                        ours: false,
+                    }),
+                    Stop::Signal(sig) => stopped.threads.push(Thread {
+                        tid,
+                        pending: sig,
+                        ours: false,
+                    }),
                     Stop::Gone => {}
                 }
             }
@@ -386,7 +417,7 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        for t in &self.threads {
+        for t in self.threads.iter().filter(|t| !t.ours) {
             let _ = ptrace(libc::PTRACE_DETACH, t.tid, 0, t.pending as usize);
         }
     }
@@ -834,6 +865,215 @@ pub fn sites(
         }
     }
     Ok(out)
+}
+
+/// Which functions of `binary` have a patchable nop entry (by name).
+pub fn patchable(
+    binary: &std::path::Path,
+) -> Result<std::collections::HashSet<String>, ProbeError> {
+    let info = crate::elf::ElfInfo::read(binary)?;
+    Ok(info
+        .probeable_functions()
+        .filter(|sym| nop_offset(info.bytes(sym.addr, 9.min(sym.size as usize))).is_some())
+        .map(|sym| sym.name.clone())
+        .collect())
+}
+
+/// What a patch session did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub functions: usize,
+    pub edges: u64,
+    pub hits: u64,
+    /// Calls that found no free slot in the table.
+    pub lost: u64,
+    pub windows: u64,
+    pub windows_without_coverage: u64,
+    /// Injecting and patching (all threads stopped meanwhile).
+    pub attach: std::time::Duration,
+    /// Whether the nops were put back at the end (`None`: not tried).
+    pub restored: Option<bool>,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "functions": self.functions,
+            "edges": self.edges,
+            "hits": self.hits,
+            "losses": self.lost,
+            "windows": self.windows,
+            "windows_without_coverage": self.windows_without_coverage,
+            "attach_ms": self.attach.as_secs_f64() * 1e3,
+            "restored": self.restored,
+        })
+    }
+}
+
+/// Exact counting of one process's patched functions, window by window:
+/// the same `edge` and `coverage` records as the uprobe collector.
+pub struct Session {
+    patch: Patch,
+    names: Vec<String>,
+    sorted_names: Vec<String>,
+    symbolizer: crate::symbolize::Symbolizer,
+    artifact: String,
+    source: String,
+    window_start: u64,
+    lost_reported: u64,
+    restore_on_finish: bool,
+    finished: bool,
+    summary: Summary,
+}
+
+impl Session {
+    /// Patches `functions` (those with a nop entry) of `config.binary` in
+    /// process `config.pid`. `restore_on_finish`: put the nops back when
+    /// the session ends (a process that goes on running); a command that
+    /// ends with the session need not be restored.
+    pub fn attach(
+        config: &crate::exact::Config,
+        functions: &[String],
+        restore_on_finish: bool,
+    ) -> Result<Session, ProbeError> {
+        let pid = config.pid.ok_or_else(|| ProbeError::Command {
+            program: String::new(),
+            what: "patched entries need one process (--pid or a command)".into(),
+        })?;
+        let binary = std::fs::canonicalize(&config.binary)
+            .map_err(|e| ProbeError::file(&config.binary, e))?;
+        let info = crate::elf::ElfInfo::read(&binary)?;
+        let started = std::time::Instant::now();
+        let sites = sites(pid, &binary, Some(functions))?;
+        if sites.is_empty() {
+            return Err(ProbeError::NothingToProbe {
+                binary,
+                missing: functions.to_vec(),
+            });
+        }
+        let addrs: Vec<u64> = sites.iter().map(|s| s.1).collect();
+        let mut symbolizer =
+            crate::symbolize::Symbolizer::new(crate::symbolize::file_id(&binary).ok());
+        symbolizer.set_name_style(config.names);
+        let patch = Patch::inject(pid, &addrs, DEFAULT_SLOTS)?;
+        let attach = started.elapsed();
+        symbolizer.refresh(pid);
+        let mut namer = crate::demangle::Namer::new(config.names);
+        let names: Vec<String> = sites.iter().map(|(n, _)| namer.name(n)).collect();
+        let mut sorted_names = names.clone();
+        sorted_names.sort();
+        let artifact = config
+            .artifact
+            .clone()
+            .unwrap_or_else(|| match &info.build_id {
+                Some(id) => format!("build-id:{id}"),
+                None => format!("path:{}", binary.display()),
+            });
+        Ok(Session {
+            patch,
+            summary: Summary {
+                functions: names.len(),
+                attach,
+                ..Default::default()
+            },
+            names,
+            sorted_names,
+            symbolizer,
+            artifact,
+            source: config
+                .source
+                .clone()
+                .unwrap_or_else(crate::exact::default_source),
+            window_start: crate::target::now_ms(),
+            lost_reported: 0,
+            restore_on_finish,
+            finished: false,
+        })
+    }
+
+    /// The patched functions' names.
+    pub fn functions(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Re-reads the process's maps (call while it still exists).
+    pub fn remember_process(&mut self, pid: u32) {
+        self.symbolizer.refresh(pid);
+    }
+
+    /// The calls counted since the last drain, as `edge` records, and a
+    /// `coverage` record of the patched functions for the window (withheld
+    /// when calls were lost in it).
+    pub fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
+        let now = crate::target::now_ms();
+        self.symbolizer.new_round();
+        let pid = self.patch.pid();
+        let mut edges: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for (ret, site, n) in self.patch.read() {
+            // ret - 1: the call instruction, inside the caller.
+            let caller = self.symbolizer.resolve(pid, ret - 1);
+            *edges.entry((caller, self.names[site].clone())).or_default() += n;
+        }
+        let mut out = Vec::with_capacity(edges.len() + 1);
+        for ((caller, callee), hits) in edges {
+            self.summary.edges += 1;
+            self.summary.hits += hits;
+            out.push(Record::Edge(tracemerge_records::EdgeObservation {
+                artifact: self.artifact.clone(),
+                caller,
+                callee,
+                at: now,
+                hits,
+                source: self.source.clone(),
+                event_id: None,
+                estimated: false,
+            }));
+        }
+        let lost = self.patch.lost();
+        let new_lost = lost - self.lost_reported;
+        self.lost_reported = lost;
+        self.summary.lost = lost;
+        self.summary.windows += 1;
+        if new_lost > 0 {
+            self.summary.windows_without_coverage += 1;
+            out.push(Record::Coverage(tracemerge_records::Coverage {
+                artifact: self.artifact.clone(),
+                symbols: Vec::new(),
+                from: self.window_start,
+                to: now.max(self.window_start),
+                source: self.source.clone(),
+                lost: Some(new_lost),
+            }));
+        } else if now > self.window_start {
+            out.push(Record::Coverage(tracemerge_records::Coverage {
+                artifact: self.artifact.clone(),
+                symbols: self.sorted_names.clone(),
+                from: self.window_start,
+                to: now,
+                source: self.source.clone(),
+                lost: None,
+            }));
+        }
+        self.window_start = now;
+        Ok(out)
+    }
+
+    /// The last drain; then the nops go back when asked for at attach.
+    pub fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        self.finished = true;
+        let out = self.drain()?;
+        if self.restore_on_finish {
+            self.summary.restored = Some(self.patch.restore()?);
+        }
+        Ok(out)
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
 }
 
 #[cfg(test)]
