@@ -16,7 +16,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use tracemerge_ebpf::patch::{self, Patch};
 use tracemerge_ebpf::symbolize::{file_id, Symbolizer};
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 11] = [
+    "args8",
+    "vsum",
     "main",
     "leaf",
     "middle",
@@ -124,6 +126,8 @@ fn check(edges: &BTreeMap<(String, String), u64>, spins: u64) {
             .sum()
     };
     assert_eq!(get("late_worker", "leaf"), Some(2000), "{edges:?}");
+    assert_eq!(get("main", "args8"), Some(1), "{edges:?}");
+    assert_eq!(get("main", "vsum"), Some(1), "{edges:?}");
     // Threads started while patched run the patched code; those already
     // inside worker never enter it again.
     assert_eq!(of("late_worker"), 2, "{edges:?}");

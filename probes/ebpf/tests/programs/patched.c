@@ -6,6 +6,8 @@
  *   main -> middle 1000, middle -> leaf 3000,
  *   main -> dispatch 700, dispatch -> red 300 and -> blue 400 (one indirect
  *   call site, two callees),
+ *   main -> args8 1, main -> vsum 1 (exit status 4 if their arguments,
+ *   in registers, arrived changed),
  *   4 workers (started and inside worker before the patch): worker -> leaf
  *   5000 each (20000),
  *   2 threads started after it: late_worker 2 calls, late_worker -> leaf 2000,
@@ -14,6 +16,7 @@
  * with "exit" exits at once. */
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +35,23 @@ __attribute__((noinline)) void red(void) { sink += 2; }
 __attribute__((noinline)) void blue(void) { sink += 3; }
 __attribute__((noinline)) void dispatch(void (*f)(void)) { f(); }
 __attribute__((noinline)) void spin(void) { sink++; }
+/* Arguments in every integer and vector argument register and a variadic
+ * call (%al = vector registers used): the stub must keep them all. */
+__attribute__((noinline)) long args8(long a, long b, long c, long d, long e, long f, double x,
+                                     double y)
+{
+    return a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + (long)(x * 10) + (long)(y * 100);
+}
+__attribute__((noinline)) double vsum(int n, ...)
+{
+    va_list ap;
+    double s = 0;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        s += va_arg(ap, double);
+    va_end(ap);
+    return s;
+}
 
 static void *spinner(void *arg)
 {
@@ -78,6 +98,9 @@ int main(int argc, char **argv)
         middle(3);
     for (int i = 0; i < 700; i++)
         dispatch(i % 7 < 3 ? red : blue);
+    /* 1+4+9+16+25+36 + 15 + 250 */
+    if (args8(1, 2, 3, 4, 5, 6, 1.5, 2.5) != 356 || vsum(3, 0.5, 1.25, 2.0) != 3.75)
+        return 4;
     for (int i = 0; i < WORKERS; i++)
         pthread_join(workers[i], 0);
     for (int i = 0; i < 2; i++)
