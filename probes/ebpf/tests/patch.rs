@@ -219,3 +219,49 @@ fn a_process_that_exits_while_patched_keeps_its_counts() {
     assert!(!p.restore().unwrap());
     assert!(Patch::inject(r.pid(), &[0x1000], 1 << 4).is_err());
 }
+
+/// A table too small for the program's edges counts the calls that found
+/// no slot as lost; the ones it counts are still right.
+#[test]
+fn a_full_table_counts_its_losses() {
+    let Some(_guard) = root_or_skip("a_full_table_counts_its_losses") else {
+        return;
+    };
+    let dir = common::scratch("patch-full");
+    let prog = program(&dir);
+    let mut r = Running::start(&prog, "exit");
+    let wanted: Vec<String> = FUNCTIONS.map(String::from).to_vec();
+    let sites = patch::sites(r.pid(), &prog, Some(&wanted)).unwrap();
+    let mut sym = Symbolizer::new(Some(file_id(&prog).unwrap()));
+    assert!(sym.refresh(r.pid()));
+    let addrs: Vec<u64> = sites.iter().map(|s| s.1).collect();
+    let names: Vec<String> = sites.into_iter().map(|s| s.0).collect();
+    let mut p = Patch::inject(r.pid(), &addrs, 4).unwrap();
+    r.go();
+    let _ = r.spins();
+    assert!(r.child.wait().unwrap().success());
+    let mut edges = BTreeMap::new();
+    add(&mut edges, &mut p, &names, &mut sym);
+    assert_eq!(edges.len(), 4, "{edges:?}");
+    let known = [
+        ("main", "middle", 1000),
+        ("middle", "leaf", 3000),
+        ("main", "dispatch", 700),
+        ("dispatch", "red", 300),
+        ("dispatch", "blue", 400),
+        ("worker", "leaf", 20_000),
+        ("late_worker", "leaf", 2000),
+    ];
+    for ((caller, callee), n) in &edges {
+        if let Some(k) = known.iter().find(|k| (k.0, k.1) == (caller, callee)) {
+            assert_eq!(*n, k.2, "{caller} -> {callee}");
+        }
+    }
+    let counted: u64 = edges.values().sum();
+    assert!(p.lost() > 0);
+    assert!(
+        counted + p.lost() >= 27_400 + 1000,
+        "{counted} + {}",
+        p.lost()
+    );
+}
