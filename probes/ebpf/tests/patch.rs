@@ -265,3 +265,74 @@ fn a_full_table_counts_its_losses() {
         p.lost()
     );
 }
+
+/// Patched and restored again and again while the spinner runs through the
+/// nops (a thread stopped inside the five one-byte nops is stepped past
+/// them) and the other threads block in system calls (restarted each
+/// time): the program goes on unharmed, and a last patch counts exactly.
+#[test]
+fn patched_and_restored_repeatedly_while_threads_run() {
+    let Some(_guard) = root_or_skip("patched_and_restored_repeatedly_while_threads_run") else {
+        return;
+    };
+    let dir = common::scratch("patch-repeat");
+    let prog = program(&dir);
+    let mut r = Running::start(&prog, "stay");
+    let mut spun = 0;
+    for _ in 0..20 {
+        let (mut p, names, mut sym) = patch(&prog, r.pid());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut edges = BTreeMap::new();
+        add(&mut edges, &mut p, &names, &mut sym);
+        spun += edges.values().sum::<u64>();
+        assert!(
+            edges
+                .keys()
+                .all(|(caller, callee)| caller == "spinner" && callee == "spin"),
+            "{edges:?}"
+        );
+        assert!(p.restore().unwrap());
+        code_equals_file(r.pid(), &prog);
+    }
+    assert!(spun > 0);
+    let (mut p, names, mut sym) = patch(&prog, r.pid());
+    let mut edges = BTreeMap::new();
+    r.go();
+    let spins = r.spins();
+    assert_eq!(r.line(), "done");
+    add(&mut edges, &mut p, &names, &mut sym);
+    check(&edges, spins);
+    assert!(p.restore().unwrap());
+    r.go();
+    assert!(r.child.wait().unwrap().success());
+}
+
+/// A thread stopped between two of the one-byte nops (one that loops
+/// through them, so nearly every stop lands there) is stepped past them
+/// before they become a call: it goes on, calling the stub, and restored
+/// it goes on again.
+#[test]
+fn a_thread_inside_the_nops_is_stepped_out() {
+    let Some(_guard) = root_or_skip("a_thread_inside_the_nops_is_stepped_out") else {
+        return;
+    };
+    let dir = common::scratch("patch-sled");
+    let prog = program(&dir);
+    let mut r = Running::start(&prog, "sled");
+    let sled = vec!["nop_sled".to_string()];
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let sites = patch::sites(r.pid(), &prog, Some(&sled)).unwrap();
+        assert_eq!(sites.len(), 1);
+        let mut p = Patch::inject(r.pid(), &[sites[0].1], 1 << 4).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while p.read().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no call of the stub");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(p.restore().unwrap());
+        code_equals_file(r.pid(), &prog);
+    }
+    r.go();
+    assert!(r.child.wait().unwrap().success());
+}

@@ -13,7 +13,9 @@
  *   2 threads started after it: late_worker 2 calls, late_worker -> leaf 2000,
  * lets the spinner make 1000 more calls, stops it, prints "spins N" (its calls of spin since start), and
  * with "stay" prints "done" and waits for another line before exiting;
- * with "exit" exits at once. */
+ * with "exit" exits at once.
+ * With "sled": a thread loops through nop_sled's five one-byte nops for
+ * ever (most stops land inside them); prints "ready", exits after a line. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -72,6 +74,17 @@ __attribute__((noinline)) void *worker(void *arg)
     return 0;
 }
 
+__asm__(".text\n.globl nop_sled\n.type nop_sled,@function\nnop_sled:\n"
+        ".byte 0x90,0x90,0x90,0x90,0x90\njmp nop_sled\n.size nop_sled,.-nop_sled\n");
+void nop_sled(void);
+
+static void *sled_thread(void *arg)
+{
+    (void)arg;
+    nop_sled();
+    return 0;
+}
+
 __attribute__((noinline)) void *late_worker(void *arg)
 {
     (void)arg;
@@ -84,6 +97,13 @@ int main(int argc, char **argv)
 {
     int stay = argc > 1 && strcmp(argv[1], "stay") == 0;
     char line[16];
+    if (argc > 1 && strcmp(argv[1], "sled") == 0) {
+        pthread_t t;
+        pthread_create(&t, 0, sled_thread, 0);
+        printf("ready\n");
+        fflush(stdout);
+        return fgets(line, sizeof line, stdin) ? 0 : 3;
+    }
     pthread_t spin_thread, workers[WORKERS];
     pthread_barrier_init(&go, 0, WORKERS + 1);
     pthread_create(&spin_thread, 0, spinner, 0);
