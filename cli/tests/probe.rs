@@ -782,12 +782,12 @@ fn exact_entries_patch_counts_every_call_of_a_command() {
     assert!(!cov.is_empty());
     assert!(
         cov.iter()
-            .all(|c| c["symbols"].as_array().unwrap().len() == 12),
+            .all(|c| c["symbols"].as_array().unwrap().len() == 15),
         "{cov:?}"
     );
     let s = summary(&stderr);
-    assert_eq!(s["patched"]["functions"], 12, "{s}");
-    assert_eq!(s["functions"], 12, "{s}");
+    assert_eq!(s["patched"]["functions"], 15, "{s}");
+    assert_eq!(s["functions"], 15, "{s}");
     assert_eq!(s["losses"], 0, "{s}");
 
     // Mixed: two nop entries patched, the rest under uprobes.
@@ -852,7 +852,7 @@ fn exact_entries_patch_on_a_pid_restores_its_code() {
         .unwrap();
     let mut stderr = BufReader::new(probe.stderr.take().unwrap());
     let line = line_with(&mut stderr, "patched");
-    assert!(line.contains("patched 12 nop entries"), "{line}");
+    assert!(line.contains("patched 15 nop entries"), "{line}");
     writeln!(target.stdin.as_mut().unwrap()).unwrap();
     line_with(&mut target_out, "done");
     let status = wait_timeout(&mut probe, Duration::from_secs(20));

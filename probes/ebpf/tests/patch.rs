@@ -336,3 +336,30 @@ fn a_thread_inside_the_nops_is_stepped_out() {
     r.go();
     assert!(r.child.wait().unwrap().success());
 }
+
+/// A child forked while patched inherits the patched code and the shared
+/// table: its calls are counted with the parent's (README, limits).
+#[test]
+fn a_forked_child_counts_into_the_same_table() {
+    let Some(_guard) = root_or_skip("a_forked_child_counts_into_the_same_table") else {
+        return;
+    };
+    let dir = common::scratch("patch-fork");
+    let prog = program(&dir);
+    let mut r = Running::start(&prog, "fork");
+    let wanted = vec!["child_work".to_string(), "leaf".to_string()];
+    let sites = patch::sites(r.pid(), &prog, Some(&wanted)).unwrap();
+    assert_eq!(sites.len(), 2);
+    let mut sym = Symbolizer::new(Some(file_id(&prog).unwrap()));
+    assert!(sym.refresh(r.pid()));
+    let addrs: Vec<u64> = sites.iter().map(|s| s.1).collect();
+    let names: Vec<String> = sites.into_iter().map(|s| s.0).collect();
+    let mut p = Patch::inject(r.pid(), &addrs, patch::DEFAULT_SLOTS).unwrap();
+    r.go();
+    assert!(r.child.wait().unwrap().success());
+    let mut edges = BTreeMap::new();
+    add(&mut edges, &mut p, &names, &mut sym);
+    let get = |a: &str, b: &str| edges.get(&(a.to_string(), b.to_string())).copied();
+    assert_eq!(get("main", "child_work"), Some(1), "{edges:?}");
+    assert_eq!(get("child_work", "leaf"), Some(100), "{edges:?}");
+}

@@ -14,6 +14,8 @@
  * lets the spinner make 1000 more calls, stops it, prints "spins N" (its calls of spin since start), and
  * with "stay" prints "done" and waits for another line before exiting;
  * with "exit" exits at once.
+ * With "fork": after the line, a child calls child_work once, which calls
+ * leaf 100 times; the parent waits for it and exits.
  * With "sled": a thread loops through nop_sled's five one-byte nops for
  * ever (most stops land inside them); prints "ready", exits after a line. */
 #include <pthread.h>
@@ -22,6 +24,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define WORKERS 4
 #define WORKER_CALLS 5000
@@ -78,6 +82,12 @@ __asm__(".text\n.globl nop_sled\n.type nop_sled,@function\nnop_sled:\n"
         ".byte 0x90,0x90,0x90,0x90,0x90\njmp nop_sled\n.size nop_sled,.-nop_sled\n");
 void nop_sled(void);
 
+__attribute__((noinline)) void child_work(void)
+{
+    for (int i = 0; i < 100; i++)
+        leaf();
+}
+
 static void *sled_thread(void *arg)
 {
     (void)arg;
@@ -97,6 +107,20 @@ int main(int argc, char **argv)
 {
     int stay = argc > 1 && strcmp(argv[1], "stay") == 0;
     char line[16];
+    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+        int status;
+        printf("ready\n");
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return 3;
+        pid_t child = fork();
+        if (child == 0) {
+            child_work();
+            _exit(0);
+        }
+        waitpid(child, &status, 0);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 5;
+    }
     if (argc > 1 && strcmp(argv[1], "sled") == 0) {
         pthread_t t;
         pthread_create(&t, 0, sled_thread, 0);
