@@ -1076,6 +1076,16 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Ended without `finish` (an error on the way): a process that goes
+        // on running gets its nops back all the same.
+        if self.restore_on_finish && !self.finished {
+            let _ = self.patch.restore();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

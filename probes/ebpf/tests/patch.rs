@@ -363,3 +363,36 @@ fn a_forked_child_counts_into_the_same_table() {
     assert_eq!(get("main", "child_work"), Some(1), "{edges:?}");
     assert_eq!(get("child_work", "leaf"), Some(100), "{edges:?}");
 }
+
+/// A session (the CLI's `--entries patch --pid`) dropped without its
+/// `finish` (an error on the way) still puts the nops back; its records
+/// are the usual edge and coverage records.
+#[test]
+fn a_session_dropped_early_restores_the_nops() {
+    let Some(_guard) = root_or_skip("a_session_dropped_early_restores_the_nops") else {
+        return;
+    };
+    let dir = common::scratch("patch-session");
+    let prog = program(&dir);
+    let mut r = Running::start(&prog, "stay");
+    let mut config = tracemerge_ebpf::exact::Config::new(&prog);
+    config.pid = Some(r.pid());
+    let wanted: Vec<String> = FUNCTIONS.map(String::from).to_vec();
+    let mut session = patch::Session::attach(&config, &wanted, true).unwrap();
+    assert_eq!(session.functions().len(), FUNCTIONS.len());
+    r.go();
+    let _ = r.spins();
+    assert_eq!(r.line(), "done");
+    let records = session.drain().unwrap();
+    let edges = common::edges(&records);
+    assert_eq!(edges[&("main".to_string(), "middle".to_string())], 1000);
+    let coverage = records.iter().find_map(|rec| match rec {
+        tracemerge_records::Record::Coverage(c) => Some(c),
+        _ => None,
+    });
+    assert_eq!(coverage.unwrap().symbols.len(), FUNCTIONS.len());
+    drop(session);
+    code_equals_file(r.pid(), &prog);
+    r.go();
+    assert!(r.child.wait().unwrap().success());
+}
