@@ -34,6 +34,7 @@ volatile long sink;
 static atomic_int stop_spin;
 static volatile long spins;
 static pthread_barrier_t go;
+static atomic_int workers_in;
 
 __attribute__((noinline)) void leaf(void) { sink++; }
 __attribute__((noinline)) void middle(int n) { for (int i = 0; i < n; i++) leaf(); }
@@ -72,6 +73,7 @@ static void *spinner(void *arg)
 __attribute__((noinline)) void *worker(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&workers_in, 1);
     pthread_barrier_wait(&go);
     for (int i = 0; i < WORKER_CALLS; i++)
         leaf();
@@ -133,6 +135,10 @@ int main(int argc, char **argv)
     pthread_create(&spin_thread, 0, spinner, 0);
     for (int i = 0; i < WORKERS; i++)
         pthread_create(&workers[i], 0, worker, 0);
+    /* "ready" only once every worker is inside worker and the spinner
+     * spins: the patch then finds them there (worker is not entered again). */
+    while (atomic_load(&workers_in) < WORKERS || spins == 0)
+        sched_yield();
     printf("ready\n");
     fflush(stdout);
     if (!fgets(line, sizeof line, stdin))
