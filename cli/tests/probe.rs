@@ -689,3 +689,232 @@ fn bad_budget_is_refused_with_its_reason() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// tests/programs/patched.c built with gcc -fpatchable-function-entry=5
+/// (a nop at every entry).
+fn patched_program(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/ebpf/tests/programs/patched.c");
+    let out = dir.join("patched");
+    let status = Command::new("cc")
+        .args([
+            "-O1",
+            "-fno-omit-frame-pointer",
+            "-fno-inline",
+            "-fno-optimize-sibling-calls",
+            "-fpatchable-function-entry=5",
+            "-pthread",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("running cc");
+    assert!(status.success());
+    out
+}
+
+/// The calls of patched.c's known pattern made after the patch went in
+/// (tests/programs/patched.c).
+fn assert_patched_pattern(recs: &[Value]) {
+    assert_eq!(edge_hits(recs, "main", "middle"), 1000);
+    assert_eq!(edge_hits(recs, "middle", "leaf"), 3000);
+    assert_eq!(edge_hits(recs, "main", "dispatch"), 700);
+    assert_eq!(edge_hits(recs, "dispatch", "red"), 300);
+    assert_eq!(edge_hits(recs, "dispatch", "blue"), 400);
+    assert_eq!(edge_hits(recs, "worker", "leaf"), 20_000);
+    assert_eq!(edge_hits(recs, "late_worker", "leaf"), 2000);
+    assert_eq!(edge_hits(recs, "libc.so.6!start_thread", "late_worker"), 2);
+    for r in recs.iter().filter(|r| r["type"] == "edge") {
+        assert!(r["artifact"].as_str().unwrap().starts_with("build-id:"));
+        assert!(r.get("estimated").is_none_or(|e| e == false), "{r}");
+    }
+}
+
+/// `--entries patch` with a command: patched at its exec, so every call is
+/// counted, the threads' starts and main's own call too; with the entries
+/// program, nop entries are patched and the other functions get uprobes.
+#[test]
+fn exact_entries_patch_counts_every_call_of_a_command() {
+    let Some(_guard) = bpf_or_skip("exact_entries_patch_counts_every_call_of_a_command") else {
+        return;
+    };
+    let dir = scratch("patch-command");
+    let prog = patched_program(&dir);
+    let out = dir.join("records.ndjson");
+    let mut probe = Command::new(BIN)
+        .args([
+            "probe",
+            "exact",
+            "--entries",
+            "patch",
+            "--window",
+            "100ms",
+            "--binary",
+        ])
+        .arg(&prog)
+        .arg("-o")
+        .arg(&out)
+        .arg("--")
+        .arg(&prog)
+        .arg("exit")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(probe.stdin.as_mut().unwrap()).unwrap();
+    let run = probe.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let spins: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("spins "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let recs = records(&out);
+    assert_patched_pattern(&recs);
+    assert_eq!(edge_hits(&recs, "spinner", "spin"), spins);
+    assert_eq!(edge_hits(&recs, "libc.so.6!start_thread", "worker"), 4);
+    assert_eq!(edge_hits(&recs, "libc.so.6!start_thread", "spinner"), 1);
+    let cov: Vec<&Value> = recs.iter().filter(|r| r["type"] == "coverage").collect();
+    assert!(!cov.is_empty());
+    assert!(
+        cov.iter()
+            .all(|c| c["symbols"].as_array().unwrap().len() == 15),
+        "{cov:?}"
+    );
+    let s = summary(&stderr);
+    assert_eq!(s["patched"]["functions"], 15, "{s}");
+    assert_eq!(s["functions"], 15, "{s}");
+    assert_eq!(s["losses"], 0, "{s}");
+
+    // Mixed: two nop entries patched, the rest under uprobes.
+    let entries = tracemerge_ebpf::bench::build_entries_program(&dir).unwrap();
+    let out = dir.join("entries.ndjson");
+    let run = run_ok(
+        Command::new(BIN)
+            .args(["probe", "exact", "--entries", "patch", "--binary"])
+            .arg(&entries)
+            .arg("-o")
+            .arg(&out)
+            .arg("--")
+            .arg(&entries)
+            .arg("3000"),
+    );
+    let recs = records(&out);
+    for f in [
+        "entry_push",
+        "entry_rip",
+        "entry_nop5",
+        "entry_endbr_push",
+        "entry_nops",
+        "entry_endbr",
+    ] {
+        assert_eq!(edge_hits(&recs, "call_all", f), 3000, "{f}");
+    }
+    let s = summary(&String::from_utf8_lossy(&run.stderr));
+    assert_eq!(s["patched"]["functions"], 2, "{s}");
+    assert!(s["entries"]["single_stepped"].as_u64().unwrap() > 0, "{s}");
+    assert_clean();
+}
+
+/// `--entries patch --pid`: a running process is patched while its
+/// threads run, counted exactly, and its code is the file's again when
+/// the probe ends (it goes on running).
+#[test]
+fn exact_entries_patch_on_a_pid_restores_its_code() {
+    let Some(_guard) = bpf_or_skip("exact_entries_patch_on_a_pid_restores_its_code") else {
+        return;
+    };
+    let dir = scratch("patch-pid");
+    let prog = patched_program(&dir);
+    let mut target = Command::new(&prog)
+        .arg("stay")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut target_out = BufReader::new(target.stdout.take().unwrap());
+    let mut line = String::new();
+    target_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = dir.join("records.ndjson");
+    let mut probe = Command::new(BIN)
+        .args(["probe", "exact", "--entries", "patch", "--window", "100ms"])
+        .args(["--duration", "2s", "--binary"])
+        .arg(&prog)
+        .args(["--pid", &target.id().to_string(), "-o"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(probe.stderr.take().unwrap());
+    let line = line_with(&mut stderr, "patched");
+    assert!(line.contains("patched 15 nop entries"), "{line}");
+    writeln!(target.stdin.as_mut().unwrap()).unwrap();
+    line_with(&mut target_out, "done");
+    let status = wait_timeout(&mut probe, Duration::from_secs(20));
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    let s = summary(&rest);
+    assert_eq!(s["patched"]["restored"], true, "{s}");
+    // Its code equals the file's again.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.id())).unwrap();
+    let file = std::fs::read(&prog).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{}/mem", target.id())).unwrap();
+    let mut checked = 0;
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || !f[1].contains('x') || Path::new(f[5]) != prog {
+            continue;
+        }
+        let (a, b) = f[0].split_once('-').unwrap();
+        let a = u64::from_str_radix(a, 16).unwrap();
+        let b = u64::from_str_radix(b, 16).unwrap();
+        let offset = usize::from_str_radix(f[2], 16).unwrap();
+        let len = ((b - a) as usize).min(file.len() - offset);
+        let mut buf = vec![0; len];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, a).unwrap();
+        assert!(buf == file[offset..offset + len], "code at {a:#x} differs");
+        checked += len;
+    }
+    assert!(checked > 0);
+    writeln!(target.stdin.as_mut().unwrap()).unwrap();
+    assert!(wait_timeout(&mut target, Duration::from_secs(10)).success());
+    let recs = records(&out);
+    assert_patched_pattern(&recs);
+    assert_clean();
+}
+
+/// `probe plan --entries patch` shows the nop entries as patched.
+#[test]
+fn plan_shows_which_entries_would_be_patched() {
+    let dir = scratch("probe-plan-patch");
+    let exe = tracemerge_ebpf::bench::build_entries_program(&dir).unwrap();
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["probe", "plan", "--entries", "patch", "--json", "--binary"])
+            .arg(&exe),
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in doc["functions"].as_array().unwrap() {
+        let patched = f["function"] == "entry_nop5" || f["function"] == "entry_nops";
+        assert_eq!(f["entry"] == "patched", patched, "{f}");
+    }
+    assert_eq!(doc["summary"]["patched"], 2, "{doc}");
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["probe", "plan", "--entries", "patch", "--binary"])
+            .arg(&exe),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("entry_nops ") && l.contains("patched")),
+        "{text}"
+    );
+    assert!(text.contains("2 patched"), "{text}");
+}

@@ -230,6 +230,73 @@ fn call_cost(
     }))
 }
 
+/// Per-call cost of `function` of the entries program with its nop entry
+/// patched into a call of the in-process counting stub (`crate::patch`):
+/// the program waits until the patch is in, then times its calls.
+fn patched_call_cost(
+    exe: &Path,
+    function: &str,
+    calls: u64,
+    repeats: usize,
+) -> Result<serde_json::Value, BenchError> {
+    use std::io::{BufRead, BufReader, Write};
+    let spawn_err = |source| BenchError::Spawn {
+        program: exe.to_path_buf(),
+        source,
+    };
+    let plain = median(
+        (0..repeats)
+            .map(|_| ns_per_call(exe, &calls.to_string(), function))
+            .collect::<Result<_, _>>()?,
+    );
+    let mut times = Vec::new();
+    let mut counted = 0u64;
+    let mut lost = 0u64;
+    for _ in 0..repeats {
+        let mut child = Command::new(exe)
+            .args([&calls.to_string(), function, "wait"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).map_err(spawn_err)?;
+        let pid = child.id();
+        let sites = crate::patch::sites(pid, exe, Some(&[function.to_string()]))?;
+        let addrs: Vec<u64> = sites.iter().map(|s| s.1).collect();
+        let mut patch = crate::patch::Patch::inject(pid, &addrs, crate::patch::DEFAULT_SLOTS)?;
+        writeln!(child.stdin.as_mut().expect("piped")).map_err(spawn_err)?;
+        line.clear();
+        out.read_line(&mut line).map_err(spawn_err)?;
+        let status = child.wait().map_err(spawn_err)?;
+        if !status.success() {
+            return Err(BenchError::ProgramFailed {
+                exe: exe.to_path_buf(),
+                status,
+            });
+        }
+        times.push(line.trim().parse().map_err(|_| BenchError::BadOutput {
+            exe: exe.to_path_buf(),
+            output: line.trim().to_string(),
+        })?);
+        counted += patch.read().iter().map(|&(_, _, n)| n).sum::<u64>();
+        lost += patch.lost();
+    }
+    let patched = median(times);
+    Ok(json!({
+        "function": function,
+        "entry": "patched",
+        "unprobed_ns": (plain * 1e3).round() / 1e3,
+        "probed_ns": (patched * 1e3).round() / 1e3,
+        "cost_ns": ((patched - plain) * 1e3).round() / 1e3,
+        "ratio": ((patched / plain) * 1e3).round() / 1e3,
+        "calls_made": calls * repeats as u64,
+        "calls_counted": counted,
+        "calls_lost": lost,
+    }))
+}
+
 /// Attach and detach times for the first `n` functions of `exe`.
 pub fn attach_detach(exe: &Path, n: usize) -> Result<(Duration, Duration, Duration), BenchError> {
     let mut config = Config::new(exe);
@@ -285,6 +352,16 @@ pub fn run(options: &Options) -> Result<serde_json::Value, BenchError> {
             call_cost(&entries, function, options.calls, repeats, kind)?,
         );
     }
+    // The same nops patched into a call of the in-process counter.
+    for (key, function) in [
+        ("patched_nop5", "entry_nop5"),
+        ("patched_nops_x5", "entry_nops"),
+    ] {
+        call.insert(
+            key.into(),
+            patched_call_cost(&entries, function, options.calls, repeats)?,
+        );
+    }
     call.insert("kernel_optimizes_nop5".into(), json!(kernel.nop_probes));
     let cost = |k: &str| call.get(k)?.get("cost_ns")?.as_f64();
     let ratio =
@@ -293,6 +370,10 @@ pub fn run(options: &Options) -> Result<serde_json::Value, BenchError> {
         "nop5_over_single_step": ratio("nop5", "single_step"),
         "nop5_over_emulated": ratio("nop5", "emulated_push"),
         "emulated_over_single_step": ratio("emulated_push", "single_step"),
+        "patched_nop5_over_single_step": ratio("patched_nop5", "single_step"),
+        "patched_nop5_over_emulated": ratio("patched_nop5", "emulated_push"),
+        "patched_nop5_over_nop5": ratio("patched_nop5", "nop5"),
+        "patched_nops_x5_over_nops_x5": ratio("patched_nops_x5", "nops_x5"),
     });
     call.insert("ratios".into(), nop_vs_trap);
 

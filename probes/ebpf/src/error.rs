@@ -39,6 +39,9 @@ pub enum ProbeError {
     /// A process whose executable cannot be read.
     #[error("process {pid}: {cause}")]
     Process { pid: u32, cause: std::io::Error },
+    /// Patching a process's entries failed (`patch`): what went wrong.
+    #[error("patching process {pid}: {what}")]
+    Patch { pid: u32, what: String },
     /// The command to trace could not be started or stopped at its exec.
     #[error("{what}")]
     Command { program: String, what: String },

@@ -8,6 +8,9 @@
 //!   functions of a binary; exact per-window counts of caller → callee.
 //! * [`sample`]: perf-event CPU sampling with frame-pointer user stacks;
 //!   cheap enough to leave on, but proves nothing about absence.
+//! * [`patch`]: exact mode without the kernel on the call path
+//!   (`--entries patch`): nop entries of one process rewritten into calls
+//!   of a counting stub injected into it.
 //!
 //! Kernel side: `bpf/tracemerge.bpf.c`, compiled by `bpf/build.sh` into the
 //! committed `bpf/tracemerge.bpf.o`, which is embedded here (no clang needed
@@ -29,6 +32,7 @@ pub mod error;
 pub mod exact;
 pub mod kernel;
 pub mod lock;
+pub mod patch;
 pub mod plan;
 pub mod run;
 pub mod sample;

@@ -15,6 +15,72 @@ use crate::target::{self, Event};
 pub enum Collector {
     Exact(crate::exact::Session),
     Sample(crate::sample::Session),
+    /// Exact mode with nop entries patched in the process (`--entries
+    /// patch`), the other functions under uprobes (if any).
+    Patched(Box<Patched>),
+}
+
+/// Patched entries and, for the functions without a nop entry, uprobes.
+pub struct Patched {
+    pub patch: crate::patch::Session,
+    pub uprobes: Option<crate::exact::Session>,
+}
+
+impl Patched {
+    fn both(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Drained) -> Result<Vec<Record>, ProbeError>,
+    ) -> Result<Vec<Record>, ProbeError> {
+        let mut out = f(&mut self.patch)?;
+        if let Some(u) = self.uprobes.as_mut() {
+            out.extend(f(u)?);
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let p = self.patch.summary();
+        let mut s = match &self.uprobes {
+            Some(u) => u.summary().to_json(),
+            None => {
+                serde_json::json!({"mode": "exact", "functions": 0, "edges": 0, "hits": 0, "losses": 0})
+            }
+        };
+        for (key, add) in [
+            ("functions", p.functions as u64),
+            ("edges", p.edges),
+            ("hits", p.hits),
+            ("losses", p.lost),
+        ] {
+            s[key] = (s[key].as_u64().unwrap_or(0) + add).into();
+        }
+        s["patched"] = p.to_json();
+        s
+    }
+}
+
+/// The two drains of a patched collector's parts.
+trait Drained {
+    fn drain(&mut self) -> Result<Vec<Record>, ProbeError>;
+    fn finish(&mut self) -> Result<Vec<Record>, ProbeError>;
+}
+
+impl Drained for crate::patch::Session {
+    fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
+        crate::patch::Session::drain(self)
+    }
+    fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
+        crate::patch::Session::finish(self)
+    }
+}
+
+impl Drained for crate::exact::Session {
+    fn drain(&mut self) -> Result<Vec<Record>, ProbeError> {
+        crate::exact::Session::drain(self)
+    }
+    fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
+        crate::exact::Session::finish(self)
+    }
 }
 
 impl Collector {
@@ -22,42 +88,60 @@ impl Collector {
         match self {
             Collector::Exact(s) => s.drain(),
             Collector::Sample(s) => s.drain(),
+            Collector::Patched(p) => p.both(|s| s.drain()),
         }
     }
     pub fn finish(&mut self) -> Result<Vec<Record>, ProbeError> {
         match self {
             Collector::Exact(s) => s.finish(),
             Collector::Sample(s) => s.finish(),
+            Collector::Patched(p) => p.both(|s| s.finish()),
         }
     }
     /// Lets the collector act between windows (budget visits).
     pub fn tick(&mut self) {
-        if let Collector::Exact(s) = self {
-            s.tick();
+        match self {
+            Collector::Exact(s) => s.tick(),
+            Collector::Patched(p) => p.uprobes.iter_mut().for_each(|s| s.tick()),
+            Collector::Sample(_) => {}
         }
     }
     /// See [`crate::exact::Session::stop_on_new_edges`].
     pub fn stop_on_new_edges(&mut self, tid: u32, signal: i32) {
-        if let Collector::Exact(s) = self {
-            s.stop_on_new_edges(tid, signal);
+        match self {
+            Collector::Exact(s) => s.stop_on_new_edges(tid, signal),
+            Collector::Patched(p) => p
+                .uprobes
+                .iter_mut()
+                .for_each(|s| s.stop_on_new_edges(tid, signal)),
+            Collector::Sample(_) => {}
         }
     }
     /// See [`crate::exact::Session::new_edge_stop`].
     pub fn new_edge_stop(&mut self) {
-        if let Collector::Exact(s) = self {
-            s.new_edge_stop();
+        match self {
+            Collector::Exact(s) => s.new_edge_stop(),
+            Collector::Patched(p) => p.uprobes.iter_mut().for_each(|s| s.new_edge_stop()),
+            Collector::Sample(_) => {}
         }
     }
     pub fn remember_process(&mut self, pid: u32) {
         match self {
             Collector::Exact(s) => s.remember_process(pid),
             Collector::Sample(s) => s.remember_process(pid),
+            Collector::Patched(p) => {
+                p.patch.remember_process(pid);
+                if let Some(s) = p.uprobes.as_mut() {
+                    s.remember_process(pid);
+                }
+            }
         }
     }
     pub fn summary(&self) -> serde_json::Value {
         match self {
             Collector::Exact(s) => s.summary().to_json(),
             Collector::Sample(s) => s.summary().to_json(),
+            Collector::Patched(p) => p.summary(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! failing under TRACEMERGE_REQUIRE_ALL=1), one BPF user at a time and the
 //! leak check come from `tracemerge_ebpf::testing`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

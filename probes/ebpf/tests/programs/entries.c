@@ -8,7 +8,9 @@
  *   entry_nops        5 x nop                emulated (gcc -fpatchable-function-entry=5)
  *   entry_endbr       endbr64; incq ...      single-stepped
  * Usage: entries N               call_all N times (each function N times)
- *        entries N FUNCTION      call FUNCTION N times, print CPU ns per call */
+ *        entries N FUNCTION      call FUNCTION N times, print CPU ns per call
+ *        entries N FUNCTION wait the same after printing "ready" and reading a
+ *                                line (the bench patches its entry meanwhile) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,13 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < sizeof functions / sizeof functions[0]; i++) {
             if (strcmp(functions[i].name, argv[2]) == 0) {
                 void (*volatile fn)(void) = functions[i].fn;
+                if (argc > 3 && strcmp(argv[3], "wait") == 0) {
+                    char line[16];
+                    printf("ready\n");
+                    fflush(stdout);
+                    if (!fgets(line, sizeof line, stdin))
+                        return 3;
+                }
                 double t0 = now_ns();
                 for (long k = 0; k < n; k++)
                     fn();
