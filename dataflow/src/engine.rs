@@ -36,7 +36,7 @@ use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
-use crate::sink::{consolidate, Pending, Sink, SinkThread};
+use crate::sink::{consolidate, Pending, Sink, SinkThread, StatsToSink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -279,6 +279,7 @@ where
         failed: Arc::new(AtomicBool::new(false)),
         fault: Arc::new(Mutex::new(None)),
         sink_panicked: Arc::new(Mutex::new(None)),
+        stats_to_sink: (processes == 1).then(StatsToSink::default),
     };
     let failed = shared.failed.clone();
     let fault = shared.fault.clone();
@@ -457,6 +458,9 @@ struct Shared {
     /// What the sink thread panicked with (it runs the caller's event
     /// callback); it raises `failed` too.
     sink_panicked: Arc<Mutex<Option<String>>>,
+    /// Where the aggregators put the edges' statistics for the sink, past
+    /// the dataflow; `None` in a cluster, where they go through it.
+    stats_to_sink: Option<StatsToSink>,
 }
 
 /// Raises [`Shared::failed`] if its worker unwinds.
@@ -530,7 +534,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                 fault: shared.fault.clone(),
             };
             let panicked = shared.sink_panicked.clone();
-            Some(SinkThread::spawn(sink, pending, panicked).expect("a thread for the sink"))
+            let stats = shared.stats_to_sink.clone().unwrap_or_default();
+            Some(SinkThread::spawn(sink, pending, stats, panicked).expect("a thread for the sink"))
         }
         _ => None,
     };
@@ -567,6 +572,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     if shared.final_only {
                         evaluated.clear();
                     }
+                    if let Some(stats) = &shared.stats_to_sink {
+                        stats.take_from(&mut evaluated);
+                    }
                     for t in evaluated.drain(..) {
                         inputs.apply(t);
                     }
@@ -589,6 +597,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     if shared.final_only {
                         evaluated.clear();
                         aggregator.snapshot(as_of, &mut evaluated);
+                    }
+                    if let Some(stats) = &shared.stats_to_sink {
+                        stats.take_from(&mut evaluated);
                     }
                     for t in evaluated.drain(..) {
                         inputs.apply(t);

@@ -19,12 +19,55 @@ use rustc_hash::FxHashMap;
 use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Stats, Time};
 
 use crate::engine::{Event, Events, Fault};
-use crate::model::{Artifact, EdgeKey, EdgeParts, Output};
+use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
 use crate::symbols::Names;
 
 /// Output updates not yet final, by time.
 pub(crate) type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
+
+/// The observed edges' statistics on their way from every local worker's
+/// aggregator to the sink, by time, past the dataflow (one process only:
+/// in a cluster they cross processes in the dataflow). A worker puts a
+/// round's statistics here before its inputs advance past the round, so
+/// they are all here once the dataflow's frontier has passed it.
+#[derive(Clone, Default)]
+pub(crate) struct StatsToSink(Arc<Mutex<BTreeMap<Time, Vec<(Output, i64)>>>>);
+
+impl StatsToSink {
+    /// Moves the statistics updates out of `updates` into the hand-over.
+    pub(crate) fn take_from(&self, updates: &mut Vec<Timed>) {
+        let mut by_time = self.0.lock().expect("statistics");
+        updates.retain(|t| {
+            let Update::EdgeStats((artifact, caller, callee), stats) = t.update else {
+                return true;
+            };
+            let stats = Output::EdgeStats {
+                artifact,
+                caller,
+                callee,
+                stats,
+            };
+            by_time
+                .entry(t.time)
+                .or_default()
+                .push((stats, t.diff as i64));
+            false
+        });
+    }
+
+    /// Adds the statistics of times before `frontier` (all: `None`) to `times`.
+    fn add_final(&self, frontier: Option<Time>, times: &mut BTreeMap<Time, Vec<(Output, i64)>>) {
+        let mut by_time = self.0.lock().expect("statistics");
+        let later = match frontier {
+            Some(f) => by_time.split_off(&f),
+            None => BTreeMap::new(),
+        };
+        for (time, stats) in std::mem::replace(&mut *by_time, later) {
+            times.entry(time).or_default().extend(stats);
+        }
+    }
+}
 
 /// What worker 0 hands the sink thread, in its own order.
 pub(crate) enum SinkMsg {
@@ -46,6 +89,7 @@ pub(crate) enum SinkMsg {
 /// dataflow's frontier has passed that time.
 pub(crate) struct SinkThread {
     pending: Pending,
+    stats: StatsToSink,
     /// The frontier last handed over (`None` before the first).
     handed: Option<Option<Time>>,
     to_sink: Option<Sender<SinkMsg>>,
@@ -64,6 +108,7 @@ impl SinkThread {
     pub(crate) fn spawn(
         mut sink: Sink,
         pending: Pending,
+        stats: StatsToSink,
         panicked: Arc<Mutex<Option<String>>>,
     ) -> std::io::Result<Self> {
         let (to_sink, from_worker) = bounded::<SinkMsg>(SINK_BACKLOG);
@@ -91,6 +136,7 @@ impl SinkThread {
             })?;
         Ok(SinkThread {
             pending,
+            stats,
             handed: None,
             to_sink: Some(to_sink),
             thread: Some(thread),
@@ -108,7 +154,7 @@ impl SinkThread {
             return;
         }
         self.handed = Some(frontier);
-        let times = {
+        let mut times = {
             let mut pending = self.pending.borrow_mut();
             let later = match frontier {
                 Some(f) => pending.split_off(&f),
@@ -116,6 +162,7 @@ impl SinkThread {
             };
             std::mem::replace(&mut *pending, later)
         };
+        self.stats.add_final(frontier, &mut times);
         self.send(SinkMsg::Final { times, frontier });
     }
 
