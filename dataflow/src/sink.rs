@@ -23,8 +23,11 @@ use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
 use crate::symbols::Names;
 
+/// Output updates by time.
+pub(crate) type ByTime = BTreeMap<Time, Vec<(Output, i64)>>;
+
 /// Output updates not yet final, by time.
-pub(crate) type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
+pub(crate) type Pending = Rc<RefCell<ByTime>>;
 
 /// The observed edges' statistics on their way from every local worker's
 /// aggregator to the sink, by time, past the dataflow (one process only:
@@ -32,7 +35,7 @@ pub(crate) type Pending = Rc<RefCell<BTreeMap<Time, Vec<(Output, i64)>>>>;
 /// round's statistics here before its inputs advance past the round, so
 /// they are all here once the dataflow's frontier has passed it.
 #[derive(Clone, Default)]
-pub(crate) struct StatsToSink(Arc<Mutex<BTreeMap<Time, Vec<(Output, i64)>>>>);
+pub(crate) struct StatsToSink(Arc<Mutex<ByTime>>);
 
 impl StatsToSink {
     /// Moves the statistics updates out of `updates` into the hand-over.
@@ -57,7 +60,7 @@ impl StatsToSink {
     }
 
     /// Adds the statistics of times before `frontier` (all: `None`) to `times`.
-    fn add_final(&self, frontier: Option<Time>, times: &mut BTreeMap<Time, Vec<(Output, i64)>>) {
+    fn add_final(&self, frontier: Option<Time>, times: &mut ByTime) {
         let mut by_time = self.0.lock().expect("statistics");
         let later = match frontier {
             Some(f) => by_time.split_off(&f),
@@ -80,7 +83,7 @@ pub(crate) enum SinkMsg {
     /// The output of these times, all final: every output before
     /// `frontier` is in (`None`: all of it).
     Final {
-        times: BTreeMap<Time, Vec<(Output, i64)>>,
+        times: ByTime,
         frontier: Option<Time>,
     },
 }
