@@ -35,8 +35,11 @@ use rustc_hash::FxHashMap;
 const UNREACHED: u32 = u32::MAX;
 const NO_PARENT: u32 = u32::MAX;
 /// The adjacency's rows are rebuilt once its overflow and vacant slots
-/// pass 1/`REBUILD_RATIO` of the edges.
-const REBUILD_RATIO: usize = 8;
+/// pass 1/`REBUILD_RATIO` of the edges: a rebuild costs a pass over every
+/// node and edge, so under churn (edges expiring as others come) a larger
+/// share would spend more on rebuilds, a smaller one more on reading the
+/// overflow's links.
+const REBUILD_RATIO: usize = 4;
 
 /// Distances of one graph's nodes from its roots, and their parents.
 ///
@@ -563,6 +566,8 @@ struct Adjacency {
     edges: usize,
     vacant: usize,
     overflow: usize,
+    /// Rows are rebuilt once the overflow and vacant slots pass
+    /// 1/`rebuild_ratio` of the edges (0: never).
     rebuild_ratio: usize,
 }
 
@@ -668,43 +673,53 @@ impl Adjacency {
     }
 
     /// New rows holding every edge and `extra` (`count` of them); no
-    /// overflow and no vacant slot after.
+    /// overflow and no vacant slot after. One pass over the old edges: the
+    /// extra ones are grouped by source first (they come in any order).
     fn rebuild(&mut self, extra: impl Iterator<Item = (u32, u32)> + Clone, count: usize) {
         let n = self.heads.len();
-        let mut offsets = vec![0u32; n + 1];
-        for x in 0..n as u32 {
-            offsets[x as usize + 1] = self.neighbours(x).count() as u32;
-        }
-        for (x, _) in extra.clone() {
-            offsets[x as usize + 1] += 1;
-        }
+        let grouped = (count > 0).then(|| group_by_source(extra, n));
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut targets = Vec::with_capacity(self.edges + count);
+        offsets.push(0);
         for x in 0..n {
-            offsets[x + 1] += offsets[x];
-        }
-        let total = offsets[n] as usize;
-        debug_assert_eq!(total, self.edges + count);
-        let mut targets = vec![VACANT; total];
-        // `fill[x]`: the next free slot of row `x`.
-        let mut fill: Vec<u32> = offsets[..n].to_vec();
-        for x in 0..n as u32 {
-            for y in self.neighbours(x) {
-                targets[fill[x as usize] as usize] = y;
-                fill[x as usize] += 1;
+            targets.extend(self.neighbours(x as u32));
+            if let Some((starts, ys)) = &grouped {
+                targets.extend_from_slice(&ys[starts[x] as usize..starts[x + 1] as usize]);
             }
+            offsets.push(targets.len() as u32);
         }
-        for (x, y) in extra {
-            targets[fill[x as usize] as usize] = y;
-            fill[x as usize] += 1;
-        }
+        debug_assert_eq!(targets.len(), self.edges + count);
+        self.edges = targets.len();
         self.offsets = offsets;
         self.targets = targets;
         self.heads.iter_mut().for_each(|h| *h = END);
         self.links = Vec::new();
         self.free = END;
-        self.edges = total;
         self.vacant = 0;
         self.overflow = 0;
     }
+}
+
+/// `edges` over `n` nodes as rows: the targets of node `x` are
+/// `targets[starts[x]..starts[x + 1]]`.
+fn group_by_source(
+    edges: impl Iterator<Item = (u32, u32)> + Clone,
+    n: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut starts = vec![0u32; n + 1];
+    for (x, _) in edges.clone() {
+        starts[x as usize + 1] += 1;
+    }
+    for x in 0..n {
+        starts[x + 1] += starts[x];
+    }
+    let mut next = starts.clone();
+    let mut targets = vec![0u32; starts[n] as usize];
+    for (x, y) in edges {
+        targets[next[x as usize] as usize] = y;
+        next[x as usize] += 1;
+    }
+    (starts, targets)
 }
 
 /// The targets of one node's edges: its row's occupied slots, then its
