@@ -106,10 +106,16 @@ pub fn dynamic_closures<'s>(
     })
 }
 
+/// How many of each [`EdgeRole`] an edge holds, by role. Each role's input
+/// is a set, so a count is 0 or 1 and a byte holds it; three bytes and the
+/// two symbols make a 12-byte table entry, the size that bits would take
+/// too (the symbols' alignment), where `isize` counts took 32.
+type RoleCounts = [i8; 3];
+
 /// One artifact's graph as the dynamic closures see it.
 struct ArtifactGraph {
     /// Per edge, how many of each [`EdgeRole`] it holds.
-    roles: FxHashMap<(Symbol, Symbol), [isize; 3]>,
+    roles: FxHashMap<(Symbol, Symbol), RoleCounts>,
     entrypoints: FxHashMap<Symbol, isize>,
     targets: FxHashMap<Symbol, isize>,
     runtime: ShortestPaths<Symbol>,
@@ -119,7 +125,7 @@ struct ArtifactGraph {
 }
 
 /// Whether an edge with these role counts is effective, and its hop label.
-fn effective_label(roles: &[isize; 3]) -> Option<Hop> {
+fn effective_label(roles: &RoleCounts) -> Option<Hop> {
     let [static_, accepted, observed] = roles.map(|n| n > 0);
     match (static_, accepted, observed) {
         (true, _, true) => Some(Hop::Both),
@@ -191,13 +197,13 @@ impl ArtifactGraph {
         items: &mut Vec<(ClosureItem, isize)>,
     ) {
         // Net change per edge role, entrypoint and target.
-        let mut edges: FxHashMap<(Symbol, Symbol), [isize; 3]> = FxHashMap::default();
+        let mut edges: FxHashMap<(Symbol, Symbol), RoleCounts> = FxHashMap::default();
         let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
         let mut targets: FxHashMap<Symbol, isize> = FxHashMap::default();
         for (change, diff) in batch {
             match *change {
                 GraphChange::Edge(role, u, v) => {
-                    edges.entry((u, v)).or_default()[role as usize] += diff
+                    edges.entry((u, v)).or_default()[role as usize] += diff as i8
                 }
                 GraphChange::Entrypoint(s) => *entrypoints.entry(s).or_default() += diff,
                 GraphChange::Target(s) => *targets.entry(s).or_default() += diff,
@@ -224,8 +230,8 @@ impl ArtifactGraph {
                 _ => {}
             }
             match presence_change(
-                before[EdgeRole::Observed as usize],
-                after[EdgeRole::Observed as usize],
+                before[EdgeRole::Observed as usize] as isize,
+                after[EdgeRole::Observed as usize] as isize,
             ) {
                 Some(true) => runtime_added.push(edge),
                 Some(false) => runtime_removed.push(edge),

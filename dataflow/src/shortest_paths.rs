@@ -16,7 +16,10 @@
 //! not given up: relaxing forward visits only the nodes that move, each
 //! once, which measured cheaper than a BFS over the whole graph.
 //! Nodes are dense local indices and distances only grow by one along an
-//! edge, so the work is array lookups and FIFO queues.
+//! edge, so the work is array lookups and FIFO queues. Edges are compact
+//! rows ([`Adjacency`]: each node's targets contiguous, rows in node order)
+//! with a small overflow for what changed since they were built, so a BFS
+//! reads them in order and an edge costs 4 bytes per direction.
 //!
 //! Parents are not kept: a witness path is walked back on demand from its
 //! target, and [`ShortestPaths::path_may_have_changed`] says which paths to
@@ -31,6 +34,12 @@ use rustc_hash::FxHashMap;
 
 const UNREACHED: u32 = u32::MAX;
 const NO_PARENT: u32 = u32::MAX;
+/// The adjacency's rows are rebuilt once its overflow and vacant slots
+/// pass 1/`REBUILD_RATIO` of the edges: a rebuild costs a pass over every
+/// node and edge, so under churn (edges expiring as others come) a larger
+/// share would spend more on rebuilds, a smaller one more on reading the
+/// overflow's links.
+const REBUILD_RATIO: usize = 4;
 
 /// Distances of one graph's nodes from its roots, and their parents.
 ///
@@ -41,8 +50,9 @@ pub struct ShortestPaths<N> {
     nodes: Vec<N>,
     /// Each node's sort key (see [`ShortestPaths::apply`]).
     keys: Vec<u64>,
-    out: Vec<Vec<u32>>,
-    into: Vec<Vec<u32>>,
+    /// Out-edges and in-edges, as compact rows.
+    out: Adjacency,
+    into: Adjacency,
     is_root: Vec<bool>,
     dist: Vec<u32>,
     /// A batch changing more than 1/`recompute_ratio` of the edges is one
@@ -177,8 +187,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             index: FxHashMap::default(),
             nodes: Vec::new(),
             keys: Vec::new(),
-            out: Vec::new(),
-            into: Vec::new(),
+            out: Adjacency::new(REBUILD_RATIO),
+            into: Adjacency::new(REBUILD_RATIO),
             is_root: Vec::new(),
             dist: Vec::new(),
             recompute_ratio: 8,
@@ -239,9 +249,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             let Some(&x) = self.index.get(node) else {
                 return true;
             };
-            s.touched[x as usize] == s.epoch
-                || moved(x)
-                || self.into[x as usize].iter().any(|&w| moved(w))
+            s.touched[x as usize] == s.epoch || moved(x) || self.into.neighbours(x).any(moved)
         })
     }
 
@@ -260,8 +268,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.index.insert(node, x);
         self.nodes.push(node);
         self.keys.push(key(node));
-        self.out.push(Vec::new());
-        self.into.push(Vec::new());
+        self.out.push_node();
+        self.into.push_node();
         self.is_root.push(false);
         self.dist.push(UNREACHED);
         self.scratch.push_node();
@@ -316,8 +324,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
 
         // Deletions first, on the graph without the removed edges and roots.
         for &(u, v) in &removed {
-            unlink(&mut self.out[u as usize], v);
-            unlink(&mut self.into[v as usize], u);
+            self.out.remove(u, v);
+            self.into.remove(v, u);
         }
         for &r in &removed_roots {
             self.is_root[r as usize] = false;
@@ -351,7 +359,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 continue;
             }
             s.seen[x as usize] = epoch;
-            let supported = self.into[x as usize].iter().any(|&w| {
+            let supported = self.into.neighbours(x).any(|w| {
                 s.affected[w as usize] != epoch
                     && self.dist[w as usize] != UNREACHED
                     && self.dist[w as usize] + 1 == d
@@ -365,7 +373,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
                 aborted = true;
                 break;
             }
-            for &y in &self.out[x as usize] {
+            for y in self.out.neighbours(x) {
                 if self.dist[y as usize] == d + 1 {
                     queue.push(d + 1, y);
                 }
@@ -385,8 +393,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         // Settle them again from their unaffected in-neighbours.
         for i in 0..self.affected.len() {
             let x = self.affected[i];
-            let best = (self.into[x as usize].iter())
-                .map(|&w| self.dist[w as usize])
+            let best = (self.into.neighbours(x))
+                .map(|w| self.dist[w as usize])
                 .min()
                 .filter(|&d| d != UNREACHED);
             if let Some(d) = best {
@@ -396,9 +404,8 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.settle();
 
         // Insertions: relax forward from the heads of added edges and roots.
+        self.link(&added);
         for &(u, v) in &added {
-            self.out[u as usize].push(v);
-            self.into[v as usize].push(u);
             let du = self.dist[u as usize];
             if du != UNREACHED {
                 self.lower_seed(v, du + 1);
@@ -412,12 +419,15 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.finish()
     }
 
+    /// Adds `edges` to both directions of the adjacency.
+    fn link(&mut self, edges: &[(u32, u32)]) {
+        self.out.insert(edges.iter().copied());
+        self.into.insert(edges.iter().map(|&(u, v)| (v, u)));
+    }
+
     /// Links the added edges and roots, then does one plain BFS.
     fn link_and_recompute(&mut self, added: &[(u32, u32)], added_roots: &[u32]) {
-        for &(u, v) in added {
-            self.out[u as usize].push(v);
-            self.into[v as usize].push(u);
-        }
+        self.link(added);
         for &r in added_roots {
             self.is_root[r as usize] = true;
         }
@@ -435,7 +445,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             if dist[x as usize] != d {
                 continue;
             }
-            for &y in &out[x as usize] {
+            for y in out.neighbours(x) {
                 let old = dist[y as usize];
                 if d + 1 < old {
                     scratch.record(y, old);
@@ -454,7 +464,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             return NO_PARENT;
         }
         let mut best = NO_PARENT;
-        for &w in &self.into[x as usize] {
+        for w in self.into.neighbours(x) {
             if self.dist[w as usize] == UNREACHED || self.dist[w as usize] + 1 != d {
                 continue;
             }
@@ -496,7 +506,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             let x = order[head];
             head += 1;
             let d = self.dist[x as usize] + 1;
-            for &y in &self.out[x as usize] {
+            for y in self.out.neighbours(x) {
                 if self.dist[y as usize] == UNREACHED {
                     self.dist[y as usize] = d;
                     order.push(y);
@@ -528,10 +538,214 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     }
 }
 
-/// Removes one occurrence of `x` from `list`.
-fn unlink(list: &mut Vec<u32>, x: u32) {
-    if let Some(i) = list.iter().position(|&y| y == x) {
-        list.swap_remove(i);
+/// Marks a CSR slot whose edge was removed since the last rebuild.
+const VACANT: u32 = u32::MAX;
+/// The end of an overflow chain.
+const END: u32 = u32::MAX;
+
+/// One direction of a graph's edges over dense node ids: compressed rows
+/// (each node's targets contiguous, rows in node order) as of the last
+/// rebuild, plus what changed since: removed edges vacate their slot, and
+/// inserted ones go to a per-node chain of overflow links. A BFS reads the
+/// rows in order; the overflow stays a small share of the edges, since it is
+/// folded into new rows once it and the vacant slots pass a
+/// 1/`rebuild_ratio` share of the edges (or a batch that large comes).
+///
+/// Memory: 4 bytes per edge and 8 per node, plus 8 per overflow link.
+struct Adjacency {
+    /// Row `x` is `targets[offsets[x]..offsets[x + 1]]`, for `x` below
+    /// `offsets.len() - 1`; later nodes have empty rows.
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+    /// Per node, the first overflow link of its chain, or [`END`].
+    heads: Vec<u32>,
+    /// Overflow links; free ones are chained from `free`.
+    links: Vec<Link>,
+    free: u32,
+    /// Edges held, vacant slots, and overflow links in use.
+    edges: usize,
+    vacant: usize,
+    overflow: usize,
+    /// Rows are rebuilt once the overflow and vacant slots pass
+    /// 1/`rebuild_ratio` of the edges (0: never).
+    rebuild_ratio: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    target: u32,
+    next: u32,
+}
+
+impl Adjacency {
+    fn new(rebuild_ratio: usize) -> Self {
+        Adjacency {
+            offsets: vec![0],
+            targets: Vec::new(),
+            heads: Vec::new(),
+            links: Vec::new(),
+            free: END,
+            edges: 0,
+            vacant: 0,
+            overflow: 0,
+            rebuild_ratio,
+        }
+    }
+
+    /// Adds a node with no edges; its id is the number of nodes before.
+    fn push_node(&mut self) {
+        self.heads.push(END);
+    }
+
+    /// The targets of `x`'s edges, rows first.
+    fn neighbours(&self, x: u32) -> Neighbours<'_> {
+        let x = x as usize;
+        let row = match self.offsets.get(x + 1) {
+            Some(&end) => &self.targets[self.offsets[x] as usize..end as usize],
+            None => &[],
+        };
+        Neighbours {
+            row: row.iter(),
+            links: &self.links,
+            next: self.heads[x],
+        }
+    }
+
+    /// Removes the edge `x → y` (one occurrence of it).
+    fn remove(&mut self, x: u32, y: u32) {
+        let xi = x as usize;
+        if let Some(&end) = self.offsets.get(xi + 1) {
+            let row = &mut self.targets[self.offsets[xi] as usize..end as usize];
+            if let Some(slot) = row.iter_mut().find(|t| **t == y) {
+                *slot = VACANT;
+                self.vacant += 1;
+                self.edges -= 1;
+                return;
+            }
+        }
+        // Not in the row: unlink it from the chain and free the link.
+        let (mut previous, mut at) = (END, self.heads[xi]);
+        while at != END {
+            let link = self.links[at as usize];
+            if link.target == y {
+                match previous {
+                    END => self.heads[xi] = link.next,
+                    p => self.links[p as usize].next = link.next,
+                }
+                self.links[at as usize].next = self.free;
+                self.free = at;
+                self.overflow -= 1;
+                self.edges -= 1;
+                return;
+            }
+            (previous, at) = (at, link.next);
+        }
+        debug_assert!(false, "removing an edge that is not there");
+    }
+
+    /// Inserts `edges`; rebuilds the rows with them if they, the overflow
+    /// and the vacant slots together pass the rebuild share, or else
+    /// chains them.
+    fn insert(&mut self, edges: impl Iterator<Item = (u32, u32)> + Clone) {
+        let incoming = edges.clone().count();
+        let pending = incoming + self.overflow + self.vacant;
+        if self.rebuild_ratio > 0 && pending * self.rebuild_ratio > self.edges + incoming {
+            return self.rebuild(edges, incoming);
+        }
+        for (x, y) in edges {
+            let link = Link {
+                target: y,
+                next: self.heads[x as usize],
+            };
+            let i = if self.free != END {
+                let i = self.free;
+                self.free = self.links[i as usize].next;
+                self.links[i as usize] = link;
+                i
+            } else {
+                self.links.push(link);
+                (self.links.len() - 1) as u32
+            };
+            self.heads[x as usize] = i;
+        }
+        self.overflow += incoming;
+        self.edges += incoming;
+    }
+
+    /// New rows holding every edge and `extra` (`count` of them); no
+    /// overflow and no vacant slot after. One pass over the old edges: the
+    /// extra ones are grouped by source first (they come in any order).
+    fn rebuild(&mut self, extra: impl Iterator<Item = (u32, u32)> + Clone, count: usize) {
+        let n = self.heads.len();
+        let grouped = (count > 0).then(|| group_by_source(extra, n));
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut targets = Vec::with_capacity(self.edges + count);
+        offsets.push(0);
+        for x in 0..n {
+            targets.extend(self.neighbours(x as u32));
+            if let Some((starts, ys)) = &grouped {
+                targets.extend_from_slice(&ys[starts[x] as usize..starts[x + 1] as usize]);
+            }
+            offsets.push(targets.len() as u32);
+        }
+        debug_assert_eq!(targets.len(), self.edges + count);
+        self.edges = targets.len();
+        self.offsets = offsets;
+        self.targets = targets;
+        self.heads.iter_mut().for_each(|h| *h = END);
+        self.links = Vec::new();
+        self.free = END;
+        self.vacant = 0;
+        self.overflow = 0;
+    }
+}
+
+/// `edges` over `n` nodes as rows: the targets of node `x` are
+/// `targets[starts[x]..starts[x + 1]]`.
+fn group_by_source(
+    edges: impl Iterator<Item = (u32, u32)> + Clone,
+    n: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut starts = vec![0u32; n + 1];
+    for (x, _) in edges.clone() {
+        starts[x as usize + 1] += 1;
+    }
+    for x in 0..n {
+        starts[x + 1] += starts[x];
+    }
+    let mut next = starts.clone();
+    let mut targets = vec![0u32; starts[n] as usize];
+    for (x, y) in edges {
+        targets[next[x as usize] as usize] = y;
+        next[x as usize] += 1;
+    }
+    (starts, targets)
+}
+
+/// The targets of one node's edges: its row's occupied slots, then its
+/// overflow chain.
+struct Neighbours<'a> {
+    row: std::slice::Iter<'a, u32>,
+    links: &'a [Link],
+    next: u32,
+}
+
+impl Iterator for Neighbours<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        for &y in self.row.by_ref() {
+            if y != VACANT {
+                return Some(y);
+            }
+        }
+        if self.next == END {
+            return None;
+        }
+        let link = self.links[self.next as usize];
+        self.next = link.next;
+        Some(link.target)
     }
 }
 
@@ -605,10 +819,12 @@ mod tests {
         /// After every batch, distances, parents, the reached count and the
         /// changed list match a BFS over the graph as it now is.
         #[test]
-        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], abort_ratio in prop_oneof![Just(0), Just(1), Just(4), Just(1000)], keyed: bool) {
+        fn matches_plain_bfs(initial_root in 0u8..12, steps in steps(), recompute_ratio in prop_oneof![Just(0), Just(8)], abort_ratio in prop_oneof![Just(0), Just(1), Just(4), Just(1000)], rebuild_ratio in prop_oneof![Just(0), Just(1), Just(8)], keyed: bool) {
             let mut paths = ShortestPaths::new();
             paths.recompute_ratio = recompute_ratio;
             paths.abort_ratio = abort_ratio;
+            paths.out.rebuild_ratio = rebuild_ratio;
+            paths.into.rebuild_ratio = rebuild_ratio;
             let mut edges = BTreeSet::new();
             let mut roots = BTreeSet::from([initial_root]);
             // Either every order question is settled by keys, or none is.
@@ -689,11 +905,15 @@ mod tests {
         /// distances, parents, moved nodes, reached count and changed
         /// paths as the repair carried to its end.
         #[test]
-        fn giving_up_agrees_with_repairing((initial, steps) in big_steps(), abort_ratio in 1usize..12) {
+        fn giving_up_agrees_with_repairing((initial, steps) in big_steps(), abort_ratio in 1usize..12, rebuild_ratio in 0usize..16) {
             let n = 300;
             let mut repair = ShortestPaths::new();
             repair.abort_ratio = 0;
             repair.recompute_ratio = 0;
+            // The repair's adjacency is rebuilt at other times than the
+            // other's: rows and overflow agree whichever holds an edge.
+            repair.out.rebuild_ratio = rebuild_ratio;
+            repair.into.rebuild_ratio = rebuild_ratio;
             let mut give_up = ShortestPaths::new();
             give_up.abort_ratio = abort_ratio;
             give_up.recompute_ratio = 0;
@@ -767,6 +987,127 @@ mod tests {
             }
         }
         assert_eq!(outcomes.len(), 2, "both sides of the threshold");
+    }
+
+    /// The neighbours of every node of `adjacency`, sorted.
+    fn rows(adjacency: &Adjacency) -> Vec<Vec<u32>> {
+        (0..adjacency.heads.len() as u32)
+            .map(|x| {
+                let mut row: Vec<u32> = adjacency.neighbours(x).collect();
+                row.sort_unstable();
+                row
+            })
+            .collect()
+    }
+
+    /// The same edges as rows of a `BTreeSet` model over `n` nodes.
+    fn model_rows(model: &BTreeSet<(u32, u32)>, n: usize) -> Vec<Vec<u32>> {
+        let mut rows = vec![Vec::new(); n];
+        for &(x, y) in model {
+            rows[x as usize].push(y);
+        }
+        rows
+    }
+
+    /// Batches of edge toggles over a growing set of nodes: each batch
+    /// names the nodes it may use (nodes are added as the batch needs them)
+    /// and the edges it toggles.
+    fn adjacency_batches() -> impl Strategy<Value = Vec<(u32, Vec<(u32, u32)>)>> {
+        let batch = (1u32..40).prop_flat_map(|n| {
+            let edge = (0..n, 0..n);
+            (Just(n), prop::collection::vec(edge, 0..60))
+        });
+        prop::collection::vec(batch, 1..30)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Against a `BTreeSet` of edges: after any sequence of removals
+        /// and inserted batches, whether they went to the overflow or into
+        /// rebuilt rows, every node has exactly its edges, the counts agree,
+        /// and a rebuild leaves neither overflow nor vacant slots.
+        #[test]
+        fn adjacency_is_a_set_of_edges(batches in adjacency_batches(), rebuild_ratio in prop_oneof![Just(0), Just(1), Just(2), Just(8), Just(64)]) {
+            let mut adjacency = Adjacency::new(rebuild_ratio);
+            let mut model: BTreeSet<(u32, u32)> = BTreeSet::new();
+            let mut rebuilds = 0;
+            for (n, toggles) in batches {
+                while adjacency.heads.len() < n as usize {
+                    adjacency.push_node();
+                }
+                let mut added = Vec::new();
+                for e in toggles.into_iter().collect::<BTreeSet<_>>() {
+                    if model.remove(&e) {
+                        adjacency.remove(e.0, e.1);
+                    } else {
+                        model.insert(e);
+                        added.push(e);
+                    }
+                }
+                let links_before = adjacency.overflow;
+                adjacency.insert(added.iter().copied());
+                let rebuilt = adjacency.overflow < links_before + added.len();
+                if rebuilt {
+                    rebuilds += 1;
+                    prop_assert_eq!(adjacency.overflow, 0);
+                    prop_assert_eq!(adjacency.vacant, 0);
+                    prop_assert_eq!(adjacency.targets.len(), model.len());
+                }
+                prop_assert_eq!(rows(&adjacency), model_rows(&model, adjacency.heads.len()));
+                prop_assert_eq!(adjacency.edges, model.len());
+                let slots = adjacency.targets.len();
+                prop_assert_eq!(slots - adjacency.vacant + adjacency.overflow, model.len());
+                // Between rebuilds, the overflow and vacant slots stay
+                // within their share (a batch past it is folded in).
+                if rebuild_ratio > 0 {
+                    prop_assert!((adjacency.overflow + adjacency.vacant) * rebuild_ratio <= model.len());
+                }
+            }
+            if rebuild_ratio == 0 {
+                prop_assert_eq!(rebuilds, 0);
+            }
+        }
+    }
+
+    /// Small batches go to the overflow, a batch past the share rebuilds the
+    /// rows, removals vacate slots and free links, and the links freed are
+    /// reused before the overflow grows.
+    #[test]
+    fn adjacency_overflows_and_rebuilds_at_its_share() {
+        let mut adjacency = Adjacency::new(4);
+        (0..10).for_each(|_| adjacency.push_node());
+        let chain: Vec<(u32, u32)> = (0..8).map(|x| (x, x + 1)).collect();
+        adjacency.insert(chain.iter().copied());
+        assert_eq!((adjacency.targets.len(), adjacency.overflow), (8, 0));
+        adjacency.insert([(0, 5)].into_iter());
+        assert_eq!((adjacency.targets.len(), adjacency.overflow), (8, 1));
+        assert_eq!(adjacency.neighbours(0).collect::<Vec<_>>(), vec![1, 5]);
+        adjacency.remove(0, 1);
+        adjacency.remove(0, 5);
+        assert_eq!(
+            (adjacency.vacant, adjacency.overflow, adjacency.edges),
+            (1, 0, 7)
+        );
+        assert_eq!(adjacency.neighbours(0).count(), 0);
+        adjacency.insert([(9, 0)].into_iter());
+        assert_eq!(adjacency.links.len(), 1, "the freed link is reused");
+        assert_eq!(adjacency.neighbours(9).collect::<Vec<_>>(), vec![0]);
+        // Two pending (one vacant, one link) and one more: 3 × 4 > 9 edges.
+        adjacency.insert([(9, 1)].into_iter());
+        assert_eq!(
+            (
+                adjacency.vacant,
+                adjacency.overflow,
+                adjacency.targets.len()
+            ),
+            (0, 0, 9)
+        );
+        assert_eq!(
+            adjacency.neighbours(9).collect::<BTreeSet<_>>(),
+            BTreeSet::from([0, 1])
+        );
+        assert_eq!(adjacency.neighbours(0).count(), 0);
     }
 
     /// A parent is the first candidate in the given order, not by id.
