@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracemerge_dataflow::{run, Event, Options, RunError};
-use tracemerge_records::{Record, Report, Time};
+use tracemerge_records::{Change, Record, Report, Time};
 use tracemerge_sources::SourceError;
 
 use crate::args::{ClusterArgs, EngineArgs};
@@ -91,13 +91,21 @@ fn paced<I: Iterator<Item = Result<Record, SourceError>>>(
     })
 }
 
+/// What the change feed's writer is handed.
+enum Feed {
+    Change(Change),
+    /// The feed has caught up with event time: a reader watching it live
+    /// should see the lines so far now.
+    CaughtUp,
+}
+
 /// Runs the engine; returns the final report (on process 0) and the input
 /// error, if the stream stopped at a bad record.
 fn execute(
     args: &EngineArgs,
     mut options: Options,
     speed: Option<Speed>,
-    mut on_change: impl FnMut(&tracemerge_records::Change) + Send + 'static,
+    mut on_feed: impl FnMut(Feed) + Send + 'static,
 ) -> Result<(Option<Report>, Option<SourceError>), CliError> {
     let config = args.config()?;
     options.changes = speed.is_some();
@@ -108,12 +116,12 @@ fn execute(
         speed.unwrap_or(Speed::Max),
     ));
     let result = run(stream, &config, options, move |event| match event {
-        Event::Change(change) => on_change(&change),
+        Event::Change(change) => on_feed(Feed::Change(change)),
         Event::Report { report, last: true } => *slot.lock().expect("report") = Some(report),
         Event::Report { .. } => {}
         Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
         Event::Profile(profile) => eprintln!("{}", profile.table(25)),
-        Event::Progress(_) => {}
+        Event::Progress(_) => on_feed(Feed::CaughtUp),
     });
     let report = report.lock().expect("report").take();
     match result {
@@ -165,24 +173,72 @@ pub fn replay(
     report: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
     let options = args.options()?;
-    let stdout = Arc::new(Mutex::new(std::io::BufWriter::new(output_stream(
-        &args.cluster,
-    ))));
-    let out = stdout.clone();
-    let (final_report, error) = execute(&args, options, Some(speed), move |change| {
-        let mut out = out.lock().expect("stdout");
-        // Straight into the buffer, no line string. A change always
-        // serializes, so an error here is the pipe's: a closed one
-        // (`| head`) is not worth a panic.
-        if serde_json::to_writer(&mut *out, change).is_ok() {
-            let _ = out.write_all(b"\n");
-        }
+    // The lines are serialized and written on a thread of their own, beside
+    // the engine; the engine's sink hands them over in batches.
+    let (to_writer, batches) = crossbeam_channel::bounded::<Vec<Change>>(16);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, output_stream(&args.cluster));
+    let writer = std::thread::Builder::new()
+        .name("tracemerge-feed".into())
+        .spawn(move || {
+            for batch in batches {
+                for change in batch {
+                    // Straight into the buffer, no line string. A change
+                    // always serializes, so an error here is the pipe's: a
+                    // closed one (`| head`) is not worth a panic.
+                    if serde_json::to_writer(&mut out, &change).is_ok() {
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+                let _ = out.flush();
+            }
+        })
+        .map_err(|e| CliError::output("stdout", e))?;
+    let mut lines = FeedBatches {
+        batch: Vec::new(),
+        to_writer,
+    };
+    let (final_report, error) = execute(&args, options, Some(speed), move |feed| match feed {
+        Feed::Change(change) => lines.push(change),
+        Feed::CaughtUp => lines.hand_over(),
     })?;
-    let _ = stdout.lock().expect("stdout").flush();
+    // The engine has dropped its callback, and with it the last batch.
+    let _ = writer.join();
     if let (Some(r), Some(path)) = (final_report, report.as_ref()) {
         write_report(&r, Some(path))?;
     }
     finish(error)
+}
+
+/// Change lines on their way to the feed's writer thread: handed over when
+/// the feed catches up with event time (so a live reader is never kept
+/// waiting) or a batch is full, and when dropped.
+struct FeedBatches {
+    batch: Vec<Change>,
+    to_writer: crossbeam_channel::Sender<Vec<Change>>,
+}
+
+impl FeedBatches {
+    const FULL: usize = 4096;
+
+    fn push(&mut self, change: Change) {
+        self.batch.push(change);
+        if self.batch.len() >= Self::FULL {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        if !self.batch.is_empty() {
+            // An error: the writer is gone, which only its panic does.
+            let _ = (self.to_writer).send(std::mem::take(&mut self.batch));
+        }
+    }
+}
+
+impl Drop for FeedBatches {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
 }
 
 fn finish(error: Option<SourceError>) -> Result<ExitCode, CliError> {
