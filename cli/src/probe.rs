@@ -293,6 +293,19 @@ fn collect_to(
     };
     // A process traced by --pid goes on running: its nops go back.
     let restore_at_end = matches!(target, Target::Pid(_));
+    // The exact collector's configuration, whichever entries it uses.
+    let exact_config = |binary: &std::path::Path, budget: &Option<_>, pid: Option<u32>| {
+        let mut config = tracemerge_ebpf::exact::Config::new(binary);
+        config.budget = *budget;
+        config.artifact = common.artifact.clone();
+        config.source = common.source.clone();
+        config.pid = pid;
+        config.names = common.names;
+        if let Some(n) = common.map_size {
+            config.map_entries = n;
+        }
+        config
+    };
     let attach = |pid: Option<u32>| -> Result<Collector, CliError> {
         match &cmd {
             ProbeCommand::Exact {
@@ -301,28 +314,12 @@ fn collect_to(
                 entries: EntriesArg::Patch,
                 ..
             } => {
-                let mut config = tracemerge_ebpf::exact::Config::new(binary);
-                config.budget = *budget;
-                config.artifact = common.artifact.clone();
-                config.source = common.source.clone();
-                config.pid = pid;
-                config.names = common.names;
-                if let Some(n) = common.map_size {
-                    config.map_entries = n;
-                }
+                let config = exact_config(binary, budget, pid);
                 patched(config, functions.clone(), restore_at_end)
             }
             ProbeCommand::Exact { binary, budget, .. } => {
-                let mut config = tracemerge_ebpf::exact::Config::new(binary);
-                config.budget = *budget;
+                let mut config = exact_config(binary, budget, pid);
                 config.functions = functions.clone();
-                config.artifact = common.artifact.clone();
-                config.source = common.source.clone();
-                config.pid = pid;
-                config.names = common.names;
-                if let Some(n) = common.map_size {
-                    config.map_entries = n;
-                }
                 let session = tracemerge_ebpf::exact::Session::attach(&config)?;
                 let s = session.summary();
                 eprintln!("tracemerge probe: entries: {}", s.plan);

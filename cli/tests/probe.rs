@@ -30,6 +30,11 @@ fn calls_test(test: &str, name: &str) -> Option<(Exclusive, PathBuf, PathBuf)> {
 
 /// tests/programs/NAME.c of the eBPF crate, built with cc.
 fn program(dir: &Path, name: &str) -> PathBuf {
+    program_with(dir, name, &[])
+}
+
+/// tests/programs/NAME.c built with cc and `extra` flags besides ours.
+fn program_with(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../probes/ebpf/tests/programs")
         .join(format!("{name}.c"));
@@ -40,8 +45,9 @@ fn program(dir: &Path, name: &str) -> PathBuf {
             "-fno-omit-frame-pointer",
             "-fno-inline",
             "-fno-optimize-sibling-calls",
-            "-o",
         ])
+        .args(extra)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
@@ -693,24 +699,11 @@ fn bad_budget_is_refused_with_its_reason() {
 /// tests/programs/patched.c built with gcc -fpatchable-function-entry=5
 /// (a nop at every entry).
 fn patched_program(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/ebpf/tests/programs/patched.c");
-    let out = dir.join("patched");
-    let status = Command::new("cc")
-        .args([
-            "-O1",
-            "-fno-omit-frame-pointer",
-            "-fno-inline",
-            "-fno-optimize-sibling-calls",
-            "-fpatchable-function-entry=5",
-            "-pthread",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("running cc");
-    assert!(status.success());
-    out
+    program_with(
+        dir,
+        "patched",
+        &["-fpatchable-function-entry=5", "-pthread"],
+    )
 }
 
 /// The calls of patched.c's known pattern made after the patch went in
