@@ -61,15 +61,20 @@ impl StatsToSink {
 
     /// Adds the statistics of times before `frontier` (all: `None`) to `times`.
     fn add_final(&self, frontier: Option<Time>, times: &mut ByTime) {
-        let mut by_time = self.0.lock().expect("statistics");
-        let later = match frontier {
-            Some(f) => by_time.split_off(&f),
-            None => BTreeMap::new(),
-        };
-        for (time, stats) in std::mem::replace(&mut *by_time, later) {
+        let before = take_before(&mut self.0.lock().expect("statistics"), frontier);
+        for (time, stats) in before {
             times.entry(time).or_default().extend(stats);
         }
     }
+}
+
+/// Takes the times before `frontier` (all of them: `None`) out of `by_time`.
+fn take_before(by_time: &mut ByTime, frontier: Option<Time>) -> ByTime {
+    let later = match frontier {
+        Some(f) => by_time.split_off(&f),
+        None => BTreeMap::new(),
+    };
+    std::mem::replace(by_time, later)
 }
 
 /// What worker 0 hands the sink thread, in its own order.
@@ -157,14 +162,7 @@ impl SinkThread {
             return;
         }
         self.handed = Some(frontier);
-        let mut times = {
-            let mut pending = self.pending.borrow_mut();
-            let later = match frontier {
-                Some(f) => pending.split_off(&f),
-                None => BTreeMap::new(),
-            };
-            std::mem::replace(&mut *pending, later)
-        };
+        let mut times = take_before(&mut self.pending.borrow_mut(), frontier);
         self.stats.add_final(frontier, &mut times);
         self.send(SinkMsg::Final { times, frontier });
     }

@@ -1092,28 +1092,54 @@ impl Session {
         self.summary.windows += 1;
         let probed_in_window =
             self.attached || self.detached_at.is_some_and(|t| t > self.window_start);
-        if new_losses.exact_map_full > 0 {
-            // The loss goes into the stream; the coverage it spoils does not.
-            self.summary.windows_without_coverage += 1;
-            out.push(Record::Coverage(Coverage {
-                artifact: self.artifact.clone(),
-                symbols: Vec::new(),
-                from: self.window_start,
-                to: now.max(self.window_start),
-                source: self.source.clone(),
-                lost: Some(new_losses.lost()),
-            }));
-        } else if probed_in_window && now > self.window_start {
-            out.push(Record::Coverage(Coverage {
-                artifact: self.artifact.clone(),
-                symbols: self.sorted_names.clone(),
-                from: self.window_start,
-                to: now,
-                source: self.source.clone(),
-                lost: None,
-            }));
+        let lost = (new_losses.exact_map_full > 0).then(|| new_losses.lost());
+        let window = Window {
+            artifact: &self.artifact,
+            source: &self.source,
+            probed: &self.sorted_names,
+            from: self.window_start,
+            to: now,
+        };
+        if let Some(coverage) = window.coverage(lost, probed_in_window) {
+            self.summary.windows_without_coverage += coverage.lost.is_some() as u64;
+            out.push(Record::Coverage(coverage));
         }
         self.window_start = now;
         Ok(out)
+    }
+}
+
+/// A drain window of an exact collector: `[from, to)` over the functions
+/// it probed.
+pub(crate) struct Window<'a> {
+    pub artifact: &'a str,
+    pub source: &'a str,
+    pub probed: &'a [String],
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Window<'_> {
+    /// The coverage record that closes the window. With `lost` calls, one
+    /// that carries the loss and claims no function: the loss goes into
+    /// the stream, the coverage it spoils does not. Otherwise the probed
+    /// functions, if they were `probed_all_window` and the window is not
+    /// empty.
+    pub fn coverage(&self, lost: Option<u64>, probed_all_window: bool) -> Option<Coverage> {
+        let covered = |symbols: Vec<String>, to, lost| Coverage {
+            artifact: self.artifact.to_string(),
+            symbols,
+            from: self.from,
+            to,
+            source: self.source.to_string(),
+            lost,
+        };
+        match lost {
+            Some(lost) => Some(covered(Vec::new(), self.to.max(self.from), Some(lost))),
+            None if probed_all_window && self.to > self.from => {
+                Some(covered(self.probed.to_vec(), self.to, None))
+            }
+            None => None,
+        }
     }
 }

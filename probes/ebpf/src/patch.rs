@@ -1034,25 +1034,16 @@ impl Session {
         self.lost_reported = lost;
         self.summary.lost = lost;
         self.summary.windows += 1;
-        if new_lost > 0 {
-            self.summary.windows_without_coverage += 1;
-            out.push(Record::Coverage(tracemerge_records::Coverage {
-                artifact: self.artifact.clone(),
-                symbols: Vec::new(),
-                from: self.window_start,
-                to: now.max(self.window_start),
-                source: self.source.clone(),
-                lost: Some(new_lost),
-            }));
-        } else if now > self.window_start {
-            out.push(Record::Coverage(tracemerge_records::Coverage {
-                artifact: self.artifact.clone(),
-                symbols: self.sorted_names.clone(),
-                from: self.window_start,
-                to: now,
-                source: self.source.clone(),
-                lost: None,
-            }));
+        let window = crate::exact::Window {
+            artifact: &self.artifact,
+            source: &self.source,
+            probed: &self.sorted_names,
+            from: self.window_start,
+            to: now,
+        };
+        if let Some(coverage) = window.coverage((new_lost > 0).then_some(new_lost), true) {
+            self.summary.windows_without_coverage += coverage.lost.is_some() as u64;
+            out.push(Record::Coverage(coverage));
         }
         self.window_start = now;
         Ok(out)
