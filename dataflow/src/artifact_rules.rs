@@ -286,6 +286,7 @@ impl ArtifactMemberships {
                 symbol_deltas.entry(symbol).or_default();
             }
         }
+        let (symbols_used, edges_used) = (symbol_deltas.len(), edge_deltas.len());
         for (symbol, delta) in symbol_deltas.drain() {
             let old = self.symbols.get(&symbol).copied().unwrap_or_default();
             let new = SymbolCounts(add(old.0, delta.0));
@@ -314,9 +315,22 @@ impl ArtifactMemberships {
             old.derive(edge, old_nodes, resolver, before);
             new.derive(edge, self.ends_are_nodes(edge), resolver, after);
         }
-        edge_deltas.clear();
+        keep_for_next_time(symbol_deltas, symbols_used);
+        keep_for_next_time(edge_deltas, edges_used);
         difference(before, after, out);
         self.scratch = scratch;
+    }
+}
+
+/// Empties a scratch table that held `used` entries this time. Emptying a
+/// hash table costs its capacity, not its length, so one that a large time
+/// grew (a snapshot's load) is dropped once a time uses a small share of it,
+/// instead of being swept at every later, smaller time.
+fn keep_for_next_time<K, V>(table: &mut FxHashMap<K, V>, used: usize) {
+    if table.capacity() > 8 * used.max(64) {
+        *table = FxHashMap::default();
+    } else {
+        table.clear();
     }
 }
 

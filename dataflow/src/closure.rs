@@ -20,7 +20,7 @@ use tracemerge_records::{Hop, Time};
 use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, Node, Symbol};
 use crate::shortest_paths::ShortestPaths;
-use crate::symbols::Names;
+use crate::symbols::{name_prefix, Names};
 
 /// The nodes reachable from `roots` along `edges`, roots included.
 pub fn reachable<'s, T, N>(
@@ -133,15 +133,6 @@ fn effective_label(roles: &RoleCounts) -> Option<Hop> {
         (false, true, _) => Some(Hop::Runtime),
         (false, false, _) => None,
     }
-}
-
-/// The first eight bytes of a name, zero-padded, as a big-endian number:
-/// names whose prefixes differ compare as the prefixes do.
-fn name_prefix(name: &str) -> u64 {
-    let mut prefix = [0u8; 8];
-    let n = name.len().min(8);
-    prefix[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u64::from_be_bytes(prefix)
 }
 
 /// Adds `deltas` to the member counts of a set; returns the members that
@@ -327,24 +318,6 @@ impl ArtifactGraph {
             if let Some(path) = path {
                 items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
                 self.paths.insert(target, path);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::name_prefix;
-
-    proptest! {
-        /// Prefix keys never contradict the byte order of names.
-        #[test]
-        fn name_prefixes_agree_with_name_order(a in "[a-c\\x00]{0,10}", b in "[a-c\\x00]{0,10}") {
-            let (ka, kb) = (name_prefix(&a), name_prefix(&b));
-            if ka != kb {
-                prop_assert_eq!(ka.cmp(&kb), a.as_bytes().cmp(b.as_bytes()));
             }
         }
     }

@@ -2,8 +2,12 @@
 
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::ThresholdTotal;
+use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::Partition;
 use timely::dataflow::Scope;
 use tracemerge_records::{Config, Reach, Time};
 
@@ -11,6 +15,7 @@ use crate::artifact_rules::{artifact_rules, Derived, Membership, Resolver};
 use crate::closure::{
     dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
 };
+use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
 use crate::symbols::Names;
 use crate::verdict::{verdicts, Fact, Quarantine};
@@ -233,7 +238,14 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
             quarantine,
         },
     );
-    let accepted = derived.clone().flat_map(|(a, d)| match d {
+    // Each derived item goes to the one rule that reads it, in one pass.
+    let [accepted, states, executed, items] = split(derived, |(_, d)| match d {
+        Derived::Accepted(..) => 0,
+        Derived::State(..) => 1,
+        Derived::Executed => 2,
+        Derived::Edge(..) | Derived::Conflict(..) => 3,
+    });
+    let accepted = accepted.flat_map(|(a, d)| match d {
         Derived::Accepted(u, v) => Some((a, (u, v))),
         _ => None,
     });
@@ -263,23 +275,26 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 .map(|(a, s)| (a, GraphChange::Target(s))),
         );
     let closures = dynamic_closures(graph_changes, names);
-    let dynamic_sizes = closures.clone().flat_map(|item| match item {
+    let [sizes, paths] = split(closures, |item| match item {
+        ClosureItem::Size(..) => 0,
+        ClosureItem::Path(..) => 1,
+    });
+    let dynamic_sizes = sizes.flat_map(|item| match item {
         ClosureItem::Size(artifact, closure, size) => Some((artifact, (closure, size))),
         ClosureItem::Path(..) => None,
     });
-    let paths = closures.flat_map(|item| match item {
+    let paths = paths.flat_map(|item| match item {
         ClosureItem::Path(target, path) => Some((target, path)),
         ClosureItem::Size(..) => None,
     });
-    let facts = derived
-        .clone()
+    let facts = states
         .flat_map(|(a, d)| match d {
             Derived::State(target, state) => Some(((a, target), Fact::State(state))),
             _ => None,
         })
         .concat(paths.map(|(target, (path, hops))| (target, Fact::Path(path, hops))));
     let verdicts = verdicts(facts);
-    let executed_artifacts = derived.clone().flat_map(|(a, d)| match d {
+    let executed_artifacts = executed.flat_map(|(a, d)| match d {
         Derived::Executed => Some(a),
         _ => None,
     });
@@ -295,7 +310,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     );
 
     // Observed edges and conflicts are report items as they are.
-    let items = derived.flat_map(|(artifact, d)| match d {
+    let items = items.flat_map(|(artifact, d)| match d {
         Derived::Edge(caller, callee, in_static) => Some(Output::Edge {
             artifact,
             caller,
@@ -326,19 +341,42 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         )
 }
 
+/// Splits `collection` into `N` by `route`: each update goes to the
+/// collection its route names, moved, not cloned to `N` filters.
+fn split<'s, D: differential_dataflow::Data, const N: usize>(
+    collection: Coll<'s, D>,
+    route: impl Fn(&D) -> usize + 'static,
+) -> [Coll<'s, D>; N] {
+    let parts = (collection.inner)
+        .partition::<CapacityContainerBuilder<Vec<_>>, _, _>(N as u64, move |update| {
+            (route(&update.0) as u64, update)
+        });
+    let parts: Vec<Coll<'s, D>> = parts.into_iter().map(|p| p.as_collection()).collect();
+    parts
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one stream per part"))
+}
+
 /// What a row of [`reach_sizes`] says about an artifact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum SizeOf {
-    /// The artifact is listed (it has a snapshot, targets or executions);
-    /// sorts first.
+    /// The artifact is listed (it has a snapshot, targets or executions).
     Listed,
     Static,
     Runtime,
     Effective,
 }
 
+/// A row of [`reach_sizes`] with its count.
+type SizeRow = ((SizeOf, u64), isize);
+
 /// The sizes of the static, runtime and effective closures of every listed
 /// artifact (a missing size is 0).
+///
+/// Kept per artifact outside differential ([`per_artifact_at_complete_times`]):
+/// the runtime and effective sizes change at nearly every round, and a
+/// `reduce` keyed by the artifact replayed the key's history of sizes at
+/// each one (a twentieth of a streaming run's instructions).
 fn reach_sizes<'s>(
     listed: Coll<'s, Artifact>,
     reach_static: Coll<'s, Node>,
@@ -352,25 +390,50 @@ fn reach_sizes<'s>(
         };
         (a, (of, n))
     });
-    listed
-        .map(|a| (a, (SizeOf::Listed, 0u64)))
+    let rows = (listed.map(|a| (a, (SizeOf::Listed, 0u64))))
         .concat(static_sizes)
-        .concat(dynamic_sizes)
-        .reduce(|_a, sizes, out| {
-            if sizes[0].0 .0 != SizeOf::Listed {
-                return;
+        .concat(dynamic_sizes);
+    let mut artifacts: FxHashMap<Artifact, Vec<SizeRow>> = FxHashMap::default();
+    per_artifact_at_complete_times(rows, "ReachSizes", move |artifact, batch, out| {
+        let rows = artifacts.entry(artifact).or_default();
+        let before = reach_of(rows);
+        for &((_, row), diff) in batch {
+            match rows.iter_mut().find(|(r, _)| *r == row) {
+                Some((_, count)) => *count += diff,
+                None => rows.push((row, diff)),
             }
-            let size = |of: SizeOf| {
-                (sizes.iter())
-                    .find(|((o, _), _)| *o == of)
-                    .map_or(0, |((_, n), _)| *n)
-            };
-            let reach = Reach {
-                static_: size(SizeOf::Static),
-                runtime: size(SizeOf::Runtime),
-                effective: size(SizeOf::Effective),
-            };
-            out.push((reach, 1));
-        })
-        .map(|(artifact, reach)| Output::Reach { artifact, reach })
+        }
+        rows.retain(|(_, count)| *count != 0);
+        let after = reach_of(rows);
+        if rows.is_empty() {
+            artifacts.remove(&artifact);
+        }
+        if before != after {
+            let reach = |reach| Output::Reach { artifact, reach };
+            out.extend(before.map(|r| (reach(r), -1)));
+            out.extend(after.map(|r| (reach(r), 1)));
+        }
+    })
+}
+
+/// What an artifact's rows say: its closure sizes if it is listed (a
+/// missing size is 0; of several, the least counts).
+fn reach_of(rows: &[SizeRow]) -> Option<Reach> {
+    let present = || {
+        rows.iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(row, _)| *row)
+    };
+    present().find(|(of, _)| *of == SizeOf::Listed)?;
+    let size = |of: SizeOf| {
+        (present().filter(|(o, _)| *o == of))
+            .map(|(_, n)| n)
+            .min()
+            .unwrap_or(0)
+    };
+    Some(Reach {
+        static_: size(SizeOf::Static),
+        runtime: size(SizeOf::Runtime),
+        effective: size(SizeOf::Effective),
+    })
 }

@@ -546,10 +546,12 @@ const END: u32 = u32::MAX;
 /// One direction of a graph's edges over dense node ids: compressed rows
 /// (each node's targets contiguous, rows in node order) as of the last
 /// rebuild, plus what changed since: removed edges vacate their slot, and
-/// inserted ones go to a per-node chain of overflow links. A BFS reads the
-/// rows in order; the overflow stays a small share of the edges, since it is
-/// folded into new rows once it and the vacant slots pass a
-/// 1/`rebuild_ratio` share of the edges (or a batch that large comes).
+/// inserted ones take a vacant slot of their source's row or else go to a
+/// per-node chain of overflow links. A BFS reads the rows in order; the
+/// overflow stays a small share, since it is folded into new rows once it
+/// passes a 1/`rebuild_ratio` share of the nodes and edges (or a batch that
+/// large comes), and so do the vacant slots once they outnumber the edges. Edges that come and go again (a window's churn) mostly refill
+/// their own slots, so they seldom cost a rebuild.
 ///
 /// Memory: 4 bytes per edge and 8 per node, plus 8 per overflow link.
 struct Adjacency {
@@ -566,9 +568,12 @@ struct Adjacency {
     edges: usize,
     vacant: usize,
     overflow: usize,
-    /// Rows are rebuilt once the overflow and vacant slots pass
-    /// 1/`rebuild_ratio` of the edges (0: never).
+    /// Rows are rebuilt once the overflow passes 1/`rebuild_ratio` of the
+    /// nodes and edges together, or the vacant slots outnumber the edges
+    /// (0: never).
     rebuild_ratio: usize,
+    /// How many times the rows were rebuilt.
+    rebuilds: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -589,6 +594,7 @@ impl Adjacency {
             vacant: 0,
             overflow: 0,
             rebuild_ratio,
+            rebuilds: 0,
         }
     }
 
@@ -643,16 +649,29 @@ impl Adjacency {
         debug_assert!(false, "removing an edge that is not there");
     }
 
-    /// Inserts `edges`; rebuilds the rows with them if they, the overflow
-    /// and the vacant slots together pass the rebuild share, or else
-    /// chains them.
-    fn insert(&mut self, edges: impl Iterator<Item = (u32, u32)> + Clone) {
-        let incoming = edges.clone().count();
-        let pending = incoming + self.overflow + self.vacant;
-        if self.rebuild_ratio > 0 && pending * self.rebuild_ratio > self.edges + incoming {
-            return self.rebuild(edges, incoming);
-        }
+    /// Inserts `edges`, each into a vacant slot of its source's row if it
+    /// has one, else onto the overflow; rebuilds the rows (with the edges
+    /// that found no slot) instead if the overflow would pass its share, or
+    /// if more slots are vacant than edges held.
+    fn insert(&mut self, edges: impl Iterator<Item = (u32, u32)>) {
+        let mut rest = Vec::new();
         for (x, y) in edges {
+            if self.vacant == 0 || !self.fill_vacant(x, y) {
+                rest.push((x, y));
+            }
+        }
+        // A rebuild costs a pass over the nodes and the edges: the overflow
+        // may grow by a share of both before one is due, so that its cost
+        // stays a constant per edge inserted even where most nodes have no
+        // edge in this graph (the runtime graph of a large snapshot).
+        let total = self.edges + rest.len();
+        let share = total + self.heads.len();
+        if self.rebuild_ratio > 0
+            && ((rest.len() + self.overflow) * self.rebuild_ratio > share || self.vacant > total)
+        {
+            return self.rebuild(rest.iter().copied(), rest.len());
+        }
+        for &(x, y) in &rest {
             let link = Link {
                 target: y,
                 next: self.heads[x as usize],
@@ -668,14 +687,31 @@ impl Adjacency {
             };
             self.heads[x as usize] = i;
         }
-        self.overflow += incoming;
-        self.edges += incoming;
+        self.overflow += rest.len();
+        self.edges += rest.len();
+    }
+
+    /// Puts `x → y` into a vacant slot of `x`'s row, if it has one.
+    fn fill_vacant(&mut self, x: u32, y: u32) -> bool {
+        let xi = x as usize;
+        let Some(&end) = self.offsets.get(xi + 1) else {
+            return false;
+        };
+        let row = &mut self.targets[self.offsets[xi] as usize..end as usize];
+        let Some(slot) = row.iter_mut().find(|t| **t == VACANT) else {
+            return false;
+        };
+        *slot = y;
+        self.vacant -= 1;
+        self.edges += 1;
+        true
     }
 
     /// New rows holding every edge and `extra` (`count` of them); no
     /// overflow and no vacant slot after. One pass over the old edges: the
     /// extra ones are grouped by source first (they come in any order).
     fn rebuild(&mut self, extra: impl Iterator<Item = (u32, u32)> + Clone, count: usize) {
+        self.rebuilds += 1;
         let n = self.heads.len();
         let grouped = (count > 0).then(|| group_by_source(extra, n));
         let mut offsets = Vec::with_capacity(n + 1);
@@ -1045,10 +1081,9 @@ mod tests {
                         added.push(e);
                     }
                 }
-                let links_before = adjacency.overflow;
+                let rebuilds_before = adjacency.rebuilds;
                 adjacency.insert(added.iter().copied());
-                let rebuilt = adjacency.overflow < links_before + added.len();
-                if rebuilt {
+                if adjacency.rebuilds > rebuilds_before {
                     rebuilds += 1;
                     prop_assert_eq!(adjacency.overflow, 0);
                     prop_assert_eq!(adjacency.vacant, 0);
@@ -1058,10 +1093,12 @@ mod tests {
                 prop_assert_eq!(adjacency.edges, model.len());
                 let slots = adjacency.targets.len();
                 prop_assert_eq!(slots - adjacency.vacant + adjacency.overflow, model.len());
-                // Between rebuilds, the overflow and vacant slots stay
-                // within their share (a batch past it is folded in).
+                // Between rebuilds, the overflow stays within its share (a
+                // batch past it is folded in) and vacant slots never
+                // outnumber the edges.
                 if rebuild_ratio > 0 {
-                    prop_assert!((adjacency.overflow + adjacency.vacant) * rebuild_ratio <= model.len());
+                    prop_assert!(adjacency.overflow * rebuild_ratio <= model.len() + adjacency.heads.len());
+                    prop_assert!(adjacency.vacant <= model.len());
                 }
             }
             if rebuild_ratio == 0 {
@@ -1070,11 +1107,12 @@ mod tests {
         }
     }
 
-    /// Small batches go to the overflow, a batch past the share rebuilds the
-    /// rows, removals vacate slots and free links, and the links freed are
-    /// reused before the overflow grows.
+    /// Removals vacate slots and free links; an edge takes a vacant slot of
+    /// its source's row before the overflow, and the links freed are reused
+    /// before the overflow grows; an overflow past its share of nodes and
+    /// edges, or more vacant slots than edges, rebuilds the rows.
     #[test]
-    fn adjacency_overflows_and_rebuilds_at_its_share() {
+    fn adjacency_refills_slots_and_rebuilds_at_its_share() {
         let mut adjacency = Adjacency::new(4);
         (0..10).for_each(|_| adjacency.push_node());
         let chain: Vec<(u32, u32)> = (0..8).map(|x| (x, x + 1)).collect();
@@ -1090,24 +1128,35 @@ mod tests {
             (1, 0, 7)
         );
         assert_eq!(adjacency.neighbours(0).count(), 0);
+        // Row 0's vacant slot takes its next edge.
+        adjacency.insert([(0, 7)].into_iter());
+        assert_eq!(
+            (adjacency.vacant, adjacency.overflow, adjacency.edges),
+            (0, 0, 8)
+        );
+        assert_eq!(adjacency.neighbours(0).collect::<Vec<_>>(), vec![7]);
         adjacency.insert([(9, 0)].into_iter());
         assert_eq!(adjacency.links.len(), 1, "the freed link is reused");
         assert_eq!(adjacency.neighbours(9).collect::<Vec<_>>(), vec![0]);
-        // Two pending (one vacant, one link) and one more: 3 × 4 > 9 edges.
-        adjacency.insert([(9, 1)].into_iter());
-        assert_eq!(
-            (
-                adjacency.vacant,
-                adjacency.overflow,
-                adjacency.targets.len()
-            ),
-            (0, 0, 9)
-        );
+        assert_eq!(adjacency.rebuilds, 1);
+        // Below the share: one link and six more, 7 × 4 > 15 edges + 10 nodes.
+        let fan: Vec<(u32, u32)> = (1..7).map(|y| (9, y)).collect();
+        adjacency.insert(fan.iter().copied());
+        assert_eq!(adjacency.rebuilds, 2);
+        assert_eq!((adjacency.overflow, adjacency.targets.len()), (0, 15));
         assert_eq!(
             adjacency.neighbours(9).collect::<BTreeSet<_>>(),
-            BTreeSet::from([0, 1])
+            BTreeSet::from([0, 1, 2, 3, 4, 5, 6])
         );
-        assert_eq!(adjacency.neighbours(0).count(), 0);
+        // Eight of fifteen slots vacant: more than the seven edges left.
+        for (x, y) in fan.into_iter().chain([(1, 2), (2, 3)]) {
+            adjacency.remove(x, y);
+        }
+        adjacency.insert(std::iter::empty());
+        assert_eq!(adjacency.rebuilds, 3);
+        assert_eq!((adjacency.vacant, adjacency.targets.len()), (0, 7));
+        assert_eq!(adjacency.neighbours(9).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(adjacency.neighbours(0).collect::<Vec<_>>(), vec![7]);
     }
 
     /// A parent is the first candidate in the given order, not by id.

@@ -21,7 +21,7 @@ use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Sta
 use crate::engine::{Event, Events, Fault};
 use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
-use crate::symbols::Names;
+use crate::symbols::{name_prefix, Names};
 
 /// Output updates by time.
 pub(crate) type ByTime = BTreeMap<Time, Vec<(Output, i64)>>;
@@ -39,8 +39,23 @@ pub(crate) struct StatsToSink(Arc<Mutex<ByTime>>);
 
 impl StatsToSink {
     /// Moves the statistics updates out of `updates` into the hand-over.
+    /// They need no consolidation there: an aggregator says at most one
+    /// retraction and one addition, never equal, per edge and time, and
+    /// each edge is one aggregator's.
     pub(crate) fn take_from(&self, updates: &mut Vec<Timed>) {
         let mut by_time = self.0.lock().expect("statistics");
+        // Updates come in runs of one time (an evaluation's).
+        let mut run: Option<(Time, Vec<(Output, i64)>)> = None;
+        let mut hand_over = |run: Option<(Time, Vec<(Output, i64)>)>| {
+            if let Some((time, mut stats)) = run {
+                let at_time = by_time.entry(time).or_default();
+                if at_time.is_empty() {
+                    *at_time = stats;
+                } else {
+                    at_time.append(&mut stats);
+                }
+            }
+        };
         updates.retain(|t| {
             let Update::EdgeStats((artifact, caller, callee), stats) = t.update else {
                 return true;
@@ -51,20 +66,19 @@ impl StatsToSink {
                 callee,
                 stats,
             };
-            by_time
-                .entry(t.time)
-                .or_default()
-                .push((stats, t.diff as i64));
+            if run.as_ref().is_none_or(|(time, _)| *time != t.time) {
+                hand_over(run.replace((t.time, Vec::new())));
+            }
+            let (_, at_time) = run.as_mut().expect("a run");
+            at_time.push((stats, t.diff as i64));
             false
         });
+        hand_over(run);
     }
 
-    /// Adds the statistics of times before `frontier` (all: `None`) to `times`.
-    fn add_final(&self, frontier: Option<Time>, times: &mut ByTime) {
-        let before = take_before(&mut self.0.lock().expect("statistics"), frontier);
-        for (time, stats) in before {
-            times.entry(time).or_default().extend(stats);
-        }
+    /// Takes the statistics of times before `frontier` (all: `None`).
+    fn take_final(&self, frontier: Option<Time>) -> ByTime {
+        take_before(&mut self.0.lock().expect("statistics"), frontier)
     }
 }
 
@@ -86,9 +100,11 @@ pub(crate) enum SinkMsg {
         last: bool,
     },
     /// The output of these times, all final: every output before
-    /// `frontier` is in (`None`: all of it).
+    /// `frontier` is in (`None`: all of it). The edges' statistics come
+    /// apart from the dataflow's output, in one process.
     Final {
         times: ByTime,
+        stats: ByTime,
         frontier: Option<Time>,
     },
 }
@@ -162,9 +178,13 @@ impl SinkThread {
             return;
         }
         self.handed = Some(frontier);
-        let mut times = take_before(&mut self.pending.borrow_mut(), frontier);
-        self.stats.add_final(frontier, &mut times);
-        self.send(SinkMsg::Final { times, frontier });
+        let times = take_before(&mut self.pending.borrow_mut(), frontier);
+        let stats = self.stats.take_final(frontier);
+        self.send(SinkMsg::Final {
+            times,
+            stats,
+            frontier,
+        });
     }
 
     fn send(&mut self, msg: SinkMsg) {
@@ -239,17 +259,63 @@ pub(crate) fn consolidate(items: &mut Vec<(Output, i64)>) {
 
 /// `changes` in the feed's order within a time: by item, then diff. Sorts
 /// their positions, not the changes: a change line is over a hundred bytes,
-/// which the sort would otherwise move about at every step.
+/// which the sort would otherwise move about at every step. Positions sort
+/// by [`order_key`] first, so that most comparisons are of integers, not
+/// of names.
 fn sorted(changes: Vec<Change>) -> Vec<Change> {
-    let mut order: Vec<u32> = (0..changes.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (&changes[a as usize], &changes[b as usize]);
-        (&a.item, a.diff).cmp(&(&b.item, b.diff))
+    let mut order: Vec<(OrderKey, u32)> = (changes.iter().enumerate())
+        .map(|(i, c)| (order_key(&c.item), i as u32))
+        .collect();
+    order.sort_unstable_by(|(ka, a), (kb, b)| {
+        ka.cmp(kb).then_with(|| {
+            let (a, b) = (&changes[*a as usize], &changes[*b as usize]);
+            (&a.item, a.diff).cmp(&(&b.item, b.diff))
+        })
     });
     let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
     (order.into_iter())
-        .map(|at| slots[at as usize].take().expect("each position once"))
+        .map(|(_, at)| slots[at as usize].take().expect("each position once"))
         .collect()
+}
+
+/// The kind of a change item, then its leading names as [`name_key`]s.
+type OrderKey = (u8, [u128; 3]);
+
+/// A key that never contradicts the order of change items: the kind (in
+/// the order `ChangeItem` declares them), the artifact and, for an edge,
+/// the caller and the callee; each name counts only while the names before
+/// it are whole in their keys. Items with equal keys are compared whole.
+fn order_key(item: &ChangeItem) -> OrderKey {
+    let (kind, names) = match item {
+        ChangeItem::Edge { artifact, edge } => (0, [artifact, &edge.caller, &edge.callee]),
+        ChangeItem::Verdict { artifact, .. } => (1, [artifact, &EMPTY, &EMPTY]),
+        ChangeItem::Conflict { artifact, .. } => (2, [artifact, &EMPTY, &EMPTY]),
+        ChangeItem::Reach { artifact, .. } => (3, [artifact, &EMPTY, &EMPTY]),
+    };
+    let mut keys = [0u128; 3];
+    for (key, name) in keys.iter_mut().zip(names) {
+        let (k, whole) = name_key(name);
+        *key = k;
+        if !whole {
+            break;
+        }
+    }
+    (kind, keys)
+}
+
+const EMPTY: String = String::new();
+
+/// A name's first eight bytes and its length (saturated past eight): equal
+/// keys mean equal names if the name is `whole` (eight bytes or fewer), and
+/// unequal keys order as the names do.
+fn name_key(name: &str) -> (u128, bool) {
+    let whole = name.len() <= 8;
+    let len = if whole {
+        name.len() as u128
+    } else {
+        u128::from(u64::MAX)
+    };
+    ((u128::from(name_prefix(name)) << 64) | len, whole)
 }
 
 impl Sink {
@@ -264,25 +330,38 @@ impl Sink {
     pub(crate) fn take(&mut self, msg: SinkMsg) {
         let shared_events = self.events.clone();
         let mut events = shared_events.lock().expect("events");
-        let times = match msg {
+        let (mut times, mut stats) = match msg {
             SinkMsg::Report { as_of, stats, last } => {
                 self.reports.push_back((as_of, stats, last));
-                BTreeMap::new()
+                (BTreeMap::new(), BTreeMap::new())
             }
-            SinkMsg::Final { times, frontier } => {
+            SinkMsg::Final {
+                times,
+                stats,
+                frontier,
+            } => {
                 self.frontier = Some(frontier);
-                times
+                (times, stats)
             }
         };
-        for (time, mut at_time) in times {
+        let mut at = times
+            .keys()
+            .chain(stats.keys())
+            .copied()
+            .collect::<Vec<_>>();
+        at.sort_unstable();
+        at.dedup();
+        for time in at {
+            let mut at_time = times.remove(&time).unwrap_or_default();
             consolidate(&mut at_time);
-            if at_time.is_empty() {
+            let stats = stats.remove(&time).unwrap_or_default();
+            if at_time.is_empty() && stats.is_empty() {
                 continue;
             }
             if let Err(fault) = self.emit_reports(|as_of| as_of < time, &mut *events) {
                 return self.fail(fault);
             }
-            let changes = match self.apply(time, &at_time) {
+            let changes = match self.apply(time, [&at_time, &stats]) {
                 Ok(changes) => changes,
                 Err(fault) => return self.fail(fault),
             };
@@ -321,14 +400,15 @@ impl Sink {
     /// they make (none unless the change feed is on), sorted by name, so
     /// the feed's order within a time does not depend on the order ids
     /// were given in.
-    fn apply(&mut self, at: Time, at_time: &[(Output, i64)]) -> Result<Vec<Change>, Fault> {
+    fn apply(&mut self, at: Time, parts: [&[(Output, i64)]; 2]) -> Result<Vec<Change>, Fault> {
+        let at_time = || parts.iter().flat_map(|part| part.iter());
         let names = self.names.read();
         let mut changes = Vec::new();
         // The edges touched, with the parts they had before.
         let mut touched: FxHashMap<EdgeKey, EdgeParts> = FxHashMap::default();
         // Removals first: a part that changes is retracted, then added anew.
-        let removals = at_time.iter().filter(|(_, diff)| *diff < 0);
-        let additions = at_time.iter().filter(|(_, diff)| *diff >= 0);
+        let removals = at_time().filter(|(_, diff)| *diff < 0);
+        let additions = at_time().filter(|(_, diff)| *diff >= 0);
         for (output, diff) in removals.chain(additions) {
             if let Some(key) = output.edge_part() {
                 let id = self.edges.id_or_insert(key, || SinkEdge {
@@ -490,6 +570,7 @@ mod tests {
         });
         sink.take(SinkMsg::Final {
             times: BTreeMap::from([(1, outputs)]),
+            stats: BTreeMap::new(),
             frontier: None,
         });
         assert_eq!(
@@ -553,6 +634,48 @@ mod tests {
         for order in [[3, 0, 4, 2, 1], [4, 3, 2, 1, 0], [0, 1, 2, 3, 4]] {
             let shuffled = order.map(|i| expected[i].clone()).to_vec();
             assert_eq!(sorted(shuffled), expected);
+        }
+    }
+
+    proptest::proptest! {
+        /// The keyed sort gives the order of a plain sort by item and diff,
+        /// with names that share long prefixes, differ only in trailing
+        /// zero bytes, or run past the keys' eight bytes.
+        #[test]
+        fn keyed_order_is_the_items_order(
+            items in proptest::collection::vec(
+                (0u8..3, "[ab\\x00]{0,3}", "[ab\\x00]{0,10}", "[ab\\x00]{0,10}", 0u64..3, -1i64..=1),
+                0..40,
+            )
+        ) {
+            let changes: Vec<Change> = (items.into_iter())
+                .map(|(kind, artifact, caller, callee, n, diff)| {
+                    let artifact = format!("{artifact}{}", if kind == 2 { "-long-artifact" } else { "" });
+                    let item = match kind {
+                        0 | 2 => ChangeItem::Edge {
+                            artifact,
+                            edge: tracemerge_records::ObservedEdge {
+                                caller,
+                                callee,
+                                hits: n,
+                                first_seen: 0,
+                                last_seen: 0,
+                                sources: 1,
+                                in_static: false,
+                                estimated: false,
+                            },
+                        },
+                        _ => ChangeItem::Reach {
+                            artifact,
+                            reach: Reach { static_: n, runtime: 0, effective: 0 },
+                        },
+                    };
+                    Change { at: 1, diff, item }
+                })
+                .collect();
+            let mut expected = changes.clone();
+            expected.sort_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
+            proptest::prop_assert_eq!(sorted(changes), expected);
         }
     }
 

@@ -74,6 +74,15 @@ impl Interner {
     }
 }
 
+/// The first eight bytes of a name, zero-padded, as a big-endian number:
+/// names whose prefixes differ compare as the prefixes do.
+pub(crate) fn name_prefix(name: &str) -> u64 {
+    let mut prefix = [0u8; 8];
+    let n = name.len().min(8);
+    prefix[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(prefix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +98,16 @@ mod tests {
         assert_eq!(names.read().get(a), "a");
         assert_eq!(names.compare(a, b), Ordering::Less);
         assert_eq!(names.compare(b, a), Ordering::Greater);
+    }
+
+    proptest::proptest! {
+        /// Prefix keys never contradict the byte order of names.
+        #[test]
+        fn name_prefixes_agree_with_name_order(a in "[a-c\\x00]{0,10}", b in "[a-c\\x00]{0,10}") {
+            let (ka, kb) = (super::name_prefix(&a), super::name_prefix(&b));
+            if ka != kb {
+                proptest::prop_assert_eq!(ka.cmp(&kb), a.as_bytes().cmp(b.as_bytes()));
+            }
+        }
     }
 }

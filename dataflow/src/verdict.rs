@@ -3,11 +3,13 @@
 use std::collections::HashSet;
 
 use differential_dataflow::VecCollection;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
 
 use crate::closure::WitnessPath;
-use crate::model::{Node, Symbol};
+use crate::complete::per_artifact_at_complete_times;
+use crate::model::{Artifact, Node, Symbol};
 use crate::symbols::Interner;
 
 type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
@@ -69,21 +71,67 @@ pub enum Fact {
     Path(Vec<Symbol>, Vec<Hop>),
 }
 
-/// The verdict of every target: its lattice state and witness path.
-pub fn verdicts<'s>(
-    facts: Coll<'s, (Node, Fact)>,
-) -> Coll<'s, (Node, (State, Option<WitnessPath>))> {
-    facts.reduce(|_target, facts, out| {
-        let Some(state) = facts.iter().find_map(|(f, _)| match f {
+/// A target's verdict: its lattice state and witness path.
+pub type Verdict = (State, Option<WitnessPath>);
+
+/// The verdict of every target with a state: its lattice state and its
+/// witness path, if it has one.
+///
+/// Each artifact's targets are kept on one worker outside differential
+/// ([`per_artifact_at_complete_times`]): paths change with the closures at
+/// nearly every round, and a `reduce` replayed each changed target's
+/// history of facts at each one.
+pub fn verdicts<'s>(facts: Coll<'s, (Node, Fact)>) -> Coll<'s, (Node, Verdict)> {
+    let mut artifacts: FxHashMap<Artifact, FxHashMap<Symbol, Vec<(Fact, isize)>>> =
+        FxHashMap::default();
+    let by_artifact = facts.map(|((artifact, target), fact)| (artifact, (target, fact)));
+    per_artifact_at_complete_times(by_artifact, "Verdicts", move |artifact, batch, out| {
+        let targets = artifacts.entry(artifact).or_default();
+        // The verdicts before, by touched target.
+        let mut before: FxHashMap<Symbol, Option<Verdict>> = FxHashMap::default();
+        for ((_, (target, fact)), diff) in batch {
+            let facts = targets.entry(*target).or_default();
+            before.entry(*target).or_insert_with(|| verdict_of(facts));
+            match facts.iter_mut().find(|(f, _)| f == fact) {
+                Some((_, count)) => *count += diff,
+                None => facts.push((fact.clone(), *diff)),
+            }
+        }
+        for (target, before) in before {
+            let facts = targets.get_mut(&target).expect("a touched target");
+            facts.retain(|(_, count)| *count != 0);
+            let after = verdict_of(facts);
+            if facts.is_empty() {
+                targets.remove(&target);
+            }
+            if before != after {
+                let node = (artifact, target);
+                out.extend(before.map(|v| ((node, v), -1)));
+                out.extend(after.map(|v| ((node, v), 1)));
+            }
+        }
+        if targets.is_empty() {
+            artifacts.remove(&artifact);
+        }
+    })
+}
+
+/// What a target's facts make its verdict: none without a state; of
+/// several states or paths (never, in a consistent collection), the least.
+fn verdict_of(facts: &[(Fact, isize)]) -> Option<Verdict> {
+    let present = || facts.iter().filter(|(_, count)| *count > 0).map(|(f, _)| f);
+    let state = present()
+        .filter_map(|f| match f {
             Fact::State(state) => Some(*state),
             Fact::Path(..) => None,
-        }) else {
-            return;
-        };
-        let path = facts.iter().find_map(|(f, _)| match f {
-            Fact::Path(p, h) => Some((p.clone(), h.clone())),
+        })
+        .min()?;
+    let path = present()
+        .filter_map(|f| match f {
+            Fact::Path(path, hops) => Some((path, hops)),
             Fact::State(_) => None,
-        });
-        out.push(((state, path), 1));
-    })
+        })
+        .min()
+        .map(|(path, hops)| (path.clone(), hops.clone()));
+    Some((state, path))
 }
