@@ -23,7 +23,8 @@
 //!
 //! A hot edge sighted a million times between two evaluations costs the
 //! dataflow one statistics update and nothing else. Each worker owns the
-//! keys that hash to it ([`shard`]), so the work spreads over the workers.
+//! keys that hash to it ([`shard`]), so the work spreads over the workers:
+//! one aggregator per worker, on a thread beside it (see `engine.rs`).
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;

@@ -44,8 +44,14 @@ where
                     if let Some(capability) = capability.retain_least(0) {
                         capabilities.insert(capability);
                     }
-                    for (change, time, diff) in data.drain(..) {
-                        pending.entry(time).or_default().push((change, diff));
+                    // Changes come in runs of one time: one lookup a run.
+                    let mut data = data.drain(..).peekable();
+                    while let Some((change, time, diff)) = data.next() {
+                        let changes = pending.entry(time).or_default();
+                        changes.push((change, diff));
+                        while let Some((change, _, diff)) = data.next_if(|(_, t, _)| *t == time) {
+                            changes.push((change, diff));
+                        }
                     }
                 });
                 while let Some(entry) = pending.first_entry() {

@@ -3,11 +3,13 @@
 //!
 //! The calling thread reads the record stream and runs [`Ingest`]; updates
 //! of the static side are dealt round-robin to the workers, sightings go to
-//! the worker whose [`Aggregator`] owns their key (only the local ones are
-//! sent; every process reads the same stream), watermarks advance every
-//! worker's inputs. A worker evaluates its aggregator at a round once the
-//! frontier has passed it (nothing at or before it can arrive any more),
-//! so the aggregator never has to take back what it said.
+//! the [`Aggregator`] of the worker that owns their key (only the local
+//! ones are kept; every process reads the same stream), watermarks advance
+//! every worker's inputs. Each local worker's aggregator runs on a thread
+//! of its own between the reader and the worker: it evaluates at a round
+//! once the frontier has passed it (nothing at or before it can arrive any
+//! more), so it never has to take back what it said, and sends the worker
+//! the few updates that come of it.
 //! All output is exchanged to worker 0, which hands each time's output,
 //! once the dataflow's frontier has passed it, to a sink thread of its own
 //! that keeps the accumulated state and builds the change feed and the
@@ -36,7 +38,7 @@ use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
-use crate::sink::{consolidate, Pending, Sink, SinkThread, StatsToSink};
+use crate::sink::{consolidate, panic_message, Pending, Sink, SinkThread, StatsToSink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
 
@@ -192,16 +194,31 @@ pub(crate) type Events = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
 
 enum Msg {
     Updates(Vec<Timed>),
-    Sightings(Vec<Sighting>),
-    /// A watermark round at `round`; the inputs advance to `frontier`.
+    /// The inputs advance to `frontier`, after the aggregator's updates of
+    /// the rounds before it.
     Advance {
-        round: Time,
+        evaluated: Vec<Timed>,
         frontier: Time,
     },
     Report {
         as_of: Time,
         stats: Stats,
         last: bool,
+    },
+    /// The stream has ended: the aggregator's last updates.
+    Finish {
+        evaluated: Vec<Timed>,
+    },
+}
+
+/// What the reader sends the aggregator of a local worker's shard.
+enum ToAggregator {
+    Sightings(Vec<Sighting>),
+    /// A watermark round at `round`; the worker's inputs advance to
+    /// `frontier`.
+    Advance {
+        round: Time,
+        frontier: Time,
     },
     /// The stream has ended at the `last` watermark; the aggregator is
     /// evaluated at every later time up to `until` (all of them: `None`).
@@ -213,11 +230,92 @@ enum Msg {
     },
 }
 
-/// What one worker is sent, gathered until the next flush.
+/// What the reader gathers for one local worker until the next flush.
 #[derive(Default)]
 struct Outbox {
     updates: Vec<Timed>,
     sightings: Vec<Sighting>,
+}
+
+/// Runs the aggregator of local worker `local`'s shard, on a thread of its
+/// own between the reader and the worker: takes the sightings the reader
+/// deals it, evaluates at each round once the frontier has passed it
+/// (nothing at or before the round can arrive any more, so the aggregator
+/// never has to take back what it said), hands the edges' statistics to
+/// the sink and sends the worker the rest.
+///
+/// On its own thread because neither neighbour has room for it: the
+/// worker that feeds the sink (worker 0) is the busiest thread of a
+/// streaming run, and the reader the busiest of a `merge` run, where the
+/// dataflow waits for the end.
+fn run_aggregator(
+    from_reader: Receiver<ToAggregator>,
+    to_worker: Sender<Msg>,
+    wake: impl Fn(),
+    shared: &Shared,
+) {
+    let _guard = FailOnPanic(shared.failed.clone());
+    let mut aggregator = Aggregator::new(&shared.config);
+    // Watermark rounds whose aggregates are not final yet.
+    let mut rounds: VecDeque<Time> = VecDeque::new();
+    let mut evaluated = Vec::new();
+    for msg in from_reader {
+        let msg = match msg {
+            ToAggregator::Sightings(batch) => {
+                for sighting in batch {
+                    aggregator.add(sighting);
+                }
+                continue;
+            }
+            ToAggregator::Advance { round, frontier } => {
+                rounds.push_back(round);
+                while rounds.front().is_some_and(|r| *r < frontier) {
+                    let round = rounds.pop_front().expect("a round");
+                    aggregator.evaluate(round, &mut evaluated);
+                }
+                if shared.final_only {
+                    evaluated.clear();
+                }
+                hand_over(&mut evaluated, shared);
+                Msg::Advance {
+                    evaluated: std::mem::take(&mut evaluated),
+                    frontier,
+                }
+            }
+            ToAggregator::Finish { last, until, as_of } => {
+                for time in rounds.drain(..).chain(last) {
+                    if aggregator.evaluated().is_none_or(|e| time > e) {
+                        aggregator.evaluate(time, &mut evaluated);
+                    }
+                }
+                while let Some(time) = aggregator.next_change() {
+                    if until.is_some_and(|u| time > u) {
+                        break;
+                    }
+                    aggregator.evaluate(time, &mut evaluated);
+                }
+                if shared.final_only {
+                    evaluated.clear();
+                    aggregator.snapshot(as_of, &mut evaluated);
+                }
+                hand_over(&mut evaluated, shared);
+                Msg::Finish {
+                    evaluated: std::mem::take(&mut evaluated),
+                }
+            }
+        };
+        // An error: the worker is gone, and has failed the run.
+        let _ = to_worker.send(msg);
+        wake();
+    }
+}
+
+/// Moves the edges' statistics out of an aggregator's updates to the sink,
+/// which takes them past the dataflow (in one process).
+fn hand_over(evaluated: &mut Vec<Timed>, shared: &Shared) {
+    if let Some(stats) = &shared.stats_to_sink {
+        stats.take_from(evaluated);
+    }
 }
 
 /// Runs the engine over `records`. Events reach `on_event` from worker 0's
@@ -284,6 +382,7 @@ where
     let failed = shared.failed.clone();
     let fault = shared.fault.clone();
     let sink_panicked = shared.sink_panicked.clone();
+    let for_aggregators = shared.clone();
     let workers = wake.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let rx = receivers
@@ -296,12 +395,32 @@ where
     })
     .map_err(RunError::Engine)?;
 
+    let mut to_aggregators: Vec<Sender<ToAggregator>> = Vec::with_capacity(threads);
+    let mut aggregators = Vec::with_capacity(threads);
+    for (local, to_worker) in senders.iter().enumerate() {
+        let (tx, rx) = bounded(64);
+        to_aggregators.push(tx);
+        let (to_worker, wake, shared) = (to_worker.clone(), wake.clone(), for_aggregators.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("tracemerge-aggregator-{local}"))
+            .spawn(move || run_aggregator(rx, to_worker, || wake.worker(local), &shared));
+        match spawned {
+            Ok(handle) => aggregators.push(handle),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Err(RunError::Engine(format!("a thread for an aggregator: {e}")));
+            }
+        }
+    }
+    drop(for_aggregators);
+
     let mut outboxes: Vec<Outbox> = (0..threads).map(|_| Outbox::default()).collect();
     let mut released = Released::default();
     let mut dealt = 0usize;
     let is_local = |worker: usize| worker >= first_local && worker < first_local + threads;
     // Static updates round-robin over all workers of the cluster, sightings
-    // to the worker that owns their key; this process keeps its own.
+    // to the aggregator of the worker that owns their key; this process
+    // keeps its own.
     let mut deal = |released: &mut Released, outboxes: &mut Vec<Outbox>| {
         for t in released.updates.drain(..) {
             let worker = dealt % peers;
@@ -320,14 +439,14 @@ where
     let mut in_batch = 0usize;
     let batch = options.batch.max(1);
     let flush = |outboxes: &mut Vec<Outbox>| {
-        for (local, (outbox, tx)) in outboxes.iter_mut().zip(&senders).enumerate() {
+        for (local, outbox) in outboxes.iter_mut().enumerate() {
             if !outbox.updates.is_empty() {
-                let _ = tx.send(Msg::Updates(std::mem::take(&mut outbox.updates)));
+                let _ = senders[local].send(Msg::Updates(std::mem::take(&mut outbox.updates)));
                 wake.worker(local);
             }
             if !outbox.sightings.is_empty() {
-                let _ = tx.send(Msg::Sightings(std::mem::take(&mut outbox.sightings)));
-                wake.worker(local);
+                let sightings = std::mem::take(&mut outbox.sightings);
+                let _ = to_aggregators[local].send(ToAggregator::Sightings(sightings));
             }
         }
     };
@@ -376,11 +495,15 @@ where
                         last: false,
                     });
                 }
+                // (Through the aggregators, which send the workers their
+                // updates before the advance.)
                 let frontier = ingest.frontier();
-                broadcast(&|| Msg::Advance {
-                    round: at,
-                    frontier,
-                });
+                for tx in &to_aggregators {
+                    let _ = tx.send(ToAggregator::Advance {
+                        round: at,
+                        frontier,
+                    });
+                }
             }
             Outcome::Late | Outcome::Duplicate | Outcome::Passed | Outcome::Ignored => {}
         }
@@ -391,15 +514,30 @@ where
     let (as_of, stats) = (ingest.as_of(), ingest.stats());
     // Only the change feed shows what happens after the final report's time.
     let until = (!options.changes).then_some(as_of);
-    broadcast(&|| Msg::Finish { last, until, as_of });
+    for tx in &to_aggregators {
+        let _ = tx.send(ToAggregator::Finish { last, until, as_of });
+    }
     broadcast(&|| Msg::Report {
         as_of,
         stats,
         last: true,
     });
+    drop(to_aggregators);
     drop(senders);
+    // The workers' input ends once their aggregators are done too.
+    let mut aggregator_failed = None;
+    for handle in aggregators {
+        if let Err(panic) = handle.join() {
+            aggregator_failed.get_or_insert(panic_message(&*panic));
+        }
+    }
     for result in guards.join() {
         result.map_err(|e| RunError::Engine(format!("a worker failed: {e}")))?;
+    }
+    if let Some(message) = aggregator_failed {
+        return Err(RunError::Engine(format!(
+            "a worker failed: its aggregator: {message}"
+        )));
     }
     if let Some(message) = sink_panicked.lock().expect("panic slot").take() {
         return Err(RunError::Engine(format!(
@@ -499,14 +637,24 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     move |input, _| {
                         let mut sink = sink.borrow_mut();
                         input.for_each(|_, batch| {
-                            for (item, time, diff) in batch.drain(..) {
+                            // Items come in runs of one time: one lookup a run.
+                            let mut batch = batch.drain(..).peekable();
+                            while let Some((item, time, diff)) = batch.next() {
                                 let items = sink.entry(time).or_default();
-                                if items.len() == items.capacity() && items.len() >= 1024 {
-                                    // Before it doubles: drop what cancels
-                                    // out and merge repeats.
-                                    consolidate(items);
+                                let run =
+                                    std::iter::once((item, diff)).chain(std::iter::from_fn(|| {
+                                        batch
+                                            .next_if(|(_, t, _)| *t == time)
+                                            .map(|(i, _, d)| (i, d))
+                                    }));
+                                for (item, diff) in run {
+                                    if items.len() == items.capacity() && items.len() >= 1024 {
+                                        // Before it doubles: drop what cancels
+                                        // out and merge repeats.
+                                        consolidate(items);
+                                    }
+                                    items.push((item, diff as i64));
                                 }
-                                items.push((item, diff as i64));
                             }
                         });
                     }
@@ -515,10 +663,6 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             .probe();
         (inputs, probe)
     });
-    let mut aggregator = Aggregator::new(&shared.config);
-    let mut evaluated = Vec::new();
-    // Watermark rounds whose aggregates are not final yet.
-    let mut rounds: VecDeque<Time> = VecDeque::new();
     let mut sink = match worker.index() {
         0 => {
             let sink = Sink {
@@ -557,51 +701,18 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     inputs.flush();
                     received += 1;
                 }
-                Ok(Msg::Sightings(batch)) => {
-                    for sighting in batch {
-                        aggregator.add(sighting);
-                    }
-                    received += 1;
-                }
-                Ok(Msg::Advance { round, frontier }) => {
-                    rounds.push_back(round);
-                    while rounds.front().is_some_and(|r| *r < frontier) {
-                        let round = rounds.pop_front().expect("a round");
-                        aggregator.evaluate(round, &mut evaluated);
-                    }
-                    if shared.final_only {
-                        evaluated.clear();
-                    }
-                    if let Some(stats) = &shared.stats_to_sink {
-                        stats.take_from(&mut evaluated);
-                    }
-                    for t in evaluated.drain(..) {
+                Ok(Msg::Advance {
+                    evaluated,
+                    frontier,
+                }) => {
+                    for t in evaluated {
                         inputs.apply(t);
                     }
                     inputs.advance_to(frontier);
                     in_flight.push_back(frontier);
                 }
-                Ok(Msg::Finish { last, until, as_of }) => {
-                    let times = rounds.drain(..).chain(last);
-                    for time in times {
-                        if aggregator.evaluated().is_none_or(|e| time > e) {
-                            aggregator.evaluate(time, &mut evaluated);
-                        }
-                    }
-                    while let Some(time) = aggregator.next_change() {
-                        if until.is_some_and(|u| time > u) {
-                            break;
-                        }
-                        aggregator.evaluate(time, &mut evaluated);
-                    }
-                    if shared.final_only {
-                        evaluated.clear();
-                        aggregator.snapshot(as_of, &mut evaluated);
-                    }
-                    if let Some(stats) = &shared.stats_to_sink {
-                        stats.take_from(&mut evaluated);
-                    }
-                    for t in evaluated.drain(..) {
+                Ok(Msg::Finish { evaluated }) => {
+                    for t in evaluated {
                         inputs.apply(t);
                     }
                     inputs.flush();
@@ -643,11 +754,6 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
     }
     drop(inputs);
-    // The input has ended and the aggregator said all it had to: its
-    // windows (a slot per live edge) need not wait for the last rounds
-    // and the report.
-    drop(aggregator);
-    drop(evaluated);
     // What is left is the last rounds: no merging for its own sake.
     BUSY.set(true);
     while worker.step() {

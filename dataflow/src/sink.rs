@@ -151,10 +151,7 @@ impl SinkThread {
                     }
                 });
                 if let Err(payload) = std::panic::catch_unwind(run) {
-                    let message = (payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".to_string());
-                    *panicked.lock().expect("panic slot") = Some(message);
+                    *panicked.lock().expect("panic slot") = Some(panic_message(&*payload));
                     failed.store(true, Ordering::Relaxed);
                 }
             })?;
@@ -527,6 +524,14 @@ impl Sink {
             .collect();
         Ok(report.seal())
     }
+}
+
+/// What a thread panicked with, from the payload `join` or
+/// `catch_unwind` gives.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    (payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
 #[cfg(test)]
