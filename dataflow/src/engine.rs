@@ -258,8 +258,8 @@ fn run_aggregator(
     let mut aggregator = Aggregator::new(&shared.config);
     // Watermark rounds whose aggregates are not final yet.
     let mut rounds: VecDeque<Time> = VecDeque::new();
-    let mut evaluated = Vec::new();
     for msg in from_reader {
+        let mut evaluated = Vec::new();
         let msg = match msg {
             ToAggregator::Sightings(batch) => {
                 for sighting in batch {
@@ -278,7 +278,7 @@ fn run_aggregator(
                 }
                 hand_over(&mut evaluated, shared);
                 Msg::Advance {
-                    evaluated: std::mem::take(&mut evaluated),
+                    evaluated,
                     frontier,
                 }
             }
@@ -299,9 +299,7 @@ fn run_aggregator(
                     aggregator.snapshot(as_of, &mut evaluated);
                 }
                 hand_over(&mut evaluated, shared);
-                Msg::Finish {
-                    evaluated: std::mem::take(&mut evaluated),
-                }
+                Msg::Finish { evaluated }
             }
         };
         // An error: the worker is gone, and has failed the run.
@@ -637,23 +635,23 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                     move |input, _| {
                         let mut sink = sink.borrow_mut();
                         input.for_each(|_, batch| {
+                            let push = |items: &mut Vec<(Output, i64)>, item, diff: isize| {
+                                if items.len() == items.capacity() && items.len() >= 1024 {
+                                    // Before it doubles: drop what cancels
+                                    // out and merge repeats.
+                                    consolidate(items);
+                                }
+                                items.push((item, diff as i64));
+                            };
                             // Items come in runs of one time: one lookup a run.
                             let mut batch = batch.drain(..).peekable();
                             while let Some((item, time, diff)) = batch.next() {
                                 let items = sink.entry(time).or_default();
-                                let run =
-                                    std::iter::once((item, diff)).chain(std::iter::from_fn(|| {
-                                        batch
-                                            .next_if(|(_, t, _)| *t == time)
-                                            .map(|(i, _, d)| (i, d))
-                                    }));
-                                for (item, diff) in run {
-                                    if items.len() == items.capacity() && items.len() >= 1024 {
-                                        // Before it doubles: drop what cancels
-                                        // out and merge repeats.
-                                        consolidate(items);
-                                    }
-                                    items.push((item, diff as i64));
+                                push(items, item, diff);
+                                while let Some((item, _, diff)) =
+                                    batch.next_if(|(_, t, _)| *t == time)
+                                {
+                                    push(items, item, diff);
                                 }
                             }
                         });
