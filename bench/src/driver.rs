@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tracemerge_dataflow::{run, Event, MergeError, Options};
+use tracemerge_dataflow::{run, Event, Ingestible, MergeError, Options};
 use tracemerge_records::{Config, Record, Report, Time};
 
 use crate::error::{boxed, BenchError, RecordError};
@@ -215,8 +215,8 @@ pub fn ratio(a: f64, b: f64) -> f64 {
 /// Runs the engine over `records` to the end; the final report and the
 /// wall time of the whole run (start-up, every record, the final report).
 /// A record's error comes back whole in [`BenchError::Run`].
-pub fn run_to_end<E: std::fmt::Display + Into<RecordError>>(
-    records: impl IntoIterator<Item = Result<Record, E>>,
+pub fn run_to_end<E: std::fmt::Display + Into<RecordError>, R: Ingestible>(
+    records: impl IntoIterator<Item = Result<R, E>>,
     config: &Config,
     options: Options,
 ) -> Result<(Report, Duration), BenchError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracemerge_dataflow::{run, Event, Options, RunError};
-use tracemerge_records::{Change, Record, Report, Time};
+use tracemerge_records::{Change, Input, Report, Time};
 use tracemerge_sources::SourceError;
 
 use crate::args::{ClusterArgs, EngineArgs};
@@ -35,19 +35,20 @@ impl std::str::FromStr for Speed {
     }
 }
 
-/// The record stream of all files, in order, with errors that name file and line.
+/// The input stream of all files, in order, with errors that name file
+/// and line; a replay log's sightings stay compact ([`Input`]).
 pub fn records(
     files: &[String],
     options: &tracemerge_sources::Options,
-) -> Result<impl Iterator<Item = Result<Record, SourceError>>, SourceError> {
-    let stream = tracemerge_sources::open_all(files, options)?;
-    Ok(stream.map(|item| item.map(|(_, record)| record)))
+) -> Result<impl Iterator<Item = Result<Input, SourceError>>, SourceError> {
+    let stream = tracemerge_sources::open_all_inputs(files, options)?;
+    Ok(stream.map(|item| item.map(|(_, input)| input)))
 }
 
 /// Counts records and shows records/s on stderr when it is a terminal.
-fn with_progress<I: Iterator<Item = Result<Record, SourceError>>>(
+fn with_progress<I: Iterator<Item = Result<Input, SourceError>>>(
     inner: I,
-) -> impl Iterator<Item = Result<Record, SourceError>> {
+) -> impl Iterator<Item = Result<Input, SourceError>> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -64,6 +65,7 @@ fn with_progress<I: Iterator<Item = Result<Record, SourceError>>>(
         let next = inner.next();
         if let Some(bar) = &bar {
             match next {
+                Some(Ok(Input::Names { .. })) => {}
                 Some(_) => bar.inc(1),
                 None => bar.finish_and_clear(),
             }
@@ -73,16 +75,15 @@ fn with_progress<I: Iterator<Item = Result<Record, SourceError>>>(
 }
 
 /// Paces records so that event time advances `factor` times faster than wall time.
-fn paced<I: Iterator<Item = Result<Record, SourceError>>>(
+fn paced<I: Iterator<Item = Result<Input, SourceError>>>(
     inner: I,
     speed: Speed,
-) -> impl Iterator<Item = Result<Record, SourceError>> {
+) -> impl Iterator<Item = Result<Input, SourceError>> {
     let mut start: Option<(Instant, Time)> = None;
     inner.inspect(move |item| {
-        let (Speed::Factor(factor), Ok(record)) = (speed, item) else {
+        let (Speed::Factor(factor), Ok(Some(t))) = (speed, item.as_ref().map(Input::time)) else {
             return;
         };
-        let t = record.time();
         let (wall, first) = *start.get_or_insert((Instant::now(), t));
         let due = Duration::from_secs_f64(t.saturating_sub(first) as f64 / 1000.0 / factor);
         if let Some(wait) = due.checked_sub(wall.elapsed()) {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use tracemerge_dataflow::{run, Event, Options};
-use tracemerge_records::{Config, Record};
+use tracemerge_records::{Config, Input, Record};
 
 use crate::error::CliError;
 use crate::merge::records;
@@ -30,7 +30,7 @@ pub fn watch(
         options.batch = 1;
         let stream = static_records
             .into_iter()
-            .chain(rx)
+            .chain(rx.into_iter().map(Input::from))
             .map(Ok::<_, std::convert::Infallible>);
         let mut out = std::io::stdout();
         run(stream, &config, options, move |event| {

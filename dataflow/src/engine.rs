@@ -35,7 +35,7 @@ use timely::dataflow::ProbeHandle;
 use tracemerge_records::{Change, Config, Record, Report, Stats, Time};
 
 use crate::aggregate::{Aggregator, Sighting};
-use crate::ingest::{Ingest, Outcome, Released};
+use crate::ingest::{Ingest, Ingestible, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed};
 use crate::sink::{consolidate, panic_message, Pending, Sink, SinkThread, StatsToSink};
@@ -316,11 +316,12 @@ fn hand_over(evaluated: &mut Vec<Timed>, shared: &Shared) {
     }
 }
 
-/// Runs the engine over `records`. Events reach `on_event` from worker 0's
+/// Runs the engine over `records` (whole [`Record`]s, or
+/// [`tracemerge_records::Input`]s with compact sightings). Events reach `on_event` from worker 0's
 /// sink thread, in event-time order. On the first bad record (without
 /// `keep_going`) the records accepted so far are still merged and
 /// reported, then the error returns.
-pub fn run<E, I, F>(
+pub fn run<E, R, I, F>(
     records: I,
     config: &Config,
     options: Options,
@@ -328,7 +329,8 @@ pub fn run<E, I, F>(
 ) -> Result<Stats, RunError<E>>
 where
     E: std::fmt::Display,
-    I: IntoIterator<Item = Result<Record, E>>,
+    R: Ingestible,
+    I: IntoIterator<Item = Result<R, E>>,
     F: FnMut(Event) + Send + 'static,
 {
     let (threads, process) = match &options.timely.communication {
@@ -503,7 +505,11 @@ where
                     });
                 }
             }
-            Outcome::Late | Outcome::Duplicate | Outcome::Passed | Outcome::Ignored => {}
+            Outcome::Late
+            | Outcome::Duplicate
+            | Outcome::Passed
+            | Outcome::Ignored
+            | Outcome::Names => {}
         }
     }
     let last = ingest.finish(&mut released);

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use tracemerge_records::{Config, Record, Stats, Time};
+use tracemerge_records::{Config, IndexedSighting, Input, Record, Sighted, Stats, Time};
 
 use crate::aggregate::Sighting;
 use crate::model::{Artifact, Timed, Update};
@@ -97,6 +97,8 @@ pub enum Outcome {
     Passed,
     /// A watermark that did not advance.
     Ignored,
+    /// Names for the compact sightings that follow: not a record.
+    Names,
 }
 
 /// What ingest releases: updates of the static inputs at their dataflow
@@ -107,6 +109,26 @@ pub struct Released {
     pub sightings: Vec<Sighting>,
 }
 
+/// What the engine reads: whole [`Record`]s, or [`Input`]s with compact
+/// sightings (replay logs, the NDJSON parsers). Records in memory go in as
+/// they are, not boxed into an [`Input`].
+pub trait Ingestible {
+    /// Applies this item to `ingest`, as [`Ingest::push`].
+    fn push_to(self, ingest: &mut Ingest, out: &mut Released) -> Outcome;
+}
+
+impl Ingestible for Record {
+    fn push_to(self, ingest: &mut Ingest, out: &mut Released) -> Outcome {
+        ingest.push_record(self, out)
+    }
+}
+
+impl Ingestible for Input {
+    fn push_to(self, ingest: &mut Ingest, out: &mut Released) -> Outcome {
+        ingest.push_input(self, out)
+    }
+}
+
 /// The sequential ingest state.
 pub struct Ingest {
     config: Config,
@@ -114,6 +136,9 @@ pub struct Ingest {
     max_time: Option<Time>,
     stats: Stats,
     interner: Interner,
+    /// The ids of the names the input's compact sightings refer to, by
+    /// index ([`Input::Names`]).
+    table: Vec<crate::symbols::Id>,
     quarantine: Quarantine,
     snapshots: HashMap<String, Versions<Option<Snapshot>>>,
     targets: HashMap<String, Versions<BTreeSet<String>>>,
@@ -145,6 +170,7 @@ impl Ingest {
             max_time: None,
             stats: Stats::default(),
             interner,
+            table: Vec::new(),
             quarantine,
             snapshots: HashMap::new(),
             targets: HashMap::new(),
@@ -192,7 +218,29 @@ impl Ingest {
     /// Applies one record, pushing what it releases into `out`: its
     /// sightings, its own updates that an earlier watermark covers, and for
     /// a watermark, every held update up to it.
-    pub fn push(&mut self, record: Record, out: &mut Released) -> Outcome {
+    pub fn push(&mut self, item: impl Ingestible, out: &mut Released) -> Outcome {
+        item.push_to(self, out)
+    }
+
+    fn push_input(&mut self, input: Input, out: &mut Released) -> Outcome {
+        match input {
+            Input::Record(record) => self.push_record(*record, out),
+            Input::Names { first, names } => {
+                self.table.truncate(first as usize);
+                for name in names {
+                    self.table.push(self.interner.intern(&name));
+                }
+                Outcome::Names
+            }
+            Input::Sighting(sighting) => {
+                self.stats.records += 1;
+                self.since_round += 1;
+                self.sight_indexed(sighting, &mut out.sightings)
+            }
+        }
+    }
+
+    fn push_record(&mut self, record: Record, out: &mut Released) -> Outcome {
         self.stats.records += 1;
         self.since_round += 1;
         if let Record::Watermark { at } = record {
@@ -325,6 +373,35 @@ impl Ingest {
             }
         }
         self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
+        Outcome::Applied
+    }
+
+    /// [`Ingest::apply`] of an `edge` or `hit` record in its compact form:
+    /// the same checks and the same sighting, its names looked up by index.
+    fn sight_indexed(&mut self, s: IndexedSighting, sightings: &mut Vec<Sighting>) -> Outcome {
+        if s.at < self.frontier() {
+            self.stats.late += 1;
+            return Outcome::Late;
+        }
+        if self.is_duplicate(s.event_id.as_ref(), s.at) {
+            return Outcome::Duplicate;
+        }
+        // The producer has checked every index against the table it defined.
+        let id = |index: u32| self.table[index as usize];
+        sightings.push(match s.what {
+            Sighted::Edge { caller, callee } => Sighting::Edge {
+                edge: (id(s.artifact), id(caller), id(callee)),
+                at: s.at,
+                hits: s.hits,
+                source: id(s.source),
+                estimated: s.estimated,
+            },
+            Sighted::Hit { symbol } => Sighting::Hit {
+                node: (id(s.artifact), id(symbol)),
+                at: s.at,
+            },
+        });
+        self.max_time = Some(self.max_time.map_or(s.at, |m| m.max(s.at)));
         Outcome::Applied
     }
 

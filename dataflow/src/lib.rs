@@ -36,3 +36,4 @@ pub use engine::{
     collect_reports, merge_records, reports_at_watermarks, run, tune, Event, Fault, MergeError,
     Options, RunError,
 };
+pub use ingest::Ingestible;

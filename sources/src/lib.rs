@@ -15,6 +15,11 @@
 //!
 //! [`tmlog`] also writes the replay log (`tracemerge convert`).
 //!
+//! [`open_all_inputs`] reads the same for the engine: a replay log's `edge` and
+//! `hit` records stay in the compact form it stores them in (names as
+//! indices into its table, [`Input`]), which spares the engine a string per
+//! name.
+//!
 //! Every error names the file (`<stdin>` for `-`), the 1-based line and the
 //! byte offset of the line start in the decompressed stream, or a JSON path
 //! into a document, or for a replay log the 1-based block and the byte offset
@@ -82,9 +87,11 @@ pub mod tmlog;
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Cursor, Read};
+use std::sync::Arc;
 
 pub use detect::Format;
-pub use tracemerge_records::Record;
+use tracemerge_records::Expander;
+pub use tracemerge_records::{Input, Record};
 
 /// The default and largest sensible line length: 256 MiB.
 pub const MAX_LINE: usize = 256 << 20;
@@ -93,7 +100,7 @@ pub const MAX_LINE: usize = 256 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
     /// Display name: the path as given, `<stdin>` for `-`.
-    pub file: String,
+    pub file: Arc<str>,
     /// 1-based line; 0 when not line-oriented.
     pub line: u64,
     /// 1-based block of a replay log; 0 when not block-oriented.
@@ -105,9 +112,11 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn file(file: &str) -> Location {
+    // Names are shared: a reader makes a location for every record, and
+    // an `Arc` clone costs no allocation.
+    pub fn file(file: impl Into<Arc<str>>) -> Location {
         Location {
-            file: file.to_string(),
+            file: file.into(),
             line: 0,
             block: 0,
             offset: 0,
@@ -115,24 +124,20 @@ impl Location {
         }
     }
 
-    pub fn line(file: &str, line: u64, offset: u64) -> Location {
+    pub fn line(file: impl Into<Arc<str>>, line: u64, offset: u64) -> Location {
         Location {
-            file: file.to_string(),
             line,
-            block: 0,
             offset,
-            path: None,
+            ..Location::file(file)
         }
     }
 
     /// Block `block` (1-based) of a replay log, starting at byte `offset`.
-    pub fn block(file: &str, block: u64, offset: u64) -> Location {
+    pub fn block(file: impl Into<Arc<str>>, block: u64, offset: u64) -> Location {
         Location {
-            file: file.to_string(),
-            line: 0,
             block,
             offset,
-            path: None,
+            ..Location::file(file)
         }
     }
 
@@ -195,6 +200,27 @@ pub type Item = Result<(Location, Record), SourceError>;
 /// A record stream.
 pub type RecordStream = Box<dyn Iterator<Item = Item> + Send>;
 
+/// One item of an input stream: a record, or a replay log's sightings in
+/// their compact form ([`Input`]), as the engine takes them.
+pub type InputItem = Result<(Location, Input), SourceError>;
+
+/// An input stream: what [`open_all_inputs`] reads, for the engine.
+pub type InputStream = Box<dyn Iterator<Item = InputItem> + Send>;
+
+/// The records of an input stream: compact sightings expanded.
+fn expanded(inputs: InputStream) -> RecordStream {
+    let mut expander = Expander::new();
+    Box::new(inputs.filter_map(move |item| match item {
+        Ok((location, input)) => Some(Ok((location, expander.expand(input)?))),
+        Err(e) => Some(Err(e)),
+    }))
+}
+
+/// A record stream as inputs.
+fn whole(records: impl Iterator<Item = Item> + Send + 'static) -> InputStream {
+    Box::new(records.map(|item| item.map(|(location, record)| (location, Input::from(record)))))
+}
+
 /// Settings for formats that do not carry everything a record needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -240,15 +266,21 @@ pub fn open(path: &str) -> Result<RecordStream, SourceError> {
 
 /// [`open`] with options.
 pub fn open_with(path: &str, options: &Options) -> Result<RecordStream, SourceError> {
+    open_inputs(path, options).map(expanded)
+}
+
+/// [`open_with`] as an input stream: a replay log's sightings stay compact.
+pub fn open_inputs(path: &str, options: &Options) -> Result<InputStream, SourceError> {
     let name = display_name(path);
     if path == "-" {
-        return from_reader(&name, std::io::stdin(), options);
+        return open_detected(&name, Box::new(std::io::stdin()), options, 1, 0);
     }
-    let file = std::fs::File::open(path)
-        .map_err(|e| SourceError::fatal(Location::file(&name), format!("cannot open: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        SourceError::fatal(Location::file(name.as_str()), format!("cannot open: {e}"))
+    })?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(SourceError::fatal(
-            Location::file(&name),
+            Location::file(name.as_str()),
             "is a directory, not an input file",
         ));
     }
@@ -263,7 +295,7 @@ pub fn from_reader(
     reader: impl Read + Send + 'static,
     options: &Options,
 ) -> Result<RecordStream, SourceError> {
-    open_detected(name, Box::new(reader), options, 1, 0)
+    open_detected(name, Box::new(reader), options, 1, 0).map(expanded)
 }
 
 /// Detects the format of `reader` (for tools that want to say what a file is).
@@ -282,7 +314,7 @@ fn open_detected(
     options: &Options,
     chunk_lines: usize,
     gzip_depth: u32,
-) -> Result<RecordStream, SourceError> {
+) -> Result<InputStream, SourceError> {
     let (peeked, detected) = detect::detect(&mut *reader)
         .map_err(|e| SourceError::fatal(Location::line(name, 1, 0), format!("read error: {e}")))?;
     let first = Location::line(name, peeked.skipped_lines + 1, peeked.skipped_bytes);
@@ -312,7 +344,7 @@ pub fn from_reader_as(
     format: Format,
     options: &Options,
 ) -> Result<RecordStream, SourceError> {
-    open_format(name, Box::new(reader), format, options, 1, 0, (1, 0))
+    open_format(name, Box::new(reader), format, options, 1, 0, (1, 0)).map(expanded)
 }
 
 /// Opens `rest` as `format`; its first byte is at `start` (line, offset).
@@ -324,7 +356,7 @@ fn open_format(
     chunk_lines: usize,
     gzip_depth: u32,
     (start_line, start_offset): (u64, u64),
-) -> Result<RecordStream, SourceError> {
+) -> Result<InputStream, SourceError> {
     match format {
         detect::Format::Gzip => {
             if gzip_depth >= 3 {
@@ -356,7 +388,7 @@ fn open_format(
         detect::Format::StellaRuntimeFacts => {
             let buffered: Box<dyn BufRead + Send> =
                 Box::new(BufReader::with_capacity(64 << 10, rest));
-            Ok(Box::new(stella::RuntimeFactsReader::new(
+            Ok(whole(stella::RuntimeFactsReader::new(
                 name,
                 buffered,
                 options,
@@ -364,18 +396,18 @@ fn open_format(
                 start_offset,
             )))
         }
-        detect::Format::StellaCallgraph => Ok(Box::new(
+        detect::Format::StellaCallgraph => Ok(whole(
             stella::read_callgraph(name, rest, options, start_line, start_offset).into_iter(),
         )),
-        detect::Format::StellaRuntimeFactsDocument => Ok(Box::new(
+        detect::Format::StellaRuntimeFactsDocument => Ok(whole(
             stella::read_runtime_facts_document(name, rest, options, start_line, start_offset)
                 .into_iter(),
         )),
-        detect::Format::Etl => read_etl(name, rest),
+        detect::Format::Etl => read_etl(name, rest).map(whole),
         detect::Format::ReplayLog => Ok(Box::new(ReplayLogItems(tmlog::Reader::new(name, rest)?))),
         detect::Format::CallGraph(analyser) => {
             let imported = import_program(vec![(name.to_string(), analyser, rest)], options)?;
-            Ok(Box::new(std::iter::once(Ok((
+            Ok(whole(std::iter::once(Ok((
                 Location::file(name),
                 Record::Graph(imported.graph),
             )))))
@@ -405,7 +437,7 @@ pub fn import_program(
     let first = files.first().map_or("<none>", |f| f.0.as_str()).to_string();
     let Some(artifact) = &options.artifact else {
         return Err(SourceError::fatal(
-            Location::file(&first),
+            Location::file(first.as_str()),
             format!(
                 "a static call graph ({}) names no artifact: give --artifact NAME \
                  (the artifact of the runtime records, e.g. build-id:… from `probe`)",
@@ -416,7 +448,7 @@ pub fn import_program(
     let mut program = callgraph::ProgramGraph::default();
     for (name, analyser, reader) in files {
         program.read(analyser, &name, reader).map_err(|e| {
-            let location = Location::file(&e.file);
+            let location = Location::file(e.file.as_str());
             if e.line > 0 {
                 SourceError::fatal(location, format!("line {}: {}", e.line, e.what))
             } else {
@@ -430,7 +462,7 @@ pub fn import_program(
             options.at.unwrap_or(0),
             options.entrypoints.as_deref(),
         )
-        .map_err(|e| SourceError::fatal(Location::file(&first), e.to_string()))
+        .map_err(|e| SourceError::fatal(Location::file(first.as_str()), e.to_string()))
 }
 
 /// Opens the next input of `paths`; a run of consecutive static call-graph
@@ -438,10 +470,10 @@ pub fn import_program(
 fn open_next(
     paths: &mut std::collections::VecDeque<String>,
     options: &Options,
-) -> Option<Result<RecordStream, SourceError>> {
+) -> Option<Result<InputStream, SourceError>> {
     let path = paths.pop_front()?;
     let Some(analyser) = call_graph_analyser(&path) else {
-        return Some(open_with(&path, options));
+        return Some(open_inputs(&path, options));
     };
     let mut group = vec![(path, analyser)];
     while let Some(next) = paths.front() {
@@ -458,29 +490,29 @@ fn open_next(
             Ok(file) => files.push((name, analyser, Box::new(file) as Box<dyn Read + Send>)),
             Err(e) => {
                 return Some(Err(SourceError::fatal(
-                    Location::file(&name),
+                    Location::file(name.as_str()),
                     format!("cannot open: {e}"),
                 )))
             }
         }
     }
     Some(import_program(files, options).map(|imported| {
-        Box::new(std::iter::once(Ok((
-            Location::file(&first),
+        whole(std::iter::once(Ok((
+            Location::file(first.as_str()),
             Record::Graph(imported.graph),
-        )))) as RecordStream
+        ))))
     }))
 }
 
-/// A replay log's records, each located at its block.
+/// A replay log's items, each located at its block.
 struct ReplayLogItems(tmlog::Reader<Box<dyn Read + Send>>);
 
 impl Iterator for ReplayLogItems {
-    type Item = Item;
+    type Item = InputItem;
 
-    fn next(&mut self) -> Option<Item> {
-        let record = self.0.next()?;
-        Some(record.map(|r| (self.0.location(), r)))
+    fn next(&mut self) -> Option<InputItem> {
+        let input = self.0.next()?;
+        Some(input.map(|input| (self.0.location(), input)))
     }
 }
 
@@ -515,6 +547,12 @@ fn read_etl(name: &str, mut reader: Box<dyn Read + Send>) -> Result<RecordStream
 /// An error opening a later file (empty, unknown format, …) is yielded as a
 /// fatal item and the chain goes on with the next file.
 pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, SourceError> {
+    open_all_inputs(paths, options).map(expanded)
+}
+
+/// [`open_all`] as an input stream, for the engine: a replay log's
+/// sightings stay in their compact form.
+pub fn open_all_inputs(paths: &[String], options: &Options) -> Result<InputStream, SourceError> {
     if paths.is_empty() {
         return Err(SourceError::fatal(
             Location::file("<none>"),
@@ -530,7 +568,7 @@ pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, Sou
     for path in paths.iter().filter(|p| *p != "-") {
         if let Err(e) = std::fs::metadata(path) {
             return Err(SourceError::fatal(
-                Location::file(path),
+                Location::file(path.as_str()),
                 format!("cannot open: {e}"),
             ));
         }
@@ -545,15 +583,15 @@ pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, Sou
 }
 
 struct Chain {
-    current: Option<RecordStream>,
+    current: Option<InputStream>,
     rest: std::collections::VecDeque<String>,
     options: Options,
 }
 
 impl Iterator for Chain {
-    type Item = Item;
+    type Item = InputItem;
 
-    fn next(&mut self) -> Option<Item> {
+    fn next(&mut self) -> Option<InputItem> {
         loop {
             if let Some(current) = &mut self.current {
                 if let Some(item) = current.next() {

@@ -543,7 +543,7 @@ impl Aggregator {
 
 /// Runtime facts NDJSON, one `RuntimeFactEvent` per line.
 pub(crate) struct RuntimeFactsReader {
-    name: String,
+    name: std::sync::Arc<str>,
     lines: LineReader<Box<dyn BufRead + Send>>,
     options: Options,
     aggregator: Aggregator,
@@ -560,7 +560,7 @@ impl RuntimeFactsReader {
         first_offset: u64,
     ) -> Self {
         RuntimeFactsReader {
-            name: name.to_string(),
+            name: name.into(),
             lines: LineReader::new(reader, options.max_line, first_line, first_offset),
             options: options.clone(),
             aggregator: Aggregator::default(),
@@ -603,7 +603,7 @@ impl Iterator for RuntimeFactsReader {
                     offset,
                     bytes,
                 }) => {
-                    let location = Location::line(&self.name, line, offset);
+                    let location = Location::line(self.name.clone(), line, offset);
                     match serde_json::from_slice::<Value>(bytes) {
                         Err(e) => SourceError::new(
                             location,
@@ -619,7 +619,7 @@ impl Iterator for RuntimeFactsReader {
                     }
                 }
                 Some(Line::TooLong { line, offset, len }) => SourceError::new(
-                    Location::line(&self.name, line, offset),
+                    Location::line(self.name.clone(), line, offset),
                     format!(
                         "line is {len} bytes long, longer than the limit of {max_line} bytes; skipped"
                     ),
@@ -629,7 +629,7 @@ impl Iterator for RuntimeFactsReader {
                     offset,
                     error,
                 }) => SourceError::fatal(
-                    Location::line(&self.name, line, offset),
+                    Location::line(self.name.clone(), line, offset),
                     format!("read error: {error}"),
                 ),
             };

@@ -73,8 +73,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::mem::size_of;
 
 use tracemerge_records::{
-    Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record, StaticEdge,
-    Targets, MAX_TIME,
+    Coverage, EdgeKind, GraphSnapshot, IndexedSighting, Input, NameIndex, Record, Sighted,
+    StaticEdge, Targets, MAX_TIME,
 };
 
 use crate::{Location, SourceError};
@@ -89,7 +89,8 @@ pub const HEADER_LEN: usize = MAGIC.len() + 4;
 /// Length and CRC in front of each block.
 const FRAME_LEN: usize = 8;
 
-/// The most memory one block may decode to (records and new strings).
+/// The most memory one block may decode to (records and new strings; the
+/// new strings are held twice, in the table and in the names handed on).
 pub const MAX_BLOCK_MEMORY: u64 = 1 << 30;
 /// The largest record the writer accepts, in decoded memory. Half the block
 /// limit: the strings a record defines cost at most as much as the record.
@@ -133,22 +134,11 @@ const KEEP_CAPACITY: usize = 4 << 20;
 fn check(record: &Record) -> Result<(), String> {
     record.validate().map_err(|e| e.to_string())?;
     // `validate` has made sure that a coverage's `from` ≤ `to` = `time()`.
-    let time = record.time();
-    if time > MAX_TIME {
-        return Err(format!(
-            "time {time} is out of range (milliseconds since the epoch, at most {MAX_TIME})"
-        ));
-    }
-    let hits = match record {
-        Record::Edge(e) => Some(e.hits),
-        Record::Hit(h) => Some(h.hits),
-        _ => None,
-    };
-    if let Some(hits) = hits.filter(|&h| h == 0 || h > i64::MAX as u64) {
-        return Err(format!(
-            "hits must be between 1 and {}, got {hits}",
-            i64::MAX
-        ));
+    check_time(record.time())?;
+    match record {
+        Record::Edge(e) => check_hits(e.hits)?,
+        Record::Hit(h) => check_hits(h.hits)?,
+        _ => {}
     }
     if let Record::Graph(g) = record {
         // JSON cannot carry NaN or infinities, so no reader produces them.
@@ -160,6 +150,25 @@ fn check(record: &Record) -> Result<(), String> {
         {
             return Err(format!("edge weight {w} is not a finite number"));
         }
+    }
+    Ok(())
+}
+
+fn check_time(time: u64) -> Result<(), String> {
+    if time > MAX_TIME {
+        return Err(format!(
+            "time {time} is out of range (milliseconds since the epoch, at most {MAX_TIME})"
+        ));
+    }
+    Ok(())
+}
+
+fn check_hits(hits: u64) -> Result<(), String> {
+    if hits == 0 || hits > i64::MAX as u64 {
+        return Err(format!(
+            "hits must be between 1 and {}, got {hits}",
+            i64::MAX
+        ));
     }
     Ok(())
 }
@@ -666,17 +675,24 @@ impl Decoder<'_> {
         Ok(())
     }
 
-    fn str(&mut self, b: &mut Bytes) -> Result<String, Bad> {
+    /// A string's index, checked against the table; charged as the
+    /// string it names, which a reader of whole records gets.
+    fn index(&mut self, b: &mut Bytes) -> Result<NameIndex, Bad> {
         let index = b.varint()?;
-        let s = usize::try_from(index)
+        let (i, s) = usize::try_from(index)
             .ok()
-            .and_then(|i| self.table.get(i))
+            .and_then(|i| Some((NameIndex::try_from(i).ok()?, self.table.get(i)?)))
             .ok_or(Bad::StringIndex {
                 index,
                 defined: self.table.len(),
             })?;
         self.charge(s.len() as u64)?;
-        Ok(s.clone())
+        Ok(i)
+    }
+
+    fn str(&mut self, b: &mut Bytes) -> Result<String, Bad> {
+        let i = self.index(b)?;
+        Ok(self.table[i as usize].clone())
     }
 
     fn strs(&mut self, b: &mut Bytes) -> Result<Vec<String>, Bad> {
@@ -719,7 +735,9 @@ impl Decoder<'_> {
             })
     }
 
-    fn record(&mut self, b: &mut Bytes) -> Result<Record, Bad> {
+    /// The next record: sightings in their compact form (names as table
+    /// indices), everything else whole.
+    fn record(&mut self, b: &mut Bytes) -> Result<Input, Bad> {
         let tag = b.byte()?;
         let optional = tag & TAG_OPTIONAL != 0;
         let estimated = tag & TAG_ESTIMATED != 0;
@@ -730,30 +748,14 @@ impl Decoder<'_> {
         }
         self.charge(RECORD_SIZE)?;
         let record = match (tag & TAG_KIND, optional) {
+            (kind @ (TAG_EDGE | TAG_HIT), _) => {
+                return self.sighting(b, kind == TAG_EDGE, optional, estimated)
+            }
             (TAG_GRAPH, false) => Record::Graph(self.graph(b)?),
             (TAG_TARGETS, false) => Record::Targets(Targets {
                 artifact: self.str(b)?,
                 at: self.time(b)?,
                 symbols: self.strs(b)?,
-            }),
-            (TAG_EDGE, _) => Record::Edge(EdgeObservation {
-                artifact: self.str(b)?,
-                caller: self.str(b)?,
-                callee: self.str(b)?,
-                at: self.time(b)?,
-                hits: b.varint()?,
-                source: self.str(b)?,
-                event_id: self.event_id(b, optional)?,
-                estimated,
-            }),
-            (TAG_HIT, _) => Record::Hit(HitObservation {
-                artifact: self.str(b)?,
-                symbol: self.str(b)?,
-                at: self.time(b)?,
-                hits: b.varint()?,
-                source: self.str(b)?,
-                event_id: self.event_id(b, optional)?,
-                estimated,
             }),
             (TAG_COVERAGE, _) => {
                 let artifact = self.str(b)?;
@@ -776,7 +778,45 @@ impl Decoder<'_> {
             _ => return Err(Bad::Tag(tag)),
         };
         check(&record).map_err(Bad::Invalid)?;
-        Ok(record)
+        Ok(Input::from(record))
+    }
+
+    /// The fields of an `edge` or `hit` record after its tag, checked as
+    /// [`check`] checks the whole record.
+    fn sighting(
+        &mut self,
+        b: &mut Bytes,
+        edge: bool,
+        optional: bool,
+        estimated: bool,
+    ) -> Result<Input, Bad> {
+        let artifact = self.index(b)?;
+        let what = if edge {
+            Sighted::Edge {
+                caller: self.index(b)?,
+                callee: self.index(b)?,
+            }
+        } else {
+            Sighted::Hit {
+                symbol: self.index(b)?,
+            }
+        };
+        let at = self.time(b)?;
+        let hits = b.varint()?;
+        let source = self.index(b)?;
+        let event_id = self.event_id(b, optional)?;
+        check_time(at)
+            .and_then(|()| check_hits(hits))
+            .map_err(Bad::Invalid)?;
+        Ok(Input::Sighting(IndexedSighting {
+            what,
+            artifact,
+            at,
+            hits,
+            source,
+            event_id,
+            estimated,
+        }))
     }
 
     fn graph(&mut self, b: &mut Bytes) -> Result<GraphSnapshot, Bad> {
@@ -847,7 +887,7 @@ fn decode_block(
     offset: u64,
     budget: u64,
     table: &mut Vec<String>,
-    out: &mut VecDeque<Record>,
+    out: &mut VecDeque<Input>,
 ) -> Result<(), String> {
     let mut b = Bytes::new(payload);
     let at = |pos: usize| offset + pos as u64;
@@ -855,6 +895,7 @@ fn decode_block(
     let (record_count, string_count) =
         head(&mut b).map_err(|e| format!("block head (byte {}): {e}", at(0)))?;
     let mut budget = budget;
+    let first = table.len();
     for i in 0..string_count {
         let start = b.pos;
         let mut define = || -> Result<(), Bad> {
@@ -873,6 +914,13 @@ fn decode_block(
             )
         })?;
     }
+    if table.len() > first {
+        // A table past 2^32 names fails at its first index (`index`).
+        out.push_back(Input::Names {
+            first: NameIndex::try_from(first).unwrap_or(NameIndex::MAX),
+            names: table[first..].to_vec(),
+        });
+    }
     let mut decoder = Decoder {
         table: table.as_slice(),
         budget,
@@ -880,7 +928,7 @@ fn decode_block(
     };
     for i in 0..record_count {
         let start = b.pos;
-        let mut one = || -> Result<Record, Bad> {
+        let mut one = || -> Result<Input, Bad> {
             let len = b.varint()?;
             let mut fields = Bytes::new(b.take(len)?);
             let record = decoder.record(&mut fields)?;
@@ -926,11 +974,11 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// if the log is damaged (see the module documentation).
 pub struct Reader<R> {
     input: R,
-    name: String,
+    name: std::sync::Arc<str>,
     table: Vec<String>,
     payload: Vec<u8>,
-    /// Records of the current block not yet handed out.
-    pending: VecDeque<Record>,
+    /// Items of the current block not yet handed out.
+    pending: VecDeque<Input>,
     /// Number (1-based, counted across concatenated logs) and start offset
     /// of the current block.
     block: u64,
@@ -954,7 +1002,7 @@ impl<R: Read> Reader<R> {
     pub fn new(name: &str, input: R) -> Result<Reader<R>, SourceError> {
         let mut reader = Reader {
             input,
-            name: name.to_string(),
+            name: name.into(),
             table: Vec::new(),
             payload: Vec::new(),
             pending: VecDeque::new(),
@@ -972,7 +1020,7 @@ impl<R: Read> Reader<R> {
 
     /// Where the records handed out last come from: their block.
     pub fn location(&self) -> Location {
-        Location::block(&self.name, self.block, self.block_offset)
+        Location::block(self.name.clone(), self.block, self.block_offset)
     }
 
     fn header_error(&self, message: String) -> SourceError {
@@ -981,7 +1029,7 @@ impl<R: Read> Reader<R> {
         } else {
             format!("header at byte {}", self.offset)
         };
-        SourceError::fatal(Location::file(&self.name).with_path(path), message)
+        SourceError::fatal(Location::file(self.name.clone()).with_path(path), message)
     }
 
     fn check_header(&mut self, header: &[u8]) -> Result<(), SourceError> {
@@ -1076,7 +1124,7 @@ impl<R: Read> Reader<R> {
         .map_err(|message| {
             self.pending.clear();
             SourceError::fatal(
-                Location::block(&self.name, self.block, self.block_offset),
+                Location::block(self.name.clone(), self.block, self.block_offset),
                 message,
             )
         })?;
@@ -1100,8 +1148,10 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// The records of a log, sightings in their compact form; a block's new
+/// names come first, as one [`Input::Names`].
 impl<R: Read> Iterator for Reader<R> {
-    type Item = Result<Record, SourceError>;
+    type Item = Result<Input, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -1135,6 +1185,7 @@ pub(crate) fn has_magic(prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracemerge_records::{EdgeObservation, Expander, HitObservation};
 
     fn edge(caller: &str, callee: &str, at: u64) -> Record {
         Record::Edge(EdgeObservation {
@@ -1164,9 +1215,10 @@ mod tests {
             Ok(r) => r,
             Err(e) => return (records, Some(e)),
         };
+        let mut expander = Expander::new();
         for item in reader.by_ref() {
             match item {
-                Ok(r) => records.push(r),
+                Ok(input) => records.extend(expander.expand(input)),
                 Err(e) => {
                     assert!(reader.next().is_none(), "{e}: items after a fatal error");
                     return (records, Some(e));
@@ -1361,7 +1413,9 @@ mod tests {
         // the same record within the limit decodes
         let (mut table, mut out) = (Vec::new(), VecDeque::new());
         decode_block(&payload(&["x"], &record), 20, budget, &mut table, &mut out).unwrap();
-        assert_eq!(out.len(), 1);
+        // The block's new names, then the record.
+        assert_eq!(out.len(), 2);
+        assert!(matches!(out.back(), Some(Input::Record(_))));
         // a count beyond the bytes left is damage, not an allocation
         let mut record = vec![TAG_TARGETS, 0, 0];
         put_varint(&mut record, u64::MAX);
@@ -1448,13 +1502,18 @@ mod tests {
             budget: MAX_BLOCK_MEMORY,
             prev_time: 0,
         };
+        let mut expander = Expander::new();
+        expander.expand(Input::Names {
+            first: 0,
+            names: table.clone(),
+        });
         for record in records.iter().take(count as usize) {
             let before = decoder.budget;
             let len = b.varint().unwrap();
             let got = decoder
                 .record(&mut Bytes::new(b.take(len).unwrap()))
                 .unwrap();
-            assert_eq!(&got, record);
+            assert_eq!(expander.expand(got).as_ref(), Some(record));
             assert_eq!(before - decoder.budget, footprint(record));
         }
     }

@@ -53,7 +53,7 @@ fn ndjson_records_with_lines_and_offsets() {
         .into_iter()
         .map(|i| {
             let (l, r) = i.unwrap();
-            assert_eq!(l.file, path);
+            assert_eq!(*l.file, *path);
             (l.line, l.offset, r)
         })
         .collect();
@@ -178,7 +178,7 @@ fn empty_inputs_are_errors_naming_the_file() {
         let err = open(&path).err().expect("empty input accepted");
         assert!(err.fatal);
         assert!(err.message.contains("empty input"), "{err}");
-        assert_eq!(err.location.file, path);
+        assert_eq!(*err.location.file, *path);
         assert!(err.to_string().starts_with(&path));
     }
     let err = from_reader("e.gz", std::io::Cursor::new(gzip(b"")), &Options::default())
@@ -530,7 +530,7 @@ fn open_all_chains_in_order() {
     assert!(items.iter().all(Result::is_ok));
     let files: Vec<&str> = items
         .iter()
-        .map(|i| i.as_ref().unwrap().0.file.as_str())
+        .map(|i| i.as_ref().unwrap().0.file.as_ref())
         .collect();
     assert!(files[..2].iter().all(|f| f.ends_with("callgraph.json")));
     assert!(files[2..7]

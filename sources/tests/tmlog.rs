@@ -3,7 +3,7 @@
 //! located at its block with everything before it kept.
 
 use proptest::prelude::*;
-use tracemerge_records::{EdgeKind, Record};
+use tracemerge_records::{EdgeKind, Expander, Input, Record};
 use tracemerge_scenarios::random::{self, StreamParams};
 use tracemerge_sources::tmlog::{self, Reader, Writer, HEADER_LEN, MAGIC, VERSION};
 use tracemerge_sources::{from_reader, open, open_all, Options, SourceError};
@@ -38,9 +38,10 @@ fn read_all(bytes: &[u8]) -> (Vec<Record>, Option<SourceError>) {
         Err(e) => return (Vec::new(), Some(e)),
     };
     let mut records = Vec::new();
+    let mut expander = Expander::new();
     for item in reader.by_ref() {
         match item {
-            Ok(r) => records.push(r),
+            Ok(input) => records.extend(expander.expand(input)),
             Err(e) => {
                 assert!(reader.next().is_none(), "{e}: items after a fatal error");
                 return (records, Some(e));
@@ -162,8 +163,10 @@ fn blocks(seed: u64, block_bytes: usize) -> Blocks {
     let mut counts = vec![0; starts.len()];
     let mut reader = Reader::new("t.tmlog", &log[..]).unwrap();
     while let Some(item) = reader.next() {
-        item.unwrap();
-        counts[reader.location().block as usize - 1] += 1;
+        // Records only: a block's new names come first, as an item.
+        if !matches!(item.unwrap(), Input::Names { .. }) {
+            counts[reader.location().block as usize - 1] += 1;
+        }
     }
     assert_eq!(counts.iter().sum::<usize>(), records.len());
     assert_eq!(counts.last(), Some(&0), "the end marker holds no records");

@@ -60,7 +60,7 @@ pub fn run(
         path.display(),
         bytes as f64 / 1e6
     ));
-    let stream = tracemerge_sources::open(&path.display().to_string())?;
+    let stream = tracemerge_sources::open_inputs(&path.display().to_string(), &Default::default())?;
     let records = stream.map(|item| item.map(|(_, r)| r));
     let result = run_to_end(records, &Config::default(), Options::threads(plan.workers));
     let _ = std::fs::remove_file(&path);

@@ -11,6 +11,7 @@
 #[cfg(feature = "clap")]
 pub mod args;
 pub mod config;
+pub mod input;
 pub mod intern;
 pub mod record;
 pub mod report;
@@ -19,6 +20,7 @@ pub use config::{
     parse_duration, parse_nonzero_duration, Config, DurationError, QuarantineError, Strategy,
     StrategyError, DURATION_HELP,
 };
+pub use input::{Compactor, Expander, IndexedSighting, Input, NameIndex, Sighted};
 pub use record::{
     union_length, Coverage, EdgeKind, EdgeObservation, GraphSnapshot, HitObservation, Record,
     RecordError, StaticEdge, Targets, Time, MAX_TIME,
