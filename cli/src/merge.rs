@@ -36,7 +36,7 @@ impl std::str::FromStr for Speed {
 }
 
 /// The input stream of all files, in order, with errors that name file
-/// and line; a replay log's sightings stay compact ([`Input`]).
+/// and line; sightings in their compact form ([`Input`]).
 pub fn records(
     files: &[String],
     options: &tracemerge_sources::Options,

@@ -15,10 +15,10 @@
 //!
 //! [`tmlog`] also writes the replay log (`tracemerge convert`).
 //!
-//! [`open_all_inputs`] reads the same for the engine: a replay log's `edge` and
-//! `hit` records stay in the compact form it stores them in (names as
-//! indices into its table, [`Input`]), which spares the engine a string per
-//! name.
+//! [`open_all_inputs`] reads the same for the engine: `edge` and `hit`
+//! records come in a compact form ([`Input`]), their names as indices into
+//! a table (a replay log's own, or one per chunk of NDJSON lines), which
+//! spares the engine a string per name.
 //!
 //! Every error names the file (`<stdin>` for `-`), the 1-based line and the
 //! byte offset of the line start in the decompressed stream, or a JSON path
@@ -112,8 +112,8 @@ pub struct Location {
 }
 
 impl Location {
-    // Names are shared: a reader makes a location for every record, and
-    // an `Arc` clone costs no allocation.
+    // The file name is shared: a reader makes a location for every
+    // record, and an `Arc` clone costs no allocation.
     pub fn file(file: impl Into<Arc<str>>) -> Location {
         Location {
             file: file.into(),
@@ -200,8 +200,8 @@ pub type Item = Result<(Location, Record), SourceError>;
 /// A record stream.
 pub type RecordStream = Box<dyn Iterator<Item = Item> + Send>;
 
-/// One item of an input stream: a record, or a replay log's sightings in
-/// their compact form ([`Input`]), as the engine takes them.
+/// One item of an input stream: a record, a sighting in its compact form,
+/// or the names it refers to ([`Input`]), as the engine takes them.
 pub type InputItem = Result<(Location, Input), SourceError>;
 
 /// An input stream: what [`open_all_inputs`] reads, for the engine.
@@ -269,7 +269,7 @@ pub fn open_with(path: &str, options: &Options) -> Result<RecordStream, SourceEr
     open_inputs(path, options).map(expanded)
 }
 
-/// [`open_with`] as an input stream: a replay log's sightings stay compact.
+/// [`open_with`] as an input stream: sightings in their compact form.
 pub fn open_inputs(path: &str, options: &Options) -> Result<InputStream, SourceError> {
     let name = display_name(path);
     if path == "-" {
@@ -550,8 +550,8 @@ pub fn open_all(paths: &[String], options: &Options) -> Result<RecordStream, Sou
     open_all_inputs(paths, options).map(expanded)
 }
 
-/// [`open_all`] as an input stream, for the engine: a replay log's
-/// sightings stay in their compact form.
+/// [`open_all`] as an input stream, for the engine: sightings in their
+/// compact form.
 pub fn open_all_inputs(paths: &[String], options: &Options) -> Result<InputStream, SourceError> {
     if paths.is_empty() {
         return Err(SourceError::fatal(
