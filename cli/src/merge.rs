@@ -37,7 +37,7 @@ impl std::str::FromStr for Speed {
 
 /// The input stream of all files, in order, with errors that name file
 /// and line; sightings in their compact form ([`Input`]).
-pub fn records(
+pub fn inputs(
     files: &[String],
     options: &tracemerge_sources::Options,
 ) -> Result<impl Iterator<Item = Result<Input, SourceError>>, SourceError> {
@@ -113,7 +113,7 @@ fn execute(
     let report = Arc::new(Mutex::new(None));
     let slot = report.clone();
     let stream = with_progress(paced(
-        records(&args.files, &args.static_graph.source_options())?,
+        inputs(&args.files, &args.static_graph.source_options())?,
         speed.unwrap_or(Speed::Max),
     ));
     let result = run(stream, &config, options, move |event| match event {

@@ -7,7 +7,7 @@ use tracemerge_dataflow::{run, Event, Options};
 use tracemerge_records::{Config, Input, Record};
 
 use crate::error::CliError;
-use crate::merge::records;
+use crate::merge::inputs;
 
 /// `tracemerge watch`: the probe feeds the engine window by window; each
 /// window ends with a watermark just past its records, so the verdicts and
@@ -17,10 +17,10 @@ pub fn watch(
     config: Config,
     probe: crate::probe::ProbeCommand,
 ) -> Result<ExitCode, CliError> {
-    let mut static_records = Vec::new();
+    let mut static_inputs = Vec::new();
     if !graphs.is_empty() {
-        for item in records(&graphs, &tracemerge_sources::Options::default())? {
-            static_records.push(item?);
+        for item in inputs(&graphs, &tracemerge_sources::Options::default())? {
+            static_inputs.push(item?);
         }
     }
     let (tx, rx) = std::sync::mpsc::channel::<Record>();
@@ -28,7 +28,7 @@ pub fn watch(
         let mut options = Options::threads(1);
         options.changes = true;
         options.batch = 1;
-        let stream = static_records
+        let stream = static_inputs
             .into_iter()
             .chain(rx.into_iter().map(Input::from))
             .map(Ok::<_, std::convert::Infallible>);

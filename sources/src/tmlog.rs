@@ -154,6 +154,7 @@ fn check(record: &Record) -> Result<(), String> {
     Ok(())
 }
 
+/// A record's time is within what JSON times may say.
 fn check_time(time: u64) -> Result<(), String> {
     if time > MAX_TIME {
         return Err(format!(
@@ -163,6 +164,7 @@ fn check_time(time: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// An edge's or hit's count is between 1 and `i64::MAX`, as in JSON input.
 fn check_hits(hits: u64) -> Result<(), String> {
     if hits == 0 || hits > i64::MAX as u64 {
         return Err(format!(
