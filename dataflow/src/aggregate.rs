@@ -231,6 +231,16 @@ impl EdgeWindow {
         })
     }
 
+    /// What an evaluation compares before and after; the statistics only
+    /// if `with_stats` (they cost a look at both ends of `sightings`).
+    fn state(&self, with_stats: bool) -> EdgeState {
+        EdgeState {
+            live: !self.sightings.is_empty(),
+            quorum: self.quorum,
+            stats: if with_stats { self.stats() } else { None },
+        }
+    }
+
     /// Adds a sighting no earlier than every one before; whether it is at
     /// a new time (a new entry, which will expire on its own).
     fn add(&mut self, at: Time, hits: u64, source: Source, estimated: bool) -> bool {
@@ -292,6 +302,14 @@ impl EdgeWindow {
             _ => {}
         }
     }
+}
+
+/// What an evaluation compares of an edge before and after it.
+struct EdgeState {
+    live: bool,
+    quorum: bool,
+    /// Its statistics, when the evaluation reports their changes.
+    stats: Option<EdgeStats>,
 }
 
 impl Keyed for EdgeWindow {
@@ -356,6 +374,9 @@ pub struct Aggregator {
     /// The last evaluation's time; nothing may arrive at or before it.
     evaluated: Option<Time>,
     epoch: u64,
+    /// Whether evaluations say how edges' statistics change; without, only
+    /// [`Aggregator::snapshot`] and [`Aggregator::edge_stats`] give them.
+    running_stats: bool,
 }
 
 impl Aggregator {
@@ -376,7 +397,16 @@ impl Aggregator {
             due: VecDeque::new(),
             evaluated: None,
             epoch: 0,
+            running_stats: true,
         }
+    }
+
+    /// Evaluations no longer say how edges' statistics change, for a run
+    /// that wants them only at its end ([`Aggregator::edge_stats`]): at a
+    /// busy edge, most of an evaluation's work and most of its updates.
+    pub fn without_running_stats(mut self) -> Self {
+        self.running_stats = false;
+        self
     }
 
     /// Takes a sighting; it counts from the first evaluation at or after
@@ -427,7 +457,7 @@ impl Aggregator {
         self.epoch += 1;
         let epoch = self.epoch;
         // The edges touched, by id, with their statistics and quorum before.
-        let mut edges: Vec<(u32, Option<EdgeStats>, bool)> = Vec::new();
+        let mut edges: Vec<(u32, EdgeState)> = Vec::new();
         let mut newly_hit: Vec<Node> = Vec::new();
         let mut coverage: Vec<(Node, bool)> = Vec::new();
 
@@ -449,7 +479,7 @@ impl Aggregator {
                     let window = self.edges.get_mut(id);
                     if !window.touched {
                         window.touched = true;
-                        edges.push((id, window.stats(), window.quorum));
+                        edges.push((id, window.state(self.running_stats)));
                     }
                     if window.add(at, hits, source, estimated) {
                         self.due.push_back((at.saturating_add(ttl), Due::Edge(id)));
@@ -495,7 +525,7 @@ impl Aggregator {
                     let window = self.edges.get_mut(id);
                     if !window.touched {
                         window.touched = true;
-                        edges.push((id, window.stats(), window.quorum));
+                        edges.push((id, window.state(self.running_stats)));
                     }
                     window.expire_oldest();
                 }
@@ -519,34 +549,35 @@ impl Aggregator {
         }
 
         let mut liveness = Vec::new();
-        for (id, before, quorum_before) in edges {
+        for (id, before) in edges {
             let window = self.edges.get_mut(id);
             window.touched = false;
             window.expire_sources(now, ttl);
             let edge = window.key;
-            let after = window.stats();
-            window.quorum = match (self.quorum, &after) {
-                (Some((h, s)), Some(stats)) => stats.hits >= h && stats.sources >= s,
-                _ => false,
-            };
-            if before.is_some() != after.is_some() {
-                let diff = if after.is_some() { 1 } else { -1 };
+            let after = window.state(self.running_stats);
+            let live = !window.sightings.is_empty();
+            window.quorum = live
+                && self
+                    .quorum
+                    .is_some_and(|(h, s)| window.hits >= h && window.sources() >= s);
+            if before.live != live {
+                let diff = if live { 1 } else { -1 };
                 out.push(Update::LiveEdge(edge).at(now, diff));
                 liveness.push((edge, diff));
             }
-            if window.quorum != quorum_before {
+            if window.quorum != before.quorum {
                 let diff = if window.quorum { 1 } else { -1 };
                 out.push(Update::QuorumMet(edge).at(now, diff));
             }
-            if before != after {
-                if let Some(stats) = before {
+            if before.stats != after.stats {
+                if let Some(stats) = before.stats {
                     out.push(Update::EdgeStats(edge, stats).at(now, -1));
                 }
-                if let Some(stats) = after {
+                if let Some(stats) = after.stats {
                     out.push(Update::EdgeStats(edge, stats).at(now, 1));
                 }
             }
-            if after.is_none() {
+            if !live {
                 self.edges.remove(id);
             }
         }
@@ -590,21 +621,31 @@ impl Aggregator {
         }
     }
 
+    /// The statistics of every live edge as of the last evaluation, as
+    /// updates at `at`: what a sink that was told none of their changes
+    /// needs (see [`Aggregator::without_running_stats`]).
+    pub fn edge_stats(&self, at: Time, out: &mut Vec<Timed>) {
+        for window in self.edges.iter() {
+            if let Some(stats) = window.stats() {
+                out.push(Update::EdgeStats(window.key, stats).at(at, 1));
+            }
+        }
+    }
+
     /// Everything live as of the last evaluation, as updates at `at`: what
     /// a dataflow that was told nothing yet needs (see
     /// `Options::final_only`).
     pub fn snapshot(&self, at: Time, out: &mut Vec<Timed>) {
         for window in self.edges.iter() {
-            let Some(stats) = window.stats() else {
+            if window.sightings.is_empty() {
                 continue;
-            };
-            let edge = window.key;
-            out.push(Update::LiveEdge(edge).at(at, 1));
-            out.push(Update::EdgeStats(edge, stats).at(at, 1));
+            }
+            out.push(Update::LiveEdge(window.key).at(at, 1));
             if window.quorum {
-                out.push(Update::QuorumMet(edge).at(at, 1));
+                out.push(Update::QuorumMet(window.key).at(at, 1));
             }
         }
+        self.edge_stats(at, out);
         for &node in self.executed.keys() {
             out.push(Update::Executed(node).at(at, 1));
         }
@@ -912,16 +953,29 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(200))]
             /// At every evaluation, the statistics the aggregator has said
             /// (the sum of its `EdgeStats` updates) and its live edges are
-            /// those of the sightings in the window; slots are reused.
+            /// those of the sightings in the window; slots are reused. One
+            /// without running statistics says the same but for them, and
+            /// gives them whole when asked.
             #[test]
             fn statistics_equal_the_oracle_at_every_evaluation(
                 ttl in 1u64..30,
+                quorum in any::<bool>(),
                 steps in proptest::collection::vec(
                     (1u64..8, proptest::collection::vec((0u32..6, 0u64..8, 1u64..5, 0u32..4, any::<bool>()), 0..12)),
                     1..25,
                 ),
             ) {
-                let mut a = Aggregator::new(&config(ttl));
+                let config = Config {
+                    ttl,
+                    strategy: if quorum {
+                        tracemerge_records::Strategy::Quorum { hits: 4, sources: 2 }
+                    } else {
+                        tracemerge_records::Strategy::Union
+                    },
+                    ..Config::default()
+                };
+                let mut a = Aggregator::new(&config);
+                let mut quiet = Aggregator::new(&config).without_running_stats();
                 let mut taken = Vec::new();
                 let mut said: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
                 let mut live: BTreeMap<EdgeKey, isize> = BTreeMap::new();
@@ -932,6 +986,7 @@ mod tests {
                         let key = (k % 2, k, k + 1);
                         let at = now + 1 + dt;
                         a.add(Sighting::Edge { edge: key, at, hits, source, estimated });
+                        quiet.add(Sighting::Edge { edge: key, at, hits, source, estimated });
                         taken.push((key, at, hits, source, estimated));
                     }
                     now += advance;
@@ -939,6 +994,29 @@ mod tests {
                     // sightings wait for their time.
                     let mut out = Vec::new();
                     a.evaluate(now, &mut out);
+                    let mut quiet_out = Vec::new();
+                    quiet.evaluate(now, &mut quiet_out);
+                    let others = |out: &[Timed]| {
+                        let mut others: Vec<_> = out
+                            .iter()
+                            .filter(|t| !matches!(t.update, Update::EdgeStats(..)))
+                            .map(|t| (t.update.clone(), t.time, t.diff))
+                            .collect();
+                        others.sort();
+                        others
+                    };
+                    prop_assert!(quiet_out.iter().all(|t| !matches!(t.update, Update::EdgeStats(..))));
+                    prop_assert_eq!(others(&quiet_out), others(&out));
+                    let mut whole = Vec::new();
+                    quiet.edge_stats(now, &mut whole);
+                    let whole: BTreeMap<EdgeKey, EdgeStats> = whole
+                        .into_iter()
+                        .map(|t| match t.update {
+                            Update::EdgeStats(key, s) if t.diff == 1 && t.time == now => (key, s),
+                            other => panic!("not a statistic: {other:?}"),
+                        })
+                        .collect();
+                    prop_assert_eq!(&whole, &expected(&taken, now, ttl));
                     for t in out {
                         match t.update {
                             Update::EdgeStats(key, s) if t.diff > 0 => {

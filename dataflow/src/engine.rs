@@ -256,6 +256,9 @@ fn run_aggregator(
 ) {
     let _guard = FailOnPanic(shared.failed.clone());
     let mut aggregator = Aggregator::new(&shared.config);
+    if !shared.running_stats {
+        aggregator = aggregator.without_running_stats();
+    }
     // Watermark rounds whose aggregates are not final yet.
     let mut rounds: VecDeque<Time> = VecDeque::new();
     for msg in from_reader {
@@ -297,6 +300,8 @@ fn run_aggregator(
                 if shared.final_only {
                     evaluated.clear();
                     aggregator.snapshot(as_of, &mut evaluated);
+                } else if !shared.running_stats {
+                    aggregator.edge_stats(as_of, &mut evaluated);
                 }
                 hand_over(&mut evaluated, shared);
                 Msg::Finish { evaluated }
@@ -373,6 +378,7 @@ where
         rounds_in_flight: options.rounds_in_flight.max(1),
         profile: options.profile,
         final_only: options.final_only && !options.watermark_reports && !options.changes,
+        running_stats: options.watermark_reports || options.changes,
         events: on_event.clone(),
         failed: Arc::new(AtomicBool::new(false)),
         fault: Arc::new(Mutex::new(None)),
@@ -591,6 +597,9 @@ struct Shared {
     rounds_in_flight: usize,
     profile: bool,
     final_only: bool,
+    /// Whether the edges' statistics are wanted as they change (for
+    /// per-watermark reports or the change feed), or only at the end.
+    running_stats: bool,
     events: Events,
     /// Set when a worker panics. Its peers would otherwise wait forever for
     /// its progress; they stop instead, and the run fails.
