@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::lines::{Line, LineReader};
 use crate::{InputItem, Location, SourceError};
-use tracemerge_records::{Compactor, Input, Record, RecordError};
+use tracemerge_records::{Compactor, Input, RecordError};
 
 /// Lines per chunk of a file, and the bytes at which a chunk is sent early.
 pub(crate) const CHUNK_LINES: usize = 1024;
@@ -51,7 +51,12 @@ impl Chunk {
     /// looks up each distinct name once per chunk, not four per line.
     /// (`compactor` is the parser thread's, kept for the capacity of its
     /// table.)
-    fn parse(self, name: &Arc<str>, compactor: &mut Compactor) -> Vec<InputItem> {
+    fn parse(self, name: &str, compactor: &mut Compactor) -> Vec<InputItem> {
+        // The chunk's own copy of the file name, which every location
+        // holds: its count then moves between threads once a chunk, not
+        // at every line (this thread takes a count a line, the engine's
+        // reader drops it).
+        let name: Arc<str> = Arc::from(name);
         let mut items = Vec::with_capacity(self.lines.len() + 1);
         // The table's place; it is known once the chunk is parsed.
         items.push(Ok((
@@ -68,8 +73,8 @@ impl Chunk {
                 bytes,
             } => {
                 let location = Location::line(name.clone(), line, offset);
-                match parse_line(&self.buffer[bytes]) {
-                    Ok(record) => Ok((location, compactor.compact(record))),
+                match parse_line(&self.buffer[bytes], compactor) {
+                    Ok(input) => Ok((location, input)),
                     Err(message) => Err(SourceError::new(location, message)),
                 }
             }
@@ -102,7 +107,7 @@ impl NdjsonReader {
             bounded::<(Chunk, Sender<Vec<InputItem>>)>(parsers * AHEAD_PER_PARSER);
         let (ordered_tx, ordered) = bounded::<Parsed>(parsers * AHEAD_PER_PARSER);
         for _ in 0..parsers {
-            let (work, name) = (work_rx.clone(), Arc::<str>::from(name));
+            let (work, name) = (work_rx.clone(), name.to_string());
             thread::Builder::new()
                 .name("tracemerge-parse".into())
                 .spawn(move || {
@@ -198,8 +203,9 @@ fn read_chunks(
     }
 }
 
-/// Parses one line; `Err` carries the message.
-pub(crate) fn parse_line(bytes: &[u8]) -> Result<Record, String> {
+/// Parses one line into the compact form of `compactor`'s chunk; `Err`
+/// carries the message.
+fn parse_line(bytes: &[u8], compactor: &mut Compactor) -> Result<Input, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         format!(
             "line is not valid UTF-8 (byte {} of the line)",
@@ -207,7 +213,7 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Record, String> {
         )
     })?;
     // A line is one line of JSON: its column says where.
-    Record::from_json(text).map_err(|e| match e {
+    compactor.compact_json(text).map_err(|e| match e {
         RecordError::Json { what, line, column } if line > 0 => format!("{what} (column {column})"),
         other => other.to_string(),
     })

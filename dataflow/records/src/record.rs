@@ -1,5 +1,6 @@
 //! Records of the input stream (`tracemerge.stream.v1`, DESIGN.md §3).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -236,18 +237,18 @@ impl Record {
         // struct, without serde's buffering of an internally tagged enum
         // (about twice as fast). Anything else, or any error, takes the
         // general path, which also gives the error messages.
-        let record = match serde_json::from_str::<EdgeLine>(line) {
-            Ok(e) => Record::Edge(EdgeObservation {
-                artifact: e.artifact,
-                caller: e.caller,
-                callee: e.callee,
+        let record = match EdgeLine::parse(line) {
+            Some(e) => Record::Edge(EdgeObservation {
+                artifact: e.artifact.into_owned(),
+                caller: e.caller.into_owned(),
+                callee: e.callee.into_owned(),
                 at: e.at,
                 hits: e.hits,
-                source: e.source,
+                source: e.source.into_owned(),
                 event_id: e.event_id,
                 estimated: e.estimated,
             }),
-            Err(_) => serde_json::from_str(line)?,
+            None => serde_json::from_str(line)?,
         };
         record.validate()?;
         Ok(record)
@@ -294,24 +295,36 @@ impl GraphSnapshot {
 }
 
 /// An `edge` line, read directly (see [`Record::from_json`]): the fields
-/// of [`EdgeObservation`] with the same rules, and the tag.
+/// of [`EdgeObservation`] with the same rules, and the tag. Names are
+/// borrowed from the line unless they hold escapes.
 #[derive(Deserialize)]
-struct EdgeLine {
+pub(crate) struct EdgeLine<'a> {
     #[serde(rename = "type")]
     _type: EdgeTag,
-    artifact: String,
-    caller: String,
-    callee: String,
+    #[serde(borrow)]
+    pub artifact: Cow<'a, str>,
+    #[serde(borrow)]
+    pub caller: Cow<'a, str>,
+    #[serde(borrow)]
+    pub callee: Cow<'a, str>,
     #[serde(deserialize_with = "de_time")]
-    at: Time,
+    pub at: Time,
     #[serde(default = "one", deserialize_with = "de_hits")]
-    hits: u64,
+    pub hits: u64,
+    #[serde(default, borrow)]
+    pub source: Cow<'a, str>,
     #[serde(default)]
-    source: String,
+    pub event_id: Option<String>,
     #[serde(default)]
-    event_id: Option<String>,
-    #[serde(default)]
-    estimated: bool,
+    pub estimated: bool,
+}
+
+impl<'a> EdgeLine<'a> {
+    /// `line` as an `edge` record; `None` if it is anything else or not
+    /// valid, which the general path then says why.
+    pub(crate) fn parse(line: &'a str) -> Option<Self> {
+        serde_json::from_str(line).ok()
+    }
 }
 
 #[derive(Deserialize)]

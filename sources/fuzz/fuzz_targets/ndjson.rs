@@ -1,5 +1,6 @@
 //! Fuzz target: the tracemerge NDJSON stream (`tracemerge.stream.v1`):
-//! each line through `Record::from_json`, and the whole input through the
+//! each line through `Record::from_json` and through the parsers' compact
+//! form (`Compactor::compact_json`, which must agree), and the whole input through the
 //! NDJSON reader (line splitting, over-long lines, locations) with a line
 //! limit set by the input's length. (Format detection is fuzzed by the
 //! `stella_callgraph` target: the NDJSON reader's threads make this target
@@ -7,12 +8,21 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracemerge_records::Record;
+use tracemerge_records::{Compactor, Expander, Record};
 use tracemerge_sources::{from_reader_as, Format, Options};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         for line in text.lines() {
+            let mut compactor = Compactor::new();
+            let compact = compactor.compact_json(line);
+            let mut expander = Expander::new();
+            expander.expand(compactor.names());
+            match (compact, Record::from_json(line)) {
+                (Ok(input), Ok(record)) => assert_eq!(expander.expand(input), Some(record)),
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("the compact form gives {a:?} where the record gives {b:?}"),
+            }
             if let Ok(record) = Record::from_json(line) {
                 // What is accepted is valid, and survives its own JSON.
                 record.validate().expect("accepted records are valid");
