@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use differential_dataflow::trace::ExertionLogic;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange as ExchangePact;
@@ -115,6 +115,10 @@ impl Options {
         }
     }
 }
+
+/// How long a worker waits for more input while unwatched rounds gather
+/// before it steps the dataflow anyway.
+const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// Merge effort an idle arrangement spends per scheduling, in updates.
 const IDLE_MERGE_EFFORT: usize = 1000;
@@ -256,7 +260,7 @@ fn run_aggregator(
 ) {
     let _guard = FailOnPanic(shared.failed.clone());
     let mut aggregator = Aggregator::new(&shared.config);
-    if !shared.running_stats {
+    if !shared.watched {
         aggregator = aggregator.without_running_stats();
     }
     // Watermark rounds whose aggregates are not final yet.
@@ -300,7 +304,7 @@ fn run_aggregator(
                 if shared.final_only {
                     evaluated.clear();
                     aggregator.snapshot(as_of, &mut evaluated);
-                } else if !shared.running_stats {
+                } else if !shared.watched {
                     aggregator.edge_stats(as_of, &mut evaluated);
                 }
                 hand_over(&mut evaluated, shared);
@@ -378,7 +382,7 @@ where
         rounds_in_flight: options.rounds_in_flight.max(1),
         profile: options.profile,
         final_only: options.final_only && !options.watermark_reports && !options.changes,
-        running_stats: options.watermark_reports || options.changes,
+        watched: options.watermark_reports || options.changes,
         events: on_event.clone(),
         failed: Arc::new(AtomicBool::new(false)),
         fault: Arc::new(Mutex::new(None)),
@@ -597,9 +601,11 @@ struct Shared {
     rounds_in_flight: usize,
     profile: bool,
     final_only: bool,
-    /// Whether the edges' statistics are wanted as they change (for
-    /// per-watermark reports or the change feed), or only at the end.
-    running_stats: bool,
+    /// Whether anything of a round is seen as it completes: per-watermark
+    /// reports or the change feed. If not, the aggregators give the edges'
+    /// statistics once, at the end, and a worker lets a few rounds gather
+    /// before it steps the dataflow.
+    watched: bool,
     events: Events,
     /// Set when a worker panics. Its peers would otherwise wait forever for
     /// its progress; they stop instead, and the run fails.
@@ -706,7 +712,22 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
         let mut received = 0;
         loop {
-            match rx.try_recv() {
+            // Unwatched rounds gather (up to the lag allowed) while more
+            // input follows soon: one pass over the dataflow's operators,
+            // about a millisecond whatever changed, then serves them all.
+            let gather = !shared.watched
+                && !in_flight.is_empty()
+                && in_flight.len() < shared.rounds_in_flight;
+            let next = match rx.try_recv() {
+                Err(TryRecvError::Empty) if gather => {
+                    rx.recv_timeout(GATHER_WAIT).map_err(|e| match e {
+                        RecvTimeoutError::Timeout => TryRecvError::Empty,
+                        RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                    })
+                }
+                next => next,
+            };
+            match next {
                 Ok(Msg::Updates(batch)) => {
                     for t in batch {
                         inputs.apply(t);
