@@ -188,12 +188,10 @@ struct EdgeWindow {
     /// Hits per distinct sighting time, oldest first, and whether a
     /// sighting at that time was an estimate.
     sightings: Few<(Time, u64, bool)>,
-    /// With two sources or more, the last sighting time of each source,
-    /// by source. With one (`source`), its last sighting is the newest of
-    /// `sightings`, which it made all of.
-    /// (Boxed on purpose: 8 bytes in the slot instead of 24.)
-    #[allow(clippy::box_collection)]
-    sources: Option<Box<Vec<(Source, Time)>>>,
+    /// With two sources or more, their last sightings. With one
+    /// (`source`), its last sighting is the newest of `sightings`, which
+    /// it made all of. (Boxed: 8 bytes in the slot.)
+    sources: Option<Box<Sources>>,
     /// How many of `sightings` are estimates.
     estimated: u32,
     /// Whether the quorum was met at the last evaluation.
@@ -213,7 +211,7 @@ impl EdgeWindow {
     /// The number of distinct live sources.
     fn sources(&self) -> u64 {
         match (&self.sources, self.sightings.is_empty()) {
-            (Some(sources), _) => sources.len() as u64,
+            (Some(sources), _) => sources.last.len() as u64,
             (None, true) => 0,
             (None, false) => 1,
         }
@@ -263,16 +261,19 @@ impl EdgeWindow {
         };
         self.hits = self.hits.saturating_add(hits);
         match (&mut self.sources, newest) {
-            (Some(sources), _) => match sources.binary_search_by_key(&source, |(s, _)| *s) {
-                Ok(i) => sources[i].1 = sources[i].1.max(at),
-                Err(i) => sources.insert(i, (source, at)),
+            (Some(sources), _) => match sources.last.binary_search_by_key(&source, |(s, _)| *s) {
+                Ok(i) => sources.last[i].1 = sources.last[i].1.max(at),
+                Err(i) => sources.last.insert(i, (source, at)),
             },
             (None, None) => self.source = source,
             (None, Some(_)) if self.source == source => {}
             (None, Some(newest)) => {
-                let mut sources = vec![(self.source, newest), (source, at)];
-                sources.sort_unstable_by_key(|(s, _)| *s);
-                self.sources = Some(Box::new(sources));
+                let mut last = vec![(self.source, newest), (source, at)];
+                last.sort_unstable_by_key(|(s, _)| *s);
+                self.sources = Some(Box::new(Sources {
+                    last,
+                    oldest: newest.min(at),
+                }));
             }
         }
         new_time
@@ -292,16 +293,31 @@ impl EdgeWindow {
         let Some(sources) = self.sources.as_mut() else {
             return;
         };
-        sources.retain(|(_, at)| at.saturating_add(ttl) > now);
-        match sources.len() {
+        if sources.oldest.saturating_add(ttl) > now {
+            return;
+        }
+        sources.last.retain(|(_, at)| at.saturating_add(ttl) > now);
+        sources.oldest = sources.last.iter().map(|(_, at)| *at).min().unwrap_or(now);
+        match sources.last.len() {
             0 => self.sources = None,
             1 => {
-                self.source = sources[0].0;
+                self.source = sources.last[0].0;
                 self.sources = None;
             }
             _ => {}
         }
     }
+}
+
+/// The last sighting time of each of an edge's sources, by source.
+#[derive(Clone, Debug, Default)]
+struct Sources {
+    last: Vec<(Source, Time)>,
+    /// No later than the oldest of `last`. Sightings come in time order, so
+    /// a source's last sighting only moves later and a new source comes
+    /// last: this goes stale only on the early side, and the list needs a
+    /// look for expired sources only once this has expired.
+    oldest: Time,
 }
 
 /// What an evaluation compares of an edge before and after it.

@@ -254,6 +254,7 @@ struct Outbox {
 /// dataflow waits for the end.
 fn run_aggregator(
     from_reader: Receiver<ToAggregator>,
+    emptied: Sender<Vec<Sighting>>,
     to_worker: Sender<Msg>,
     wake: impl Fn(),
     shared: &Shared,
@@ -268,10 +269,14 @@ fn run_aggregator(
     for msg in from_reader {
         let mut evaluated = Vec::new();
         let msg = match msg {
-            ToAggregator::Sightings(batch) => {
-                for sighting in batch {
+            ToAggregator::Sightings(mut batch) => {
+                for sighting in batch.drain(..) {
                     aggregator.add(sighting);
                 }
+                // Back to the reader to fill again (or dropped, if it has
+                // enough): a batch grown anew each time faults in fresh
+                // pages, which the kernel zeroes.
+                let _ = emptied.try_send(batch);
                 continue;
             }
             ToAggregator::Advance { round, frontier } => {
@@ -406,14 +411,16 @@ where
     .map_err(RunError::Engine)?;
 
     let mut to_aggregators: Vec<Sender<ToAggregator>> = Vec::with_capacity(threads);
+    let (emptied, refill) = bounded::<Vec<Sighting>>(4 * threads);
     let mut aggregators = Vec::with_capacity(threads);
     for (local, to_worker) in senders.iter().enumerate() {
         let (tx, rx) = bounded(64);
         to_aggregators.push(tx);
         let (to_worker, wake, shared) = (to_worker.clone(), wake.clone(), for_aggregators.clone());
+        let emptied = emptied.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tracemerge-aggregator-{local}"))
-            .spawn(move || run_aggregator(rx, to_worker, || wake.worker(local), &shared));
+            .spawn(move || run_aggregator(rx, emptied, to_worker, || wake.worker(local), &shared));
         match spawned {
             Ok(handle) => aggregators.push(handle),
             Err(e) => {
@@ -455,7 +462,8 @@ where
                 wake.worker(local);
             }
             if !outbox.sightings.is_empty() {
-                let sightings = std::mem::take(&mut outbox.sightings);
+                let empty = refill.try_recv().unwrap_or_default();
+                let sightings = std::mem::replace(&mut outbox.sightings, empty);
                 let _ = to_aggregators[local].send(ToAggregator::Sightings(sightings));
             }
         }
