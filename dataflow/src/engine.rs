@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::trace::ExertionLogic;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange as ExchangePact;
@@ -115,10 +115,6 @@ impl Options {
         }
     }
 }
-
-/// How long a worker waits for more input while unwatched rounds gather
-/// before it steps the dataflow anyway.
-const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// Merge effort an idle arrangement spends per scheduling, in updates.
 const IDLE_MERGE_EFFORT: usize = 1000;
@@ -609,10 +605,9 @@ struct Shared {
     rounds_in_flight: usize,
     profile: bool,
     final_only: bool,
-    /// Whether anything of a round is seen as it completes: per-watermark
-    /// reports or the change feed. If not, the aggregators give the edges'
-    /// statistics once, at the end, and a worker lets a few rounds gather
-    /// before it steps the dataflow.
+    /// Whether the edges' statistics are seen as they change: in
+    /// per-watermark reports or the change feed. If not, the aggregators
+    /// give them once, at the end.
     watched: bool,
     events: Events,
     /// Set when a worker panics. Its peers would otherwise wait forever for
@@ -720,22 +715,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         }
         let mut received = 0;
         loop {
-            // Unwatched rounds gather (up to the lag allowed) while more
-            // input follows soon: one pass over the dataflow's operators,
-            // about a millisecond whatever changed, then serves them all.
-            let gather = !shared.watched
-                && !in_flight.is_empty()
-                && in_flight.len() < shared.rounds_in_flight;
-            let next = match rx.try_recv() {
-                Err(TryRecvError::Empty) if gather => {
-                    rx.recv_timeout(GATHER_WAIT).map_err(|e| match e {
-                        RecvTimeoutError::Timeout => TryRecvError::Empty,
-                        RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-                    })
-                }
-                next => next,
-            };
-            match next {
+            match rx.try_recv() {
                 Ok(Msg::Updates(batch)) => {
                     for t in batch {
                         inputs.apply(t);
