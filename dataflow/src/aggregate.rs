@@ -472,7 +472,7 @@ impl Aggregator {
         self.evaluated = Some(now);
         self.epoch += 1;
         let epoch = self.epoch;
-        // The edges touched, by id, with their statistics and quorum before.
+        // The edges touched, by id, with their state before.
         let mut edges: Vec<(u32, EdgeState)> = Vec::new();
         let mut newly_hit: Vec<Node> = Vec::new();
         let mut coverage: Vec<(Node, bool)> = Vec::new();
@@ -570,19 +570,18 @@ impl Aggregator {
             window.touched = false;
             window.expire_sources(now, ttl);
             let edge = window.key;
-            let after = window.state(self.running_stats);
-            let live = !window.sightings.is_empty();
-            window.quorum = live
+            window.quorum = !window.sightings.is_empty()
                 && self
                     .quorum
                     .is_some_and(|(h, s)| window.hits >= h && window.sources() >= s);
-            if before.live != live {
-                let diff = if live { 1 } else { -1 };
+            let after = window.state(self.running_stats);
+            if before.live != after.live {
+                let diff = if after.live { 1 } else { -1 };
                 out.push(Update::LiveEdge(edge).at(now, diff));
                 liveness.push((edge, diff));
             }
-            if window.quorum != before.quorum {
-                let diff = if window.quorum { 1 } else { -1 };
+            if before.quorum != after.quorum {
+                let diff = if after.quorum { 1 } else { -1 };
                 out.push(Update::QuorumMet(edge).at(now, diff));
             }
             if before.stats != after.stats {
@@ -593,7 +592,7 @@ impl Aggregator {
                     out.push(Update::EdgeStats(edge, stats).at(now, 1));
                 }
             }
-            if !live {
+            if !after.live {
                 self.edges.remove(id);
             }
         }
