@@ -182,7 +182,7 @@ impl Compactor {
     /// (most lines of a stream are edges, most of their names repeats).
     pub fn compact_json(&mut self, line: &str) -> Result<Input, RecordError> {
         let Some(e) = EdgeLine::parse(line) else {
-            return Record::from_json(line).map(|record| self.compact(record));
+            return Record::from_json_general(line).map(|record| self.compact(record));
         };
         Ok(Input::Sighting(IndexedSighting {
             artifact: self.name_of(&e.artifact),

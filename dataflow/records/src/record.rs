@@ -248,8 +248,16 @@ impl Record {
                 event_id: e.event_id,
                 estimated: e.estimated,
             }),
-            None => serde_json::from_str(line)?,
+            None => return Record::from_json_general(line),
         };
+        record.validate()?;
+        Ok(record)
+    }
+
+    /// [`Record::from_json`] without the `edge` fast path, for a line
+    /// already found not to be a valid `edge` line.
+    pub(crate) fn from_json_general(line: &str) -> Result<Record, RecordError> {
+        let record: Record = serde_json::from_str(line)?;
         record.validate()?;
         Ok(record)
     }
