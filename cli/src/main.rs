@@ -18,7 +18,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // The dataflow allocates and frees small keys at a high rate; mimalloc
-// handles that pattern markedly better than the system allocator.
+// handles that pattern markedly better than the system allocator. Built
+// without transparent huge pages (`no_thp`): mimalloc would ask for them,
+// and then a page it had handed back and took again cost the kernel 2 MiB
+// of zeroing instead of 4 KiB (bench/README, session 15).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -205,5 +208,50 @@ fn main() -> ExitCode {
             eprintln!("tracemerge: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `AnonHugePages` of the mapping of this process that holds
+    /// `address`, in KiB.
+    fn huge_pages_kib_at(address: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((start, end)) = range.split_once('-') {
+                    if let (Ok(start), Ok(end)) = (
+                        usize::from_str_radix(start, 16),
+                        usize::from_str_radix(end, 16),
+                    ) {
+                        inside = (start..end).contains(&address);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(kib) = line.strip_prefix("AnonHugePages:") {
+                    return kib.trim().trim_end_matches("kB").trim().parse().ok();
+                }
+            }
+        }
+        None
+    }
+
+    /// Where the kernel gives transparent huge pages only on request, the
+    /// heap asks for none (mimalloc's `no_thp`).
+    #[test]
+    fn the_heap_takes_no_huge_pages() {
+        let test = "the_heap_takes_no_huge_pages";
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if !mode.as_deref().is_ok_and(|m| m.contains("[madvise]")) {
+            return tracemerge_skip::skip(test, "transparent huge pages are not in madvise mode");
+        }
+        // Whole 2 MiB pages, touched so that they are backed.
+        let heap = vec![1u8; 64 << 20];
+        let kib = huge_pages_kib_at(heap.as_ptr() as usize).expect("the heap's mapping");
+        assert_eq!(kib, 0, "{kib} KiB of the heap in huge pages");
+        drop(std::hint::black_box(heap));
     }
 }
