@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Resolution, State, Strategy, Time};
 
-use crate::complete::per_artifact_at_complete_times;
+use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
 use crate::model::{Artifact, ConflictIds, Symbol};
 use crate::verdict::{resolve, Quarantine};
 
@@ -206,10 +206,11 @@ impl ArtifactMemberships {
     }
 
     /// The artifact-level rules: `no_static_snapshot`, and whether it has
-    /// an executed symbol.
-    fn derive(&self, out: &mut Vec<Derived>) {
-        if self.executed > 0 {
-            if self.snapshots <= 0 {
+    /// an executed symbol, given how many symbols are executed and the
+    /// count of snapshots.
+    fn derive_artifact((executed, snapshots): (usize, isize), out: &mut Vec<Derived>) {
+        if executed > 0 {
+            if snapshots <= 0 {
                 out.push(Derived::Conflict(ConflictIds::NoStaticSnapshot));
             }
             out.push(Derived::Executed);
@@ -276,7 +277,7 @@ impl ArtifactMemberships {
             (edge, counts, self.ends_are_nodes(edge))
         }));
 
-        self.derive(before);
+        let artifact_before = (self.executed, self.snapshots);
         let snapshot_before = self.snapshots > 0;
         self.snapshots += snapshots;
         let snapshot_after = self.snapshots > 0;
@@ -302,8 +303,11 @@ impl ArtifactMemberships {
             }
             old.derive(symbol, snapshot_before, before);
             new.derive(symbol, snapshot_after, after);
+            difference(before, after, out);
         }
-        self.derive(after);
+        Self::derive_artifact(artifact_before, before);
+        Self::derive_artifact((self.executed, self.snapshots), after);
+        difference(before, after, out);
 
         for (edge, old, old_nodes) in edges_before.drain(..) {
             let new = EdgeCounts(add(old.0, edge_deltas[&edge].0));
@@ -314,48 +318,32 @@ impl ArtifactMemberships {
             }
             old.derive(edge, old_nodes, resolver, before);
             new.derive(edge, self.ends_are_nodes(edge), resolver, after);
+            difference(before, after, out);
         }
         keep_for_next_time(symbol_deltas, symbols_used);
         keep_for_next_time(edge_deltas, edges_used);
-        difference(before, after, out);
         self.scratch = scratch;
     }
 }
 
-/// Empties a scratch table that held `used` entries this time. Emptying a
-/// hash table costs its capacity, not its length, so one that a large time
-/// grew (a snapshot's load) is dropped once a time uses a small share of it,
-/// instead of being swept at every later, smaller time.
-fn keep_for_next_time<K, V>(table: &mut FxHashMap<K, V>, used: usize) {
-    if table.capacity() > 8 * used.max(64) {
-        *table = FxHashMap::default();
-    } else {
-        table.clear();
-    }
-}
-
 /// Pushes what `after` has and `before` lacks (diff 1), and the reverse
-/// (diff -1), onto `out`; leaves both empty.
+/// (diff -1), onto `out`; leaves both empty. Both hold what one key (a
+/// symbol, an edge, the artifact) derives, a few items, and no two keys
+/// derive the same item, so comparing key by key needs no sort.
 fn difference(
     before: &mut Vec<Derived>,
     after: &mut Vec<Derived>,
     out: &mut Vec<(Derived, isize)>,
 ) {
-    before.sort_unstable();
-    after.sort_unstable();
-    let (mut b, mut a) = (before.drain(..).peekable(), after.drain(..).peekable());
-    loop {
-        match (b.peek(), a.peek()) {
-            (Some(x), Some(y)) if x == y => {
-                b.next();
-                a.next();
+    for item in before.drain(..) {
+        match after.iter().position(|a| *a == item) {
+            Some(i) => {
+                after.swap_remove(i);
             }
-            (Some(x), Some(y)) if x < y => out.push((b.next().expect("peeked"), -1)),
-            (Some(_), Some(_)) | (None, Some(_)) => out.push((a.next().expect("peeked"), 1)),
-            (Some(_), None) => out.push((b.next().expect("peeked"), -1)),
-            (None, None) => break,
+            None => out.push((item, -1)),
         }
     }
+    out.extend(after.drain(..).map(|item| (item, 1)));
 }
 
 /// Every observed edge with its place in the snapshot, the runtime edges

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 use tracemerge_records::{Hop, Time};
 
-use crate::complete::per_artifact_at_complete_times;
+use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
 use crate::model::{Artifact, Node, Symbol};
 use crate::shortest_paths::ShortestPaths;
 use crate::symbols::{name_prefix, Names};
@@ -122,6 +122,9 @@ struct ArtifactGraph {
     effective: ShortestPaths<Symbol>,
     /// The witness paths last reported, by target.
     paths: FxHashMap<Symbol, WitnessPath>,
+    /// One time's net change per edge, kept between times with its
+    /// capacity.
+    edge_deltas: FxHashMap<(Symbol, Symbol), RoleCounts>,
 }
 
 /// Whether an edge with these role counts is effective, and its hop label.
@@ -175,6 +178,7 @@ impl ArtifactGraph {
             runtime: ShortestPaths::new(),
             effective: ShortestPaths::new(),
             paths: FxHashMap::default(),
+            edge_deltas: FxHashMap::default(),
         }
     }
 
@@ -188,7 +192,7 @@ impl ArtifactGraph {
         items: &mut Vec<(ClosureItem, isize)>,
     ) {
         // Net change per edge role, entrypoint and target.
-        let mut edges: FxHashMap<(Symbol, Symbol), RoleCounts> = FxHashMap::default();
+        let mut edges = std::mem::take(&mut self.edge_deltas);
         let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
         let mut targets: FxHashMap<Symbol, isize> = FxHashMap::default();
         for (change, diff) in batch {
@@ -204,7 +208,8 @@ impl ArtifactGraph {
         let (mut effective_added, mut effective_removed) = (Vec::new(), Vec::new());
         let (mut runtime_added, mut runtime_removed) = (Vec::new(), Vec::new());
         let mut relabelled = Vec::new();
-        for (edge, delta) in edges {
+        let edges_used = edges.len();
+        for (edge, delta) in edges.drain() {
             let entry = self.roles.entry(edge).or_default();
             let before = *entry;
             for (count, d) in entry.iter_mut().zip(delta) {
@@ -229,6 +234,8 @@ impl ArtifactGraph {
                 None => {}
             }
         }
+        keep_for_next_time(&mut edges, edges_used);
+        self.edge_deltas = edges;
         // New nodes get their dense ids in the order of their edges: in id
         // order (the snapshot's order, where most edges join nearby
         // functions) a BFS visits memory in order; in the hash map's order

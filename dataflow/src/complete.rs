@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -79,4 +81,16 @@ where
             }
         })
         .as_collection()
+}
+
+/// Empties a scratch table that held `used` entries this time. Emptying a
+/// hash table costs its capacity, not its length, so one that a large time
+/// grew (a snapshot's load) is dropped once a time uses a small share of it,
+/// instead of being swept at every later, smaller time.
+pub(crate) fn keep_for_next_time<K, V>(table: &mut FxHashMap<K, V>, used: usize) {
+    if table.capacity() > 8 * used.max(64) {
+        *table = FxHashMap::default();
+    } else {
+        table.clear();
+    }
 }
