@@ -636,15 +636,16 @@ impl Aggregator {
         }
     }
 
-    /// The statistics of every live edge as of the last evaluation, as
-    /// updates at `at`: what a sink that was told none of their changes
-    /// needs (see [`Aggregator::without_running_stats`]).
-    pub fn edge_stats(&self, at: Time, out: &mut Vec<Timed>) {
-        for window in self.edges.iter() {
-            if let Some(stats) = window.stats() {
-                out.push(Update::EdgeStats(window.key, stats).at(at, 1));
-            }
-        }
+    /// The statistics of every live edge as of the last evaluation: what
+    /// a sink that was told none of their changes needs (see
+    /// [`Aggregator::without_running_stats`]).
+    pub fn edge_stats(&self) -> impl Iterator<Item = (EdgeKey, EdgeStats)> + '_ {
+        (self.edges.iter()).filter_map(|window| Some((window.key, window.stats()?)))
+    }
+
+    /// How many observed edges are live, at most (the keys held).
+    pub fn live_edges(&self) -> usize {
+        self.edges.len()
     }
 
     /// Everything live as of the last evaluation, as updates at `at`: what
@@ -660,7 +661,9 @@ impl Aggregator {
                 out.push(Update::QuorumMet(window.key).at(at, 1));
             }
         }
-        self.edge_stats(at, out);
+        out.extend(
+            (self.edge_stats()).map(|(edge, stats)| Update::EdgeStats(edge, stats).at(at, 1)),
+        );
         for &node in self.executed.keys() {
             out.push(Update::Executed(node).at(at, 1));
         }
@@ -1022,15 +1025,8 @@ mod tests {
                     };
                     prop_assert!(quiet_out.iter().all(|t| !matches!(t.update, Update::EdgeStats(..))));
                     prop_assert_eq!(others(&quiet_out), others(&out));
-                    let mut whole = Vec::new();
-                    quiet.edge_stats(now, &mut whole);
-                    let whole: BTreeMap<EdgeKey, EdgeStats> = whole
-                        .into_iter()
-                        .map(|t| match t.update {
-                            Update::EdgeStats(key, s) if t.diff == 1 && t.time == now => (key, s),
-                            other => panic!("not a statistic: {other:?}"),
-                        })
-                        .collect();
+                    let whole: BTreeMap<EdgeKey, EdgeStats> = quiet.edge_stats().collect();
+                    prop_assert_eq!(whole.len(), quiet.edge_stats().count());
                     prop_assert_eq!(&whole, &expected(&taken, now, ttl));
                     for t in out {
                         match t.update {

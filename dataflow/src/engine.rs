@@ -37,7 +37,7 @@ use tracemerge_records::{Change, Config, Record, Report, Stats, Time};
 use crate::aggregate::{Aggregator, Sighting};
 use crate::ingest::{Ingest, Ingestible, Outcome, Released};
 use crate::merge::{build, Inputs};
-use crate::model::{Output, Timed};
+use crate::model::{Output, Timed, Update};
 use crate::sink::{consolidate, panic_message, Pending, Sink, SinkThread, StatsToSink};
 use crate::symbols::Names;
 use crate::verdict::Quarantine;
@@ -306,7 +306,15 @@ fn run_aggregator(
                     evaluated.clear();
                     aggregator.snapshot(as_of, &mut evaluated);
                 } else if !shared.watched {
-                    aggregator.edge_stats(as_of, &mut evaluated);
+                    let stats = aggregator.edge_stats();
+                    match &shared.stats_to_sink {
+                        // In one process, straight to the sink in its own
+                        // form: no list of updates to convert (at a million
+                        // live edges, two copies of ~70 MB each).
+                        Some(sink) => sink.put(as_of, aggregator.live_edges(), stats),
+                        None => evaluated
+                            .extend(stats.map(|(edge, s)| Update::EdgeStats(edge, s).at(as_of, 1))),
+                    }
                 }
                 hand_over(&mut evaluated, shared);
                 Msg::Finish { evaluated }

@@ -22,6 +22,7 @@ use crate::engine::{Event, Events, Fault};
 use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
 use crate::symbols::{name_prefix, Names};
+use crate::window::EdgeStats;
 
 /// Output updates by time.
 pub(crate) type ByTime = BTreeMap<Time, Vec<(Output, i64)>>;
@@ -74,6 +75,33 @@ impl StatsToSink {
             false
         });
         hand_over(run);
+    }
+
+    /// Adds the statistics of edges that had none, at `time`; `len` is
+    /// how many there are at most.
+    pub(crate) fn put(
+        &self,
+        time: Time,
+        len: usize,
+        stats: impl Iterator<Item = (EdgeKey, EdgeStats)>,
+    ) {
+        let mut items = Vec::with_capacity(len);
+        items.extend(stats.map(|((artifact, caller, callee), stats)| {
+            let stats = Output::EdgeStats {
+                artifact,
+                caller,
+                callee,
+                stats,
+            };
+            (stats, 1)
+        }));
+        let mut by_time = self.0.lock().expect("statistics");
+        let at_time = by_time.entry(time).or_default();
+        if at_time.is_empty() {
+            *at_time = items;
+        } else {
+            at_time.append(&mut items);
+        }
     }
 
     /// Takes the statistics of times before `frontier` (all: `None`).

@@ -49,7 +49,6 @@ impl<T> Default for Slab<T> {
 
 impl<T: Keyed> Slab<T> {
     /// The number of keys held.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
