@@ -48,13 +48,8 @@ impl StatsToSink {
         // Updates come in runs of one time (an evaluation's).
         let mut run: Option<(Time, Vec<(Output, i64)>)> = None;
         let mut hand_over = |run: Option<(Time, Vec<(Output, i64)>)>| {
-            if let Some((time, mut stats)) = run {
-                let at_time = by_time.entry(time).or_default();
-                if at_time.is_empty() {
-                    *at_time = stats;
-                } else {
-                    at_time.append(&mut stats);
-                }
+            if let Some((time, stats)) = run {
+                append_at(&mut by_time, time, stats);
             }
         };
         updates.retain(|t| {
@@ -95,18 +90,23 @@ impl StatsToSink {
             };
             (stats, 1)
         }));
-        let mut by_time = self.0.lock().expect("statistics");
-        let at_time = by_time.entry(time).or_default();
-        if at_time.is_empty() {
-            *at_time = items;
-        } else {
-            at_time.append(&mut items);
-        }
+        append_at(&mut self.0.lock().expect("statistics"), time, items);
     }
 
     /// Takes the statistics of times before `frontier` (all: `None`).
     fn take_final(&self, frontier: Option<Time>) -> ByTime {
         take_before(&mut self.0.lock().expect("statistics"), frontier)
+    }
+}
+
+/// Adds `items` to those of `time` (taking the vector itself if the time
+/// has none yet).
+fn append_at(by_time: &mut ByTime, time: Time, mut items: Vec<(Output, i64)>) {
+    let at_time = by_time.entry(time).or_default();
+    if at_time.is_empty() {
+        *at_time = items;
+    } else {
+        at_time.append(&mut items);
     }
 }
 
