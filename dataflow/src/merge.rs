@@ -322,12 +322,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     });
     let stats = evidence
         .edge_stats
-        .map(|((artifact, caller, callee), stats)| Output::EdgeStats {
-            artifact,
-            caller,
-            callee,
-            stats,
-        });
+        .map(|(edge, stats)| Output::edge_stats(edge, stats));
     items
         .concat(stats)
         .concat(reach)

@@ -113,6 +113,16 @@ pub enum ConflictIds {
 }
 
 impl Output {
+    /// The statistics of the observed edge `key`.
+    pub fn edge_stats((artifact, caller, callee): EdgeKey, stats: EdgeStats) -> Self {
+        Output::EdgeStats {
+            artifact,
+            caller,
+            callee,
+            stats,
+        }
+    }
+
     /// The observed edge this output is a part of: its liveness and
     /// place in the snapshot, its statistics, or its conflict.
     pub fn edge_part(&self) -> Option<EdgeKey> {

@@ -53,15 +53,10 @@ impl StatsToSink {
             }
         };
         updates.retain(|t| {
-            let Update::EdgeStats((artifact, caller, callee), stats) = t.update else {
+            let Update::EdgeStats(edge, stats) = t.update else {
                 return true;
             };
-            let stats = Output::EdgeStats {
-                artifact,
-                caller,
-                callee,
-                stats,
-            };
+            let stats = Output::edge_stats(edge, stats);
             if run.as_ref().is_none_or(|(time, _)| *time != t.time) {
                 hand_over(run.replace((t.time, Vec::new())));
             }
@@ -81,15 +76,7 @@ impl StatsToSink {
         stats: impl Iterator<Item = (EdgeKey, EdgeStats)>,
     ) {
         let mut items = Vec::with_capacity(len);
-        items.extend(stats.map(|((artifact, caller, callee), stats)| {
-            let stats = Output::EdgeStats {
-                artifact,
-                caller,
-                callee,
-                stats,
-            };
-            (stats, 1)
-        }));
+        items.extend(stats.map(|(edge, stats)| (Output::edge_stats(edge, stats), 1)));
         append_at(&mut self.0.lock().expect("statistics"), time, items);
     }
 
