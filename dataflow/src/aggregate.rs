@@ -355,6 +355,20 @@ impl CoverageWindow {
     }
 }
 
+/// What one evaluation touches, in the order it takes them; empty between
+/// evaluations, kept with its capacity (grown anew each time, most of an
+/// evaluation's allocations).
+#[derive(Default)]
+struct Scratch {
+    /// The edges touched, by id, with their state before.
+    edges: Vec<(u32, EdgeState)>,
+    newly_hit: Vec<Node>,
+    /// The symbols whose coverage changed, with whether they were covered.
+    coverage: Vec<(Node, bool)>,
+    /// The edges that became live (1) or expired (-1).
+    liveness: Vec<(EdgeKey, isize)>,
+}
+
 /// What a scheduled check looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
@@ -393,6 +407,7 @@ pub struct Aggregator {
     /// Whether evaluations say how edges' statistics change; without, only
     /// [`Aggregator::snapshot`] and [`Aggregator::edge_stats`] give them.
     running_stats: bool,
+    scratch: Scratch,
 }
 
 impl Aggregator {
@@ -414,6 +429,7 @@ impl Aggregator {
             evaluated: None,
             epoch: 0,
             running_stats: true,
+            scratch: Scratch::default(),
         }
     }
 
@@ -472,10 +488,13 @@ impl Aggregator {
         self.evaluated = Some(now);
         self.epoch += 1;
         let epoch = self.epoch;
-        // The edges touched, by id, with their state before.
-        let mut edges: Vec<(u32, EdgeState)> = Vec::new();
-        let mut newly_hit: Vec<Node> = Vec::new();
-        let mut coverage: Vec<(Node, bool)> = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Scratch {
+            edges,
+            newly_hit,
+            coverage,
+            liveness,
+        } = &mut scratch;
 
         // Everything touched, with its state before: new sightings first…
         self.sort_pending();
@@ -526,7 +545,7 @@ impl Aggregator {
         }
         self.pending = pending;
         // (Before expiries: a hit may expire in the evaluation that takes it.)
-        for node in newly_hit {
+        for node in newly_hit.drain(..) {
             self.count_executed(node, 1, now, out);
         }
         // …then every key with a sighting expiring by now.
@@ -564,8 +583,7 @@ impl Aggregator {
             }
         }
 
-        let mut liveness = Vec::new();
-        for (id, before) in edges {
+        for (id, before) in edges.drain(..) {
             let window = self.edges.get_mut(id);
             window.touched = false;
             window.expire_sources(now, ttl);
@@ -596,12 +614,12 @@ impl Aggregator {
                 self.edges.remove(id);
             }
         }
-        for ((a, u, v), diff) in liveness {
+        for ((a, u, v), diff) in liveness.drain(..) {
             self.count_executed((a, u), diff, now, out);
             self.count_executed((a, v), diff, now, out);
         }
 
-        for (node, before) in coverage {
+        for (node, before) in coverage.drain(..) {
             let window = self
                 .coverage
                 .get_mut(&node)
@@ -615,6 +633,7 @@ impl Aggregator {
                 self.coverage.remove(&node);
             }
         }
+        self.scratch = scratch;
     }
 }
 

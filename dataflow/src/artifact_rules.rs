@@ -13,6 +13,8 @@
 //! complete ([`per_artifact_at_complete_times`]), as `dynamic_closures`
 //! does.
 
+use std::collections::hash_map::Entry;
+
 use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -129,6 +131,12 @@ pub struct Resolver {
 impl EdgeCounts {
     fn has(&self, membership: usize) -> bool {
         self.0[membership] > 0
+    }
+
+    /// Whether [`EdgeCounts::derive`] reads whether the edge's ends are
+    /// nodes: only for an observed edge the snapshot lacks.
+    fn reads_nodes(&self) -> bool {
+        self.has(OBSERVED) && !self.has(STATIC)
     }
 
     /// What the edge rules derive, given whether its ends are snapshot
@@ -271,11 +279,14 @@ impl ArtifactMemberships {
                 }
             }
         }
-        // What the touched edges derive before this time's changes.
-        edges_before.extend(edge_deltas.keys().map(|&edge| {
-            let counts = self.edges.get(&edge).copied().unwrap_or_default();
-            (edge, counts, self.ends_are_nodes(edge))
-        }));
+        // What the touched edges derive before this time's changes, when
+        // the nodes change (else after the symbols, in one pass).
+        if nodes_change {
+            edges_before.extend(edge_deltas.keys().map(|&edge| {
+                let counts = self.edges.get(&edge).copied().unwrap_or_default();
+                (edge, counts, self.ends_are_nodes(edge))
+            }));
+        }
 
         let artifact_before = (self.executed, self.snapshots);
         let snapshot_before = self.snapshots > 0;
@@ -289,17 +300,28 @@ impl ArtifactMemberships {
         }
         let (symbols_used, edges_used) = (symbol_deltas.len(), edge_deltas.len());
         for (symbol, delta) in symbol_deltas.drain() {
-            let old = self.symbols.get(&symbol).copied().unwrap_or_default();
-            let new = SymbolCounts(add(old.0, delta.0));
+            let (old, new) = match self.symbols.entry(symbol) {
+                Entry::Occupied(mut counts) => {
+                    let old = *counts.get();
+                    let new = SymbolCounts(add(old.0, delta.0));
+                    if new == SymbolCounts::default() {
+                        counts.remove();
+                    } else {
+                        *counts.get_mut() = new;
+                    }
+                    (old, new)
+                }
+                Entry::Vacant(slot) => {
+                    if delta != SymbolCounts::default() {
+                        slot.insert(delta);
+                    }
+                    (SymbolCounts::default(), delta)
+                }
+            };
             match (old.has(EXECUTED), new.has(EXECUTED)) {
                 (false, true) => self.executed += 1,
                 (true, false) => self.executed -= 1,
                 _ => {}
-            }
-            if new == SymbolCounts::default() {
-                self.symbols.remove(&symbol);
-            } else {
-                self.symbols.insert(symbol, new);
             }
             old.derive(symbol, snapshot_before, before);
             new.derive(symbol, snapshot_after, after);
@@ -319,6 +341,34 @@ impl ArtifactMemberships {
             old.derive(edge, old_nodes, resolver, before);
             new.derive(edge, self.ends_are_nodes(edge), resolver, after);
             difference(before, after, out);
+        }
+        if !nodes_change {
+            // One lookup an edge; its ends' node memberships only where the
+            // rules read them (an observed edge the snapshot lacks).
+            for (edge, delta) in edge_deltas.drain() {
+                let (old, new) = match self.edges.entry(edge) {
+                    Entry::Occupied(mut counts) => {
+                        let old = *counts.get();
+                        let new = EdgeCounts(add(old.0, delta.0));
+                        if new == EdgeCounts::default() {
+                            counts.remove();
+                        } else {
+                            *counts.get_mut() = new;
+                        }
+                        (old, new)
+                    }
+                    Entry::Vacant(slot) => {
+                        if delta != EdgeCounts::default() {
+                            slot.insert(delta);
+                        }
+                        (EdgeCounts::default(), delta)
+                    }
+                };
+                let nodes = (old.reads_nodes() || new.reads_nodes()) && self.ends_are_nodes(edge);
+                old.derive(edge, nodes, resolver, before);
+                new.derive(edge, nodes, resolver, after);
+                difference(before, after, out);
+            }
         }
         keep_for_next_time(symbol_deltas, symbols_used);
         keep_for_next_time(edge_deltas, edges_used);

@@ -12,7 +12,7 @@ use std::hash::Hash;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::iterate::Iterate;
 use differential_dataflow::{ExchangeData, VecCollection};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 use tracemerge_records::{Hop, Time};
@@ -120,8 +120,8 @@ struct ArtifactGraph {
     targets: FxHashMap<Symbol, isize>,
     runtime: ShortestPaths<Symbol>,
     effective: ShortestPaths<Symbol>,
-    /// The witness paths last reported, by target.
-    paths: FxHashMap<Symbol, WitnessPath>,
+    /// The witness paths last reported.
+    paths: Paths,
     /// One time's net change per edge, kept between times with its
     /// capacity.
     edge_deltas: FxHashMap<(Symbol, Symbol), RoleCounts>,
@@ -177,7 +177,7 @@ impl ArtifactGraph {
             targets: FxHashMap::default(),
             runtime: ShortestPaths::new(),
             effective: ShortestPaths::new(),
-            paths: FxHashMap::default(),
+            paths: Paths::default(),
             edge_deltas: FxHashMap::default(),
         }
     }
@@ -222,7 +222,7 @@ impl ArtifactGraph {
             match (effective_label(&before), effective_label(&after)) {
                 (None, Some(_)) => effective_added.push(edge),
                 (Some(_), None) => effective_removed.push(edge),
-                (Some(a), Some(b)) if a != b => relabelled.push(edge.1),
+                (Some(a), Some(b)) if a != b => relabelled.push(edge),
                 _ => {}
             }
             match presence_change(
@@ -283,49 +283,99 @@ impl ArtifactGraph {
         size_change(DynamicClosure::Effective, before, self.effective.reached());
 
         // Witness paths: of new targets, and of targets whose path may have
-        // changed or has a hop whose label changed.
+        // changed; a hop whose label changed only relabels the paths that
+        // take it.
         for target in targets_removed {
-            if let Some(path) = self.paths.remove(&target) {
+            if let Some(path) = self.paths.set(target, None) {
                 items.push((ClosureItem::Path((artifact, target), path), -1));
             }
         }
-        let relabelled: FxHashSet<Symbol> = relabelled.into_iter().collect();
         let mut recheck: Vec<Symbol> = targets_added;
-        if effective_changed || !relabelled.is_empty() {
-            recheck.extend(self.targets.keys().filter(|&&t| match self.paths.get(&t) {
-                Some((path, _)) => {
-                    path.iter().any(|n| relabelled.contains(n))
-                        || (effective_changed && self.effective.path_may_have_changed(path))
-                }
+        if effective_changed {
+            recheck.extend(self.targets.keys().filter(|&&t| match self.paths.get(t) {
+                Some((path, _)) => self.effective.path_may_have_changed(path),
                 None => self.effective.moved(t),
             }));
-            recheck.sort_unstable();
-            recheck.dedup();
         }
-        for target in recheck {
-            let path = self.effective.path_to(target, order).map(|path| {
-                let hops = (path.windows(2))
-                    .map(|hop| {
-                        effective_label(&self.roles[&(hop[0], hop[1])])
-                            .expect("a path edge is effective")
-                    })
-                    .collect();
-                (path, hops)
-            });
-            let old = self.paths.remove(&target);
-            if old == path {
-                if let Some(path) = old {
-                    self.paths.insert(target, path);
-                }
-                continue;
+        recheck.sort_unstable();
+        recheck.dedup();
+        let mut relabel: Vec<Symbol> = (relabelled.iter())
+            .flat_map(|&hop| self.paths.taking(hop))
+            .filter(|t| recheck.binary_search(t).is_err())
+            .copied()
+            .collect();
+        relabel.sort_unstable();
+        relabel.dedup();
+        let roles = &self.roles;
+        let label = |path: Vec<Symbol>| -> WitnessPath {
+            let hops = (path.windows(2))
+                .map(|hop| {
+                    effective_label(&roles[&(hop[0], hop[1])]).expect("a path edge is effective")
+                })
+                .collect();
+            (path, hops)
+        };
+        let walked = (recheck.into_iter())
+            .map(|target| (target, self.effective.path_to(target, order).map(label)));
+        let relabelled = relabel.into_iter().map(|target| {
+            let (path, _) = self.paths.get(target).expect("a path to relabel");
+            (target, Some(label(path.clone())))
+        });
+        let changed: Vec<(Symbol, Option<WitnessPath>)> = walked
+            .chain(relabelled)
+            .filter(|(target, path)| self.paths.get(*target) != path.as_ref())
+            .collect();
+        for (target, path) in changed {
+            if let Some(path) = &path {
+                items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
             }
-            if let Some(old) = old {
+            if let Some(old) = self.paths.set(target, path) {
                 items.push((ClosureItem::Path((artifact, target), old), -1));
             }
-            if let Some(path) = path {
-                items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
-                self.paths.insert(target, path);
+        }
+    }
+}
+
+/// The witness paths last reported, by target, and which targets' paths
+/// take each hop: a hop whose label changes relabels those paths without
+/// walking them again.
+#[derive(Default)]
+struct Paths {
+    by_target: FxHashMap<Symbol, WitnessPath>,
+    /// The targets whose path takes each hop.
+    hops: FxHashMap<(Symbol, Symbol), Vec<Symbol>>,
+}
+
+impl Paths {
+    fn get(&self, target: Symbol) -> Option<&WitnessPath> {
+        self.by_target.get(&target)
+    }
+
+    /// Sets or clears `target`'s path; the path it had.
+    fn set(&mut self, target: Symbol, path: Option<WitnessPath>) -> Option<WitnessPath> {
+        let old = match path {
+            Some(path) => {
+                for hop in path.0.windows(2) {
+                    self.hops.entry((hop[0], hop[1])).or_default().push(target);
+                }
+                self.by_target.insert(target, path)
+            }
+            None => self.by_target.remove(&target),
+        };
+        for hop in old.iter().flat_map(|(path, _)| path.windows(2)) {
+            let hop = (hop[0], hop[1]);
+            let targets = self.hops.get_mut(&hop).expect("a path's hop is indexed");
+            let at = targets.iter().position(|&t| t == target);
+            targets.swap_remove(at.expect("a path's target is indexed"));
+            if targets.is_empty() {
+                self.hops.remove(&hop);
             }
         }
+        old
+    }
+
+    /// The targets whose path takes the hop `u → v`.
+    fn taking(&self, hop: (Symbol, Symbol)) -> &[Symbol] {
+        self.hops.get(&hop).map_or(&[], Vec::as_slice)
     }
 }

@@ -262,6 +262,9 @@ fn run_aggregator(
     }
     // Watermark rounds whose aggregates are not final yet.
     let mut rounds: VecDeque<Time> = VecDeque::new();
+    // The size of the last round's updates: the next round's, most likely
+    // (the list goes to the worker, so it cannot be kept).
+    let mut last_round = 0;
     for msg in from_reader {
         let mut evaluated = Vec::new();
         let msg = match msg {
@@ -276,6 +279,7 @@ fn run_aggregator(
                 continue;
             }
             ToAggregator::Advance { round, frontier } => {
+                evaluated.reserve(last_round);
                 rounds.push_back(round);
                 while rounds.front().is_some_and(|r| *r < frontier) {
                     let round = rounds.pop_front().expect("a round");
@@ -284,6 +288,7 @@ fn run_aggregator(
                 if shared.final_only {
                     evaluated.clear();
                 }
+                last_round = evaluated.len();
                 hand_over(&mut evaluated, shared);
                 Msg::Advance {
                     evaluated,

@@ -6,9 +6,10 @@ use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::core::Partition;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::Scope;
+use timely::progress::operate::FrontierInterest;
 use tracemerge_records::{Config, Reach, Time};
 
 use crate::artifact_rules::{artifact_rules, Derived, Membership, Resolver};
@@ -337,15 +338,34 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
 }
 
 /// Splits `collection` into `N` by `route`: each update goes to the
-/// collection its route names, moved, not cloned to `N` filters.
+/// collection its route names, moved, not cloned to `N` filters. Each
+/// message's updates are sorted into one list per part, shipped whole
+/// (timely's `partition` looks up a map per update and moves it twice).
 fn split<'s, D: differential_dataflow::Data, const N: usize>(
     collection: Coll<'s, D>,
     route: impl Fn(&D) -> usize + 'static,
 ) -> [Coll<'s, D>; N] {
-    let parts = (collection.inner)
-        .partition::<CapacityContainerBuilder<Vec<_>>, _, _>(N as u64, move |update| {
-            (route(&update.0) as u64, update)
-        });
+    let mut builder = OperatorBuilder::new("Split".to_owned(), collection.inner.scope());
+    let mut input = builder.new_input(collection.inner, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (mut outputs, parts): (Vec<_>, Vec<_>) = (0..N)
+        .map(|_| builder.new_output::<Vec<(D, Time, isize)>>())
+        .unzip();
+    builder.build(move |_| {
+        let mut lists: Vec<Vec<(D, Time, isize)>> = (0..N).map(|_| Vec::new()).collect();
+        move |_frontiers| {
+            let mut outputs: Vec<_> = outputs.iter_mut().map(|o| o.activate()).collect();
+            input.for_each(|capability, data| {
+                for update in data.drain(..) {
+                    lists[route(&update.0)].push(update);
+                }
+                for (output, list) in outputs.iter_mut().zip(&mut lists) {
+                    output.give(&capability, list);
+                    list.clear();
+                }
+            });
+        }
+    });
     let parts: Vec<Coll<'s, D>> = parts.into_iter().map(|p| p.as_collection()).collect();
     parts
         .try_into()

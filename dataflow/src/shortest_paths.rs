@@ -55,14 +55,17 @@ pub struct ShortestPaths<N> {
     into: Adjacency,
     is_root: Vec<bool>,
     dist: Vec<u32>,
-    /// A batch changing more than 1/`recompute_ratio` of the edges is one
-    /// plain BFS (0: never).
+    /// A batch changing more than 1/`recompute_ratio` of the graph (its
+    /// nodes and edges, what a plain BFS passes over) is one plain BFS
+    /// (0: never).
     recompute_ratio: usize,
     /// A deletion that finds more than 1/`abort_ratio` of the reached nodes
     /// affected stops and does one plain BFS instead, which is then the
     /// cheaper of the two (0: never).
     abort_ratio: usize,
     reached: usize,
+    /// Whether the last [`ShortestPaths::apply`] changed any distance.
+    any_moved: bool,
     edges: usize,
     /// Plain BFS runs so far (batches too large, repairs given up).
     recomputes: usize,
@@ -194,6 +197,7 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
             recompute_ratio: 8,
             abort_ratio: 4,
             reached: 0,
+            any_moved: false,
             edges: 0,
             recomputes: 0,
             scratch: Scratch::default(),
@@ -244,6 +248,12 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
     /// path is unchanged; true, that it must be walked again.
     pub fn path_may_have_changed(&self, path: &[N]) -> bool {
         let s = &self.scratch;
+        if !self.any_moved {
+            // Only a changed edge into one of its nodes can change it.
+            return path.iter().any(|node| {
+                (self.index.get(node)).is_none_or(|&x| s.touched[x as usize] == s.epoch)
+            });
+        }
         let moved = |x: u32| s.previous(x).is_some_and(|d| d != self.dist[x as usize]);
         path.iter().any(|node| {
             let Some(&x) = self.index.get(node) else {
@@ -319,7 +329,11 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         for &r in added_roots.iter().chain(&removed_roots) {
             self.scratch.touched[r as usize] = epoch;
         }
-        let large = (added.len() + removed.len()) * self.recompute_ratio > self.edges.max(1);
+        // A plain BFS passes over every node, reached or not: a graph with
+        // few edges per node (the runtime graph of a large snapshot) is
+        // repaired for batches that would be large against its edges alone.
+        let graph = self.edges + self.nodes.len();
+        let large = (added.len() + removed.len()) * self.recompute_ratio > graph.max(1);
         self.edges = self.edges + added.len() - removed.len();
 
         // Deletions first, on the graph without the removed edges and roots.
@@ -524,11 +538,14 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         self.finish()
     }
 
-    /// Counts reached nodes anew from the recorded previous distances.
+    /// Counts reached nodes anew from the recorded previous distances, and
+    /// notes whether any distance changed.
     fn finish(&mut self) {
         let s = &self.scratch;
+        self.any_moved = false;
         for &x in &s.recorded_list {
             let (d, nd) = (s.recorded[x as usize].previous, self.dist[x as usize]);
+            self.any_moved |= d != nd;
             if d == UNREACHED && nd != UNREACHED {
                 self.reached += 1;
             } else if d != UNREACHED && nd == UNREACHED {
