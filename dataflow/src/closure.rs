@@ -239,9 +239,16 @@ impl ArtifactGraph {
         // New nodes get their dense ids in the order of their edges: in id
         // order (the snapshot's order, where most edges join nearby
         // functions) a BFS visits memory in order; in the hash map's order
-        // every visit missed the cache.
-        effective_added.sort_unstable();
-        runtime_added.sort_unstable();
+        // every visit missed the cache. A batch small against its graph
+        // (a round's few edges) adds few nodes, and is not worth a sort.
+        for (added, graph) in [
+            (&mut effective_added, &self.effective),
+            (&mut runtime_added, &self.runtime),
+        ] {
+            if added.len() * 8 > graph.nodes() {
+                added.sort_unstable();
+            }
+        }
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
         let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 

@@ -32,11 +32,9 @@ pub struct Inputs {
     static_edges: Session<(Artifact, (Symbol, Symbol))>,
     entrypoints: Session<Node>,
     targets: Session<Node>,
-    live_edges: Session<EdgeKey>,
-    quorum: Session<EdgeKey>,
+    runtime_memberships: Session<(Artifact, Membership)>,
+    observed_graph: Session<(Artifact, GraphChange)>,
     edge_stats: Session<(EdgeKey, EdgeStats)>,
-    executed: Session<Node>,
-    covered: Session<Node>,
 }
 
 impl Inputs {
@@ -48,11 +46,23 @@ impl Inputs {
             Update::StaticEdge(a, e) => self.static_edges.update_at((a, e), time, diff),
             Update::Entrypoint(a, s) => self.entrypoints.update_at((a, s), time, diff),
             Update::Target(a, s) => self.targets.update_at((a, s), time, diff),
-            Update::LiveEdge(e) => self.live_edges.update_at(e, time, diff),
-            Update::QuorumMet(e) => self.quorum.update_at(e, time, diff),
+            Update::LiveEdge((a, u, v)) => {
+                let observed = (a, Membership::ObservedEdge(u, v));
+                self.runtime_memberships.update_at(observed, time, diff);
+                let edge = (a, GraphChange::Edge(EdgeRole::Observed, u, v));
+                self.observed_graph.update_at(edge, time, diff);
+            }
+            Update::QuorumMet((a, u, v)) => {
+                let met = (a, Membership::QuorumMet(u, v));
+                self.runtime_memberships.update_at(met, time, diff)
+            }
             Update::EdgeStats(e, s) => self.edge_stats.update_at((e, s), time, diff),
-            Update::Executed(n) => self.executed.update_at(n, time, diff),
-            Update::Covered(n) => self.covered.update_at(n, time, diff),
+            Update::Executed((a, s)) => {
+                (self.runtime_memberships).update_at((a, Membership::Executed(s)), time, diff)
+            }
+            Update::Covered((a, s)) => {
+                (self.runtime_memberships).update_at((a, Membership::Covered(s)), time, diff)
+            }
         }
     }
 
@@ -70,18 +80,16 @@ impl Inputs {
         }
     }
 
-    fn sessions(&mut self) -> [&mut dyn AnySession; 10] {
+    fn sessions(&mut self) -> [&mut dyn AnySession; 8] {
         [
             &mut self.snapshots,
             &mut self.nodes,
             &mut self.static_edges,
             &mut self.entrypoints,
             &mut self.targets,
-            &mut self.live_edges,
-            &mut self.quorum,
+            &mut self.runtime_memberships,
+            &mut self.observed_graph,
             &mut self.edge_stats,
-            &mut self.executed,
-            &mut self.covered,
         ]
     }
 }
@@ -120,22 +128,18 @@ pub fn build<'s>(
     let (static_edges_in, static_edges) = scope.new_collection();
     let (entrypoints_in, entrypoints) = scope.new_collection();
     let (targets_in, targets) = scope.new_collection();
-    let (live_edges_in, live_edges) = scope.new_collection();
-    let (quorum_in, quorum) = scope.new_collection();
+    let (runtime_memberships_in, memberships) = scope.new_collection();
+    let (observed_graph_in, observed) = scope.new_collection();
     let (edge_stats_in, edge_stats) = scope.new_collection();
-    let (executed_in, executed) = scope.new_collection();
-    let (covered_in, covered) = scope.new_collection();
     let inputs = Inputs {
         snapshots: snapshots_in,
         nodes: nodes_in,
         static_edges: static_edges_in,
         entrypoints: entrypoints_in,
         targets: targets_in,
-        live_edges: live_edges_in,
-        quorum: quorum_in,
+        runtime_memberships: runtime_memberships_in,
+        observed_graph: observed_graph_in,
         edge_stats: edge_stats_in,
-        executed: executed_in,
-        covered: covered_in,
     };
     let items = merge(
         Graph {
@@ -146,11 +150,9 @@ pub fn build<'s>(
             targets,
         },
         Evidence {
-            live_edges,
-            quorum,
+            memberships,
+            observed,
             edge_stats,
-            executed,
-            covered,
         },
         Rules {
             config: config.clone(),
@@ -170,17 +172,23 @@ pub struct Graph<'s> {
     pub targets: Coll<'s, Node>,
 }
 
-/// The runtime side, as the aggregator keeps it: what is live now.
+/// The runtime side, as the aggregator keeps it: what is live now, already
+/// in the forms the rules and the closures take. These are the busiest
+/// inputs (an edge appears or expires at nearly every round), so
+/// [`Inputs::apply`] writes each update in its final form and none passes
+/// through a `map` operator on its way in.
 pub struct Evidence<'s> {
-    pub live_edges: Coll<'s, EdgeKey>,
-    /// Live edges that meet the quorum (under `quorum:H:S` only).
-    pub quorum: Coll<'s, EdgeKey>,
+    /// Per artifact: live edges ([`Membership::ObservedEdge`]), live edges
+    /// that meet the quorum ([`Membership::QuorumMet`], under `quorum:H:S`
+    /// only), executed symbols ([`Membership::Executed`], once per
+    /// aggregator shard that holds them), and symbols covered for at least
+    /// `min_coverage` ([`Membership::Covered`]).
+    pub memberships: Coll<'s, (Artifact, Membership)>,
+    /// Live edges as runtime-closure edges (`GraphChange::Edge` with
+    /// [`EdgeRole::Observed`]).
+    pub observed: Coll<'s, (Artifact, GraphChange)>,
     /// The statistics of each live edge, passed on to the report.
     pub edge_stats: Coll<'s, (EdgeKey, EdgeStats)>,
-    /// Executed symbols, once per aggregator shard that holds them.
-    pub executed: Coll<'s, Node>,
-    /// Symbols covered for at least `min_coverage`.
-    pub covered: Coll<'s, Node>,
 }
 
 /// The configuration, with what it needs of the interned names.
@@ -213,7 +221,6 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     let edge = |m: fn(Symbol, Symbol) -> Membership| {
         move |(a, (u, v)): (Artifact, (Symbol, Symbol))| (a, m(u, v))
     };
-    let edge_key = |m: fn(Symbol, Symbol) -> Membership| move |(a, u, v): EdgeKey| (a, m(u, v));
     let memberships = (graph.snapshots.clone().map(|a| (a, Membership::Snapshot)))
         .concat(graph.nodes.map(symbol(Membership::Node)))
         .concat(
@@ -222,16 +229,8 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
                 .map(symbol(Membership::StaticReachable)),
         )
         .concat(graph.targets.clone().map(symbol(Membership::Target)))
-        .concat(evidence.executed.map(symbol(Membership::Executed)))
-        .concat(evidence.covered.map(symbol(Membership::Covered)))
-        .concat(graph.static_edges.clone().map(edge(Membership::StaticEdge)))
-        .concat(
-            evidence
-                .live_edges
-                .clone()
-                .map(edge_key(Membership::ObservedEdge)),
-        )
-        .concat(evidence.quorum.map(edge_key(Membership::QuorumMet)));
+        .concat(evidence.memberships)
+        .concat(graph.static_edges.clone().map(edge(Membership::StaticEdge)));
     let derived = artifact_rules(
         memberships,
         Resolver {
@@ -260,9 +259,7 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
     };
     let graph_changes = (graph.static_edges.map(role(EdgeRole::Static)))
         .concat(accepted.map(role(EdgeRole::Accepted)))
-        .concat(
-            (evidence.live_edges).map(|(a, u, v)| (a, GraphChange::Edge(EdgeRole::Observed, u, v))),
-        )
+        .concat(evidence.observed)
         .concat(
             graph
                 .entrypoints

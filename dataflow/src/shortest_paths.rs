@@ -207,6 +207,11 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         }
     }
 
+    /// How many nodes the graph has had an edge or a root at.
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// How many nodes are reachable from the roots (roots included).
     pub fn reached(&self) -> usize {
         self.reached
