@@ -22,6 +22,7 @@ use tracemerge_records::{Resolution, State, Strategy, Time};
 
 use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
 use crate::model::{Artifact, ConflictIds, Symbol};
+use crate::profile::note_kept;
 use crate::verdict::{resolve, Quarantine};
 
 /// A membership of a symbol or an edge of an artifact, or of the artifact
@@ -415,6 +416,8 @@ pub fn artifact_rules<'s>(
         let memberships = artifacts.entry(artifact).or_default();
         let batch = batch.iter().map(|&((_, m), d)| (m, d));
         memberships.apply(batch, &resolver, &mut derived);
+        let entries = memberships.symbols.len() + memberships.edges.len();
+        note_kept("ArtifactRules", artifact, entries);
         if memberships.is_empty() {
             artifacts.remove(&artifact);
         }

@@ -1,47 +1,98 @@
 //! Reachability closures and witness paths.
 //!
-//! The static closure changes only with snapshots and is a differential
-//! fixpoint ([`reachable`]). The runtime and effective closures change with
-//! every edge that appears or expires; differential re-derives a BFS with
-//! its history, so they are kept by one dynamic BFS per artifact instead
-//! ([`dynamic_closures`], over [`ShortestPaths`]), inside a timely operator
-//! that applies each time's changes once the time is complete.
+//! Each closure is kept by one dynamic BFS per artifact ([`ShortestPaths`]),
+//! inside a timely operator that applies each time's changes once the time
+//! is complete: the static closure ([`static_closure`]) changes only with
+//! snapshots; the runtime and effective closures ([`dynamic_closures`])
+//! change with every edge that appears or expires, where differential
+//! would re-derive a BFS with its history.
 
 use std::hash::Hash;
 
-use differential_dataflow::lattice::Lattice;
-use differential_dataflow::operators::iterate::Iterate;
-use differential_dataflow::{ExchangeData, VecCollection};
+use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use timely::progress::Timestamp;
 use tracemerge_records::{Hop, Time};
 
 use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
 use crate::model::{Artifact, Node, Symbol};
+use crate::profile::note_kept;
 use crate::shortest_paths::ShortestPaths;
 use crate::symbols::{name_prefix, Names};
 
-/// The nodes reachable from `roots` along `edges`, roots included.
-pub fn reachable<'s, T, N>(
-    edges: VecCollection<'s, T, (N, N)>,
-    roots: VecCollection<'s, T, N>,
-) -> VecCollection<'s, T, N>
-where
-    T: Timestamp + Lattice,
-    N: ExchangeData + Hash,
-{
-    let edges = edges.arrange_by_key();
-    let roots = roots.distinct();
-    roots.clone().iterate(|scope, reached| {
-        let edges = edges.enter(scope);
-        let roots = roots.enter(scope);
-        reached
-            .map(|n| (n, ()))
-            .join_core(edges, |_, (), next| Some(next.clone()))
-            .concat(roots)
-            .distinct()
+/// An input of [`static_closure`] within one artifact; its diff says
+/// whether it comes or goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum StaticChange {
+    Edge(Symbol, Symbol),
+    Entrypoint(Symbol),
+}
+
+/// The nodes reachable from each artifact's entrypoints along its static
+/// edges, entrypoints included.
+///
+/// One dynamic BFS per artifact ([`ShortestPaths`], on the artifact's
+/// worker), as for the runtime and effective closures: a differential
+/// fixpoint held every static edge and every reached node several times
+/// over in its arrangements (most of a large snapshot's memory) and
+/// scheduled its iterative scope at every round, though snapshots change
+/// seldom.
+pub fn static_closure<'s>(
+    changes: VecCollection<'s, Time, (Artifact, StaticChange)>,
+) -> VecCollection<'s, Time, Node> {
+    let mut graphs: FxHashMap<Artifact, StaticGraph> = FxHashMap::default();
+    per_artifact_at_complete_times(changes, "StaticClosure", move |artifact, batch, out| {
+        let graph = graphs.entry(artifact).or_insert_with(StaticGraph::new);
+        graph.apply(batch.iter().map(|&((_, change), diff)| (change, diff)));
+        note_kept(
+            "StaticClosure",
+            artifact,
+            graph.edges.len() + graph.entrypoints.len(),
+        );
+        (graph.paths.reach_changes())
+            .for_each(|(node, reached)| out.push(((artifact, node), if reached { 1 } else { -1 })));
+        if graph.edges.is_empty() && graph.entrypoints.is_empty() {
+            graphs.remove(&artifact);
+        }
     })
+}
+
+/// One artifact's static graph as [`static_closure`] sees it.
+struct StaticGraph {
+    /// How many times each edge and entrypoint is present (a set's 0 or 1).
+    edges: FxHashMap<(Symbol, Symbol), isize>,
+    entrypoints: FxHashMap<Symbol, isize>,
+    paths: ShortestPaths<Symbol>,
+}
+
+impl StaticGraph {
+    fn new() -> Self {
+        StaticGraph {
+            edges: FxHashMap::default(),
+            entrypoints: FxHashMap::default(),
+            paths: ShortestPaths::new(),
+        }
+    }
+
+    /// Applies one time's changes of the artifact's edges and entrypoints.
+    fn apply(&mut self, batch: impl Iterator<Item = (StaticChange, isize)>) {
+        let mut edges: FxHashMap<(Symbol, Symbol), isize> = FxHashMap::default();
+        let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
+        for (change, diff) in batch {
+            match change {
+                StaticChange::Edge(u, v) => *edges.entry((u, v)).or_default() += diff,
+                StaticChange::Entrypoint(s) => *entrypoints.entry(s).or_default() += diff,
+            }
+        }
+        let (mut added, removed) = count_members(&mut self.edges, edges);
+        let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
+        // In the snapshot's order, as in the dynamic closures (new nodes
+        // get their dense ids in the order of their edges).
+        if added.len() * 8 > self.paths.nodes() {
+            added.sort_unstable();
+        }
+        (self.paths).apply(&added, &removed, &roots_added, &roots_removed, |s| s as u64);
+    }
 }
 
 /// How an edge takes part in the dynamic closures; one edge may hold
@@ -103,6 +154,7 @@ pub fn dynamic_closures<'s>(
         let graph = graphs.entry(artifact).or_insert_with(ArtifactGraph::new);
         let batch = batch.iter().map(|((_, change), diff)| (change, *diff));
         graph.apply(artifact, batch, &names, items);
+        note_kept("DynamicClosures", artifact, graph.entries());
     })
 }
 
@@ -140,10 +192,10 @@ fn effective_label(roles: &RoleCounts) -> Option<Hop> {
 
 /// Adds `deltas` to the member counts of a set; returns the members that
 /// joined it and those that left.
-fn count_members(
-    counts: &mut FxHashMap<Symbol, isize>,
-    deltas: FxHashMap<Symbol, isize>,
-) -> (Vec<Symbol>, Vec<Symbol>) {
+fn count_members<M: Copy + Eq + Hash>(
+    counts: &mut FxHashMap<M, isize>,
+    deltas: FxHashMap<M, isize>,
+) -> (Vec<M>, Vec<M>) {
     let (mut joined, mut left) = (Vec::new(), Vec::new());
     for (member, delta) in deltas {
         let count = counts.entry(member).or_default();
@@ -170,6 +222,11 @@ fn presence_change(before: isize, after: isize) -> Option<bool> {
 }
 
 impl ArtifactGraph {
+    /// The entries its tables keep: edges, entrypoints, targets and paths.
+    fn entries(&self) -> usize {
+        self.roles.len() + self.entrypoints.len() + self.targets.len() + self.paths.len()
+    }
+
     fn new() -> Self {
         ArtifactGraph {
             roles: FxHashMap::default(),
@@ -356,6 +413,10 @@ struct Paths {
 impl Paths {
     fn get(&self, target: Symbol) -> Option<&WitnessPath> {
         self.by_target.get(&target)
+    }
+
+    fn len(&self) -> usize {
+        self.by_target.len()
     }
 
     /// Sets or clears `target`'s path; the path it had.

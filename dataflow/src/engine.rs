@@ -809,7 +809,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         if let Some(mut registry) = worker.log_register() {
             registry.flush();
         }
-        let profile = std::mem::take(&mut *profile.borrow_mut());
+        let mut profile = std::mem::take(&mut *profile.borrow_mut());
+        profile.take_kept();
         (shared.events.lock().expect("events"))(Event::Profile(profile));
     }
 }

@@ -14,7 +14,8 @@ use tracemerge_records::{Config, Reach, Time};
 
 use crate::artifact_rules::{artifact_rules, Derived, Membership, Resolver};
 use crate::closure::{
-    dynamic_closures, reachable, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
+    dynamic_closures, static_closure, ClosureItem, DynamicClosure, EdgeRole, GraphChange,
+    StaticChange,
 };
 use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, EdgeKey, Node, Output, Symbol, Timed, Update};
@@ -198,10 +199,6 @@ pub struct Rules {
     pub quarantine: Quarantine,
 }
 
-fn node_pair((a, (u, v)): (Artifact, (Symbol, Symbol))) -> (Node, Node) {
-    ((a, u), (a, v))
-}
-
 /// Everything DESIGN.md §4 asks for, as report items.
 pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll<'s, Output> {
     let Rules {
@@ -209,9 +206,15 @@ pub fn merge<'s>(graph: Graph<'s>, evidence: Evidence<'s>, rules: Rules) -> Coll
         names,
         quarantine,
     } = rules;
-    let reach_static = reachable(
-        graph.static_edges.clone().map(node_pair),
-        graph.entrypoints.clone(),
+    let reach_static = static_closure(
+        (graph.static_edges.clone())
+            .map(|(a, (u, v))| (a, StaticChange::Edge(u, v)))
+            .concat(
+                graph
+                    .entrypoints
+                    .clone()
+                    .map(|(a, s)| (a, StaticChange::Entrypoint(s))),
+            ),
     );
     // Everything that looks at one symbol or one edge at a time: observed
     // edges in or out of the snapshot, resolutions, target states,

@@ -1,16 +1,50 @@
 //! Where a worker spends its time and memory: busy time per operator and
 //! the updates each arrangement holds, from timely's and differential's
-//! event logs. For diagnosis (`tracemerge merge --profile`); it costs a
-//! little time per scheduling, so it is off unless asked for.
+//! event logs, and the table entries the per-artifact operators keep
+//! (closures, rules), which they note after each time ([`note_kept`]). For
+//! diagnosis (`tracemerge merge --profile`); the logs cost a little time
+//! per scheduling, so they are off unless asked for.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
 use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+use rustc_hash::FxHashMap;
 use timely::logging::{StartStop, TimelyEvent, TimelyEventBuilder};
+
+use crate::model::Artifact;
+
+thread_local! {
+    /// The entries each kind of per-artifact state keeps on this thread's
+    /// worker.
+    static KEPT: RefCell<BTreeMap<&'static str, Kept>> = RefCell::default();
+}
+
+/// The entries one kind of per-artifact state keeps, over its artifacts.
+#[derive(Debug, Default, Clone)]
+struct Kept {
+    by_artifact: FxHashMap<Artifact, usize>,
+    now: usize,
+    peak: usize,
+}
+
+/// Notes that `state` (an operator's per-artifact tables) now keeps
+/// `entries` for `artifact`: called after each time it applies, so a
+/// profile can show what the state outside the arrangements costs.
+pub(crate) fn note_kept(state: &'static str, artifact: Artifact, entries: usize) {
+    KEPT.with_borrow_mut(|kept| {
+        let kept = kept.entry(state).or_default();
+        let before = kept.by_artifact.insert(artifact, entries).unwrap_or(0);
+        kept.now = kept.now + entries - before;
+        kept.peak = kept.peak.max(kept.now);
+        if entries == 0 {
+            kept.by_artifact.remove(&artifact);
+        }
+    });
+}
 
 /// What the logs of one worker add up to.
 #[derive(Debug, Default)]
@@ -19,6 +53,8 @@ pub struct Profile {
     busy: HashMap<usize, Duration>,
     running: HashMap<usize, Duration>,
     held: HashMap<usize, Held>,
+    /// Per kind of per-artifact state: its entries at the end, at peak.
+    kept: BTreeMap<&'static str, (usize, usize)>,
 }
 
 /// The updates one arrangement holds.
@@ -34,6 +70,7 @@ struct Held {
 /// Starts recording on `worker`; read the result once the dataflow is built
 /// and has run. (Until then the loggers share it, hence the `Rc`.)
 pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
+    KEPT.with_borrow_mut(BTreeMap::clear);
     let profile = Rc::new(RefCell::new(Profile::default()));
     let Some(mut registry) = worker.log_register() else {
         return profile;
@@ -87,10 +124,27 @@ pub fn install(worker: &mut timely::worker::Worker) -> Rc<RefCell<Profile>> {
 }
 
 impl Profile {
-    /// The most updates the arrangements held at once, summed over them
-    /// (each at its own peak): what the live state costs.
+    /// Takes in what the per-artifact state of this thread's worker keeps
+    /// ([`note_kept`]); at the end of the run.
+    pub(crate) fn take_kept(&mut self) {
+        self.kept = KEPT
+            .with_borrow_mut(std::mem::take)
+            .into_iter()
+            .map(|(state, kept)| (state, (kept.now, kept.peak)))
+            .collect();
+    }
+
+    /// The most updates the arrangements held at once and the most entries
+    /// the per-artifact state kept, summed over them (each at its own
+    /// peak): what the live state costs.
     pub fn held_peak(&self) -> u64 {
-        self.held.values().map(|h| h.peak as u64).sum()
+        let arranged: u64 = self.held.values().map(|h| h.peak as u64).sum();
+        arranged
+            + self
+                .kept
+                .values()
+                .map(|&(_, peak)| peak as u64)
+                .sum::<u64>()
     }
 
     /// The `top` busiest operators and the `top` largest arrangements.
@@ -122,6 +176,10 @@ impl Profile {
                 h.inserted,
                 name(id)
             );
+        }
+        let _ = writeln!(out, "table entries kept by the per-artifact operators:");
+        for (state, (now, peak)) in &self.kept {
+            let _ = writeln!(out, "  peak {peak:>10}  now {now:>10}  {state}");
         }
         out
     }

@@ -268,6 +268,17 @@ impl<N: Copy + Eq + Hash> ShortestPaths<N> {
         })
     }
 
+    /// The nodes that became reachable (`true`) or stopped being so in the
+    /// last [`ShortestPaths::apply`].
+    pub fn reach_changes(&self) -> impl Iterator<Item = (N, bool)> + '_ {
+        let s = &self.scratch;
+        (s.recorded_list.iter()).filter_map(move |&x| {
+            let before = s.recorded[x as usize].previous != UNREACHED;
+            let after = self.dist[x as usize] != UNREACHED;
+            (before != after).then(|| (self.nodes[x as usize], after))
+        })
+    }
+
     /// Whether `node`'s distance changed in the last [`ShortestPaths::apply`].
     pub fn moved(&self, node: N) -> bool {
         let s = &self.scratch;
@@ -904,6 +915,12 @@ mod tests {
                 let after = state(&paths, 12);
                 prop_assert_eq!(&after, &expected);
                 prop_assert_eq!(paths.reached(), expected.len());
+                let reach_changes: BTreeSet<(u8, bool)> = paths.reach_changes().collect();
+                let came_or_went: BTreeSet<(u8, bool)> = (0..12)
+                    .filter(|v| before.contains_key(v) != after.contains_key(v))
+                    .map(|v| (v, after.contains_key(&v)))
+                    .collect();
+                prop_assert_eq!(reach_changes, came_or_went);
                 let moved: BTreeSet<u8> = (0..12)
                     .filter(|v| before.get(v).map(|s| s.0) != after.get(v).map(|s| s.0))
                     .collect();

@@ -1,7 +1,8 @@
 //! The engine's state is bounded by the live window, not by the length of
-//! the stream: with expiry driven by watermarks, arrangements compact and
-//! retractions cancel, so three times the stream holds about the same
-//! number of updates at its peak.
+//! the stream: with expiry driven by watermarks, arrangements compact,
+//! retractions cancel and the per-artifact tables (closures, rules) drop
+//! what expired, so three times the stream holds about the same number of
+//! updates and entries at its peak.
 //!
 //! The stream includes runtime edges missing from the snapshot, accepted
 //! and expiring again and again, so the BFS distances and witness paths
@@ -16,7 +17,8 @@ use tracemerge_dataflow::{run, Event, Options};
 use tracemerge_records::Config;
 use tracemerge_scenarios::workload::Workload;
 
-/// The most updates the arrangements of worker 0 held at once.
+/// The most updates the arrangements of worker 0 held at once, plus the
+/// most entries its per-artifact tables kept.
 fn held_peak(records: usize) -> u64 {
     let workload = Workload {
         functions: 1_000,
@@ -53,9 +55,11 @@ fn state_stays_bounded_as_windows_expire() {
     let short = held_peak(20_000);
     let long = held_peak(60_000);
     eprintln!("held at peak: {short} updates at 20k records, {long} at 60k");
-    assert!(short > 2_000, "the window holds updates: {short}");
+    assert!(short > 2_000, "the window holds state: {short}");
     assert!(
-        (long as f64) < 1.25 * short as f64,
+        // (Without removing an expired edge from the closures' table, the
+        // longer stream kept 7% more: the conflict edges it had seen.)
+        (long as f64) < 1.05 * short as f64,
         "state grew with the stream: {short} updates at 20k records, {long} at 60k"
     );
 }
