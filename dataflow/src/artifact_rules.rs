@@ -14,6 +14,7 @@
 //! does.
 
 use std::collections::hash_map::Entry;
+use std::hash::Hash;
 
 use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
@@ -88,6 +89,35 @@ fn add<const N: usize>(counts: [i32; N], delta: [i32; N]) -> [i32; N] {
         *count += d;
     }
     sum
+}
+
+/// Adds `delta` to `key`'s counts in `table` with one lookup, dropping the
+/// entry once its counts are all zero (the default); the counts before and
+/// after.
+fn add_counts<K: Eq + Hash, C: Copy + Default + PartialEq>(
+    table: &mut FxHashMap<K, C>,
+    key: K,
+    delta: C,
+    add: impl Fn(C, C) -> C,
+) -> (C, C) {
+    match table.entry(key) {
+        Entry::Occupied(mut counts) => {
+            let old = *counts.get();
+            let new = add(old, delta);
+            if new == C::default() {
+                counts.remove();
+            } else {
+                *counts.get_mut() = new;
+            }
+            (old, new)
+        }
+        Entry::Vacant(slot) => {
+            if delta != C::default() {
+                slot.insert(delta);
+            }
+            (C::default(), delta)
+        }
+    }
 }
 
 impl SymbolCounts {
@@ -301,24 +331,9 @@ impl ArtifactMemberships {
         }
         let (symbols_used, edges_used) = (symbol_deltas.len(), edge_deltas.len());
         for (symbol, delta) in symbol_deltas.drain() {
-            let (old, new) = match self.symbols.entry(symbol) {
-                Entry::Occupied(mut counts) => {
-                    let old = *counts.get();
-                    let new = SymbolCounts(add(old.0, delta.0));
-                    if new == SymbolCounts::default() {
-                        counts.remove();
-                    } else {
-                        *counts.get_mut() = new;
-                    }
-                    (old, new)
-                }
-                Entry::Vacant(slot) => {
-                    if delta != SymbolCounts::default() {
-                        slot.insert(delta);
-                    }
-                    (SymbolCounts::default(), delta)
-                }
-            };
+            let (old, new) = add_counts(&mut self.symbols, symbol, delta, |a, b| {
+                SymbolCounts(add(a.0, b.0))
+            });
             match (old.has(EXECUTED), new.has(EXECUTED)) {
                 (false, true) => self.executed += 1,
                 (true, false) => self.executed -= 1,
@@ -347,24 +362,9 @@ impl ArtifactMemberships {
             // One lookup an edge; its ends' node memberships only where the
             // rules read them (an observed edge the snapshot lacks).
             for (edge, delta) in edge_deltas.drain() {
-                let (old, new) = match self.edges.entry(edge) {
-                    Entry::Occupied(mut counts) => {
-                        let old = *counts.get();
-                        let new = EdgeCounts(add(old.0, delta.0));
-                        if new == EdgeCounts::default() {
-                            counts.remove();
-                        } else {
-                            *counts.get_mut() = new;
-                        }
-                        (old, new)
-                    }
-                    Entry::Vacant(slot) => {
-                        if delta != EdgeCounts::default() {
-                            slot.insert(delta);
-                        }
-                        (EdgeCounts::default(), delta)
-                    }
-                };
+                let (old, new) = add_counts(&mut self.edges, edge, delta, |a, b| {
+                    EdgeCounts(add(a.0, b.0))
+                });
                 let nodes = (old.reads_nodes() || new.reads_nodes()) && self.ends_are_nodes(edge);
                 old.derive(edge, nodes, resolver, before);
                 new.derive(edge, nodes, resolver, after);

@@ -34,9 +34,9 @@ pub enum StaticChange {
 /// One dynamic BFS per artifact ([`ShortestPaths`], on the artifact's
 /// worker), as for the runtime and effective closures: a differential
 /// fixpoint held every static edge and every reached node several times
-/// over in its arrangements (most of a large snapshot's memory) and
-/// scheduled its iterative scope at every round, though snapshots change
-/// seldom.
+/// over in its arrangements (2.5 million updates for a snapshot of 1.2
+/// million edges) and scheduled its iterative scope at every round, though
+/// snapshots change seldom.
 pub fn static_closure<'s>(
     changes: VecCollection<'s, Time, (Artifact, StaticChange)>,
 ) -> VecCollection<'s, Time, Node> {

@@ -55,14 +55,16 @@ impl Inputs {
             }
             Update::QuorumMet((a, u, v)) => {
                 let met = (a, Membership::QuorumMet(u, v));
-                self.runtime_memberships.update_at(met, time, diff)
+                self.runtime_memberships.update_at(met, time, diff);
             }
             Update::EdgeStats(e, s) => self.edge_stats.update_at((e, s), time, diff),
             Update::Executed((a, s)) => {
-                (self.runtime_memberships).update_at((a, Membership::Executed(s)), time, diff)
+                let executed = (a, Membership::Executed(s));
+                self.runtime_memberships.update_at(executed, time, diff);
             }
             Update::Covered((a, s)) => {
-                (self.runtime_memberships).update_at((a, Membership::Covered(s)), time, diff)
+                let covered = (a, Membership::Covered(s));
+                self.runtime_memberships.update_at(covered, time, diff);
             }
         }
     }
