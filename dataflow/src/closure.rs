@@ -84,13 +84,8 @@ impl StaticGraph {
                 StaticChange::Entrypoint(s) => *entrypoints.entry(s).or_default() += diff,
             }
         }
-        let (mut added, removed) = count_members(&mut self.edges, edges);
+        let (added, removed) = count_members(&mut self.edges, edges);
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
-        // In the snapshot's order, as in the dynamic closures (new nodes
-        // get their dense ids in the order of their edges).
-        if added.len() * 8 > self.paths.nodes() {
-            added.sort_unstable();
-        }
         (self.paths).apply(&added, &removed, &roots_added, &roots_removed, |s| s as u64);
     }
 }
@@ -293,19 +288,6 @@ impl ArtifactGraph {
         }
         keep_for_next_time(&mut edges, edges_used);
         self.edge_deltas = edges;
-        // New nodes get their dense ids in the order of their edges: in id
-        // order (the snapshot's order, where most edges join nearby
-        // functions) a BFS visits memory in order; in the hash map's order
-        // every visit missed the cache. A batch small against its graph
-        // (a round's few edges) adds few nodes, and is not worth a sort.
-        for (added, graph) in [
-            (&mut effective_added, &self.effective),
-            (&mut runtime_added, &self.runtime),
-        ] {
-            if added.len() * 8 > graph.nodes() {
-                added.sort_unstable();
-            }
-        }
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
         let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 
