@@ -8,22 +8,19 @@
 //! observed, at quorum; does the artifact have a snapshot. The observed,
 //! executed and covered sets change with every window; as differential
 //! joins, each rule that consults them would keep its own arranged copy of
-//! that churn. [`artifact_rules`] keeps the memberships in hash maps, one
-//! set per artifact, and applies each time's changes once the time is
-//! complete ([`per_artifact_at_complete_times`]), as `dynamic_closures`
-//! does.
+//! that churn. `ArtifactMemberships` keeps one artifact's memberships in
+//! hash maps and applies each time's changes at once; the artifact's
+//! operator ([`crate::artifact`]) runs it.
 
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
-use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use tracemerge_records::{Resolution, State, Strategy, Time};
+use tracemerge_records::{Resolution, State, Strategy};
 
-use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
-use crate::model::{Artifact, ConflictIds, Symbol};
-use crate::profile::note_kept;
+use crate::complete::keep_for_next_time;
+use crate::model::{ConflictIds, Symbol};
 use crate::verdict::{resolve, Quarantine};
 
 /// A membership of a symbol or an edge of an artifact, or of the artifact
@@ -47,9 +44,12 @@ pub enum Membership {
     ObservedEdge(Symbol, Symbol),
     /// A live edge that meets `quorum:H:S`.
     QuorumMet(Symbol, Symbol),
+    /// An entrypoint of the artifact's snapshot: a root of its closures,
+    /// which no rule here reads.
+    Entrypoint(Symbol),
 }
 
-/// What [`artifact_rules`] derives within an artifact.
+/// What the rules derive within an artifact.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Derived {
     /// A live observed edge, and whether the snapshot has it.
@@ -60,8 +60,6 @@ pub enum Derived {
     State(Symbol, State),
     /// A conflict of any kind.
     Conflict(ConflictIds),
-    /// The artifact has an executed symbol.
-    Executed,
 }
 
 /// The memberships of one symbol, as counts.
@@ -210,10 +208,12 @@ impl EdgeCounts {
 
 /// The memberships of one artifact's symbols and edges.
 #[derive(Default)]
-struct ArtifactMemberships {
+pub(crate) struct ArtifactMemberships {
     snapshots: isize,
     /// How many symbols are executed.
     executed: usize,
+    /// How many symbols are statically reachable: the static closure's size.
+    static_reachable: usize,
     symbols: FxHashMap<Symbol, SymbolCounts>,
     edges: FxHashMap<(Symbol, Symbol), EdgeCounts>,
     /// One time's working tables, kept between times with their capacity
@@ -232,8 +232,26 @@ struct Scratch {
 }
 
 impl ArtifactMemberships {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.snapshots == 0 && self.symbols.is_empty() && self.edges.is_empty()
+    }
+
+    /// The entries its tables keep.
+    pub(crate) fn entries(&self) -> usize {
+        self.symbols.len() + self.edges.len()
+    }
+
+    pub(crate) fn has_snapshot(&self) -> bool {
+        self.snapshots > 0
+    }
+
+    pub(crate) fn has_executed(&self) -> bool {
+        self.executed > 0
+    }
+
+    /// How many symbols are statically reachable.
+    pub(crate) fn static_reachable(&self) -> usize {
+        self.static_reachable
     }
 
     fn is_node(&self, symbol: Symbol) -> bool {
@@ -244,21 +262,17 @@ impl ArtifactMemberships {
         self.is_node(caller) && self.is_node(callee)
     }
 
-    /// The artifact-level rules: `no_static_snapshot`, and whether it has
-    /// an executed symbol, given how many symbols are executed and the
-    /// count of snapshots.
+    /// The artifact-level rule, `no_static_snapshot`, given how many
+    /// symbols are executed and the count of snapshots.
     fn derive_artifact((executed, snapshots): (usize, isize), out: &mut Vec<Derived>) {
-        if executed > 0 {
-            if snapshots <= 0 {
-                out.push(Derived::Conflict(ConflictIds::NoStaticSnapshot));
-            }
-            out.push(Derived::Executed);
+        if executed > 0 && snapshots <= 0 {
+            out.push(Derived::Conflict(ConflictIds::NoStaticSnapshot));
         }
     }
 
     /// Applies one time's memberships of this artifact and pushes the
     /// changes of what the rules derive onto `out`.
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         batch: impl Iterator<Item = (Membership, isize)>,
         resolver: &Resolver,
@@ -292,6 +306,7 @@ impl ArtifactMemberships {
                     edge_deltas.entry((u, v)).or_default().0[QUORUM] += diff;
                     continue;
                 }
+                Membership::Entrypoint(_) => continue,
                 Membership::Node(s) => (s, NODE),
                 Membership::StaticReachable(s) => (s, STATIC_REACHABLE),
                 Membership::Target(s) => (s, TARGET),
@@ -337,6 +352,11 @@ impl ArtifactMemberships {
             match (old.has(EXECUTED), new.has(EXECUTED)) {
                 (false, true) => self.executed += 1,
                 (true, false) => self.executed -= 1,
+                _ => {}
+            }
+            match (old.has(STATIC_REACHABLE), new.has(STATIC_REACHABLE)) {
+                (false, true) => self.static_reachable += 1,
+                (true, false) => self.static_reachable -= 1,
                 _ => {}
             }
             old.derive(symbol, snapshot_before, before);
@@ -395,34 +415,6 @@ fn difference(
         }
     }
     out.extend(after.drain(..).map(|item| (item, 1)));
-}
-
-/// Every observed edge with its place in the snapshot, the runtime edges
-/// the strategy accepts, each target's lattice state, every conflict
-/// (with its resolution, for a runtime edge whose ends are snapshot nodes),
-/// and which artifacts have an executed symbol, from the memberships of
-/// DESIGN.md §4; as changes, so a rule that holds before and after a time
-/// is not repeated.
-///
-/// Each artifact's memberships live on one worker
-/// ([`per_artifact_at_complete_times`]).
-pub fn artifact_rules<'s>(
-    memberships: VecCollection<'s, Time, (Artifact, Membership)>,
-    resolver: Resolver,
-) -> VecCollection<'s, Time, (Artifact, Derived)> {
-    let mut artifacts: FxHashMap<Artifact, ArtifactMemberships> = FxHashMap::default();
-    let mut derived = Vec::new();
-    per_artifact_at_complete_times(memberships, "ArtifactRules", move |artifact, batch, out| {
-        let memberships = artifacts.entry(artifact).or_default();
-        let batch = batch.iter().map(|&((_, m), d)| (m, d));
-        memberships.apply(batch, &resolver, &mut derived);
-        let entries = memberships.symbols.len() + memberships.edges.len();
-        note_kept("ArtifactRules", artifact, entries);
-        if memberships.is_empty() {
-            artifacts.remove(&artifact);
-        }
-        out.extend(derived.drain(..).map(|(d, diff)| ((artifact, d), diff)));
-    })
 }
 
 #[cfg(test)]
@@ -487,10 +479,11 @@ mod tests {
                     Derived::Conflict(ConflictIds::ReachableButUnobserved(7)),
                     -1
                 ),
-                (Derived::Executed, 1),
             ])
         );
+        assert!(m.has_executed());
         assert_eq!(apply(&mut m, &r, &[(Membership::Executed(7), -1)]), vec![]);
+        assert!(m.has_executed());
     }
 
     #[test]
@@ -498,11 +491,9 @@ mod tests {
         let (mut m, r) = (ArtifactMemberships::default(), union());
         assert_eq!(
             apply(&mut m, &r, &[(Membership::Executed(3), 1)]),
-            sorted(vec![
-                (Derived::Conflict(ConflictIds::NoStaticSnapshot), 1),
-                (Derived::Executed, 1)
-            ])
+            vec![(Derived::Conflict(ConflictIds::NoStaticSnapshot), 1)]
         );
+        assert!(m.has_executed() && !m.has_snapshot());
         // The snapshot comes without the symbol: it is unknown.
         assert_eq!(
             apply(&mut m, &r, &[(Membership::Snapshot, 1)]),
@@ -525,14 +516,12 @@ mod tests {
         // The window moves on: nothing is derived, nor kept.
         assert_eq!(
             apply(&mut m, &r, &[(Membership::Executed(3), -1)]),
-            sorted(vec![
-                (
-                    Derived::Conflict(ConflictIds::ExecutedButStaticallyUnreachable(3)),
-                    -1
-                ),
-                (Derived::Executed, -1)
-            ])
+            vec![(
+                Derived::Conflict(ConflictIds::ExecutedButStaticallyUnreachable(3)),
+                -1
+            )]
         );
+        assert!(!m.has_executed());
         apply(
             &mut m,
             &r,
@@ -606,8 +595,8 @@ mod tests {
     #[test]
     fn difference_keeps_only_what_changed() {
         let mut out = Vec::new();
-        let mut before = vec![Derived::Executed, Derived::Edge(1, 2, false)];
-        let mut after = vec![Derived::Edge(1, 2, true), Derived::Executed];
+        let mut before = vec![Derived::Accepted(1, 2), Derived::Edge(1, 2, false)];
+        let mut after = vec![Derived::Edge(1, 2, true), Derived::Accepted(1, 2)];
         difference(&mut before, &mut after, &mut out);
         assert!(before.is_empty() && after.is_empty());
         assert_eq!(

@@ -1,11 +1,11 @@
 //! Reachability closures and witness paths.
 //!
 //! Each closure is kept by one dynamic BFS per artifact ([`ShortestPaths`]),
-//! inside a timely operator that applies each time's changes once the time
-//! is complete: the static closure ([`static_closure`]) changes only with
-//! snapshots; the runtime and effective closures ([`dynamic_closures`])
-//! change with every edge that appears or expires, where differential
-//! would re-derive a BFS with its history.
+//! where differential would re-derive a BFS with its history: the static
+//! closure ([`static_closure`], its own operator) changes only with
+//! snapshots; the runtime and effective closures (`ArtifactGraph`, in the
+//! artifact's operator, [`crate::artifact`]) change with every edge that
+//! appears or expires.
 
 use std::hash::Hash;
 
@@ -104,54 +104,16 @@ pub enum EdgeRole {
     Observed,
 }
 
-/// An input of [`dynamic_closures`] within one artifact; its diff says
-/// whether it comes or goes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A change of an `ArtifactGraph`; its diff says whether it comes or goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphChange {
     Edge(EdgeRole, Symbol, Symbol),
     Entrypoint(Symbol),
     Target(Symbol),
 }
 
-/// The two closures [`dynamic_closures`] keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum DynamicClosure {
-    Runtime,
-    Effective,
-}
-
 /// A witness path: its symbols from an entrypoint, and the label of each hop.
 pub type WitnessPath = (Vec<Symbol>, Vec<Hop>);
-
-/// What [`dynamic_closures`] reports, as a collection.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ClosureItem {
-    /// The size of a non-empty closure of an artifact.
-    Size(Artifact, DynamicClosure, u64),
-    /// The witness path of a target reachable in the effective graph.
-    Path(Node, WitnessPath),
-}
-
-/// The runtime closure (over `Observed` edges) and the effective closure
-/// (over `Static` and `Accepted` edges) of every artifact, from its
-/// entrypoints: their sizes, and each target's witness path in the
-/// effective graph (DESIGN.md §4: a shortest path whose parents are the
-/// smallest symbols by name, each hop labelled static, runtime or both).
-///
-/// Each artifact's graph lives on one worker
-/// ([`per_artifact_at_complete_times`]).
-pub fn dynamic_closures<'s>(
-    changes: VecCollection<'s, Time, (Artifact, GraphChange)>,
-    names: Names,
-) -> VecCollection<'s, Time, ClosureItem> {
-    let mut graphs: FxHashMap<Artifact, ArtifactGraph> = FxHashMap::default();
-    per_artifact_at_complete_times(changes, "DynamicClosures", move |artifact, batch, items| {
-        let graph = graphs.entry(artifact).or_insert_with(ArtifactGraph::new);
-        let batch = batch.iter().map(|((_, change), diff)| (change, *diff));
-        graph.apply(artifact, batch, &names, items);
-        note_kept("DynamicClosures", artifact, graph.entries());
-    })
-}
 
 /// How many of each [`EdgeRole`] an edge holds, by role. Each role's input
 /// is a set, so a count is 0 or 1 and a byte holds it; three bytes and the
@@ -159,8 +121,12 @@ pub fn dynamic_closures<'s>(
 /// too (the symbols' alignment), where `isize` counts took 32.
 type RoleCounts = [i8; 3];
 
-/// One artifact's graph as the dynamic closures see it.
-struct ArtifactGraph {
+/// One artifact's runtime closure (over `Observed` edges) and effective
+/// closure (over `Static` and `Accepted` edges), from its entrypoints, and
+/// each target's witness path in the effective graph (DESIGN.md §4: a
+/// shortest path whose parents are the smallest symbols by name, each hop
+/// labelled static, runtime or both).
+pub(crate) struct ArtifactGraph {
     /// Per edge, how many of each [`EdgeRole`] it holds.
     roles: FxHashMap<(Symbol, Symbol), RoleCounts>,
     entrypoints: FxHashMap<Symbol, isize>,
@@ -218,11 +184,21 @@ fn presence_change(before: isize, after: isize) -> Option<bool> {
 
 impl ArtifactGraph {
     /// The entries its tables keep: edges, entrypoints, targets and paths.
-    fn entries(&self) -> usize {
+    pub(crate) fn entries(&self) -> usize {
         self.roles.len() + self.entrypoints.len() + self.targets.len() + self.paths.len()
     }
 
-    fn new() -> Self {
+    /// Whether it has a target.
+    pub(crate) fn has_targets(&self) -> bool {
+        !self.targets.is_empty()
+    }
+
+    /// The sizes of the runtime and effective closures.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.runtime.reached(), self.effective.reached())
+    }
+
+    pub(crate) fn new() -> Self {
         ArtifactGraph {
             roles: FxHashMap::default(),
             entrypoints: FxHashMap::default(),
@@ -235,20 +211,19 @@ impl ArtifactGraph {
     }
 
     /// Applies one time's changes of this artifact and pushes the changes
-    /// of its closure sizes and witness paths onto `items`.
-    fn apply<'a>(
+    /// of its targets' witness paths onto `paths`.
+    pub(crate) fn apply(
         &mut self,
-        artifact: Artifact,
-        batch: impl Iterator<Item = (&'a GraphChange, isize)>,
+        batch: impl Iterator<Item = (GraphChange, isize)>,
         names: &Names,
-        items: &mut Vec<(ClosureItem, isize)>,
+        paths: &mut Vec<(Symbol, WitnessPath, isize)>,
     ) {
         // Net change per edge role, entrypoint and target.
         let mut edges = std::mem::take(&mut self.edge_deltas);
         let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
         let mut targets: FxHashMap<Symbol, isize> = FxHashMap::default();
         for (change, diff) in batch {
-            match *change {
+            match change {
                 GraphChange::Edge(role, u, v) => {
                     edges.entry((u, v)).or_default()[role as usize] += diff as i8
                 }
@@ -291,18 +266,7 @@ impl ArtifactGraph {
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
         let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 
-        let mut size_change = |closure: DynamicClosure, before: usize, after: usize| {
-            if before != after {
-                if before > 0 {
-                    items.push((ClosureItem::Size(artifact, closure, before as u64), -1));
-                }
-                if after > 0 {
-                    items.push((ClosureItem::Size(artifact, closure, after as u64), 1));
-                }
-            }
-        };
         let key = |s: Symbol| s as u64;
-        let before = self.runtime.reached();
         (self.runtime).apply(
             &runtime_added,
             &runtime_removed,
@@ -310,11 +274,9 @@ impl ArtifactGraph {
             &roots_removed,
             key,
         );
-        size_change(DynamicClosure::Runtime, before, self.runtime.reached());
         let names = names.read();
         let key = |s: Symbol| name_prefix(names.get(s));
         let order = |a: Symbol, b: Symbol| names.get(a).cmp(names.get(b));
-        let before = self.effective.reached();
         let effective_changed = !(effective_added.is_empty()
             && effective_removed.is_empty()
             && roots_added.is_empty()
@@ -326,14 +288,13 @@ impl ArtifactGraph {
             &roots_removed,
             key,
         );
-        size_change(DynamicClosure::Effective, before, self.effective.reached());
 
         // Witness paths: of new targets, and of targets whose path may have
         // changed; a hop whose label changed only relabels the paths that
         // take it.
         for target in targets_removed {
             if let Some(path) = self.paths.set(target, None) {
-                items.push((ClosureItem::Path((artifact, target), path), -1));
+                paths.push((target, path, -1));
             }
         }
         let mut recheck: Vec<Symbol> = targets_added;
@@ -373,10 +334,10 @@ impl ArtifactGraph {
             .collect();
         for (target, path) in changed {
             if let Some(path) = &path {
-                items.push((ClosureItem::Path((artifact, target), path.clone()), 1));
+                paths.push((target, path.clone(), 1));
             }
             if let Some(old) = self.paths.set(target, path) {
-                items.push((ClosureItem::Path((artifact, target), old), -1));
+                paths.push((target, old, -1));
             }
         }
     }

@@ -455,6 +455,11 @@ where
                 outboxes[worker - first_local].updates.push(t);
             }
         }
+        if peers == 1 {
+            // One shard: the list moves whole.
+            outboxes[0].sightings.append(&mut released.sightings);
+            return;
+        }
         for s in released.sightings.drain(..) {
             let worker = s.shard(peers);
             if is_local(worker) {
@@ -471,7 +476,7 @@ where
                 wake.worker(local);
             }
             if !outbox.sightings.is_empty() {
-                let empty = refill.try_recv().unwrap_or_default();
+                let empty = (refill.try_recv()).unwrap_or_else(|_| Vec::with_capacity(batch));
                 let sightings = std::mem::replace(&mut outbox.sightings, empty);
                 let _ = to_aggregators[local].send(ToAggregator::Sightings(sightings));
             }

@@ -152,6 +152,10 @@ pub struct Ingest {
     watermarks: BTreeSet<Time>,
     /// This record's updates before they are released or held.
     fresh: Vec<Timed>,
+    /// The ids of the last sighting's artifact and source, which the next
+    /// one most likely repeats ([`Interner::intern_repeated`]).
+    last_artifact: Option<crate::symbols::Id>,
+    last_source: Option<crate::symbols::Id>,
     /// How many records make a watermark start a round (1: every one).
     round_every: usize,
     /// Records since the last round, this one included.
@@ -179,6 +183,8 @@ impl Ingest {
             held: BTreeMap::new(),
             watermarks: BTreeSet::new(),
             fresh: Vec::new(),
+            last_artifact: None,
+            last_source: None,
             round_every: round_every.max(1),
             since_round: 0,
         }
@@ -340,13 +346,13 @@ impl Ingest {
                 let i = &mut self.interner;
                 sightings.push(Sighting::Edge {
                     edge: (
-                        i.intern(&e.artifact),
+                        i.intern_repeated(&e.artifact, &mut self.last_artifact),
                         i.intern(&e.caller),
                         i.intern(&e.callee),
                     ),
                     at: e.at,
                     hits: e.hits,
-                    source: i.intern(&e.source),
+                    source: i.intern_repeated(&e.source, &mut self.last_source),
                     estimated: e.estimated,
                 });
             }
@@ -356,7 +362,10 @@ impl Ingest {
                 }
                 let i = &mut self.interner;
                 sightings.push(Sighting::Hit {
-                    node: (i.intern(&h.artifact), i.intern(&h.symbol)),
+                    node: (
+                        i.intern_repeated(&h.artifact, &mut self.last_artifact),
+                        i.intern(&h.symbol),
+                    ),
                     at: h.at,
                 });
             }

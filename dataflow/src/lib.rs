@@ -5,18 +5,21 @@
 //! Per-sighting work (hits, first/last seen, distinct sources, expiry,
 //! live hits, coverage intervals) happens in plain Rust in [`aggregate`],
 //! sharded by key across the workers; the dataflow sees only what can
-//! change a closure, a verdict or a conflict. The dataflow's pieces, each
-//! a short function over collections:
-//! [`window`] (edge statistics, per-artifact counts),
-//! [`closure`] (reachability, BFS parents, witness paths),
-//! [`artifact_rules`] (observed edges in or out of the snapshot, the
-//! strategy's resolutions, each target's lattice state, the conflicts),
-//! [`verdict`] (strategies, verdicts), put together by [`merge`];
-//! [`complete`] runs the per-artifact operators (closures, rules). [`ingest`] is the sequential front that turns the record
-//! stream into timestamped input updates, and [`engine`] runs it all on
+//! change a closure, a verdict or a conflict. The dataflow is short: the
+//! static closure of each artifact ([`closure::static_closure`]), then one
+//! operator per artifact ([`artifact`]) that keeps everything else §4
+//! derives, from the rules ([`artifact_rules`]: observed edges in or out of
+//! the snapshot, the strategy's resolutions, each target's lattice state,
+//! the conflicts) to the runtime and effective closures with their witness
+//! paths ([`closure`]) and the verdicts ([`verdict`]); [`merge`] puts them
+//! together, and [`complete`] runs the per-artifact operators at complete
+//! times. [`window`] holds the edge statistics. [`ingest`] is the
+//! sequential front that turns the record stream into timestamped input
+//! updates, and [`engine`] runs it all on
 //! timely workers. `SEMANTICS.md` beside this crate pins down every rule.
 
 pub mod aggregate;
+pub mod artifact;
 pub mod artifact_rules;
 pub mod closure;
 pub mod complete;

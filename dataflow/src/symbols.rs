@@ -68,6 +68,21 @@ impl Interner {
         id
     }
 
+    /// [`Interner::intern`] for a name that is most likely `last`'s (an
+    /// artifact or source, which records repeat run after run): one string
+    /// comparison instead of a hash lookup when it is. `last` becomes
+    /// `name`'s id.
+    pub fn intern_repeated(&mut self, name: &str, last: &mut Option<Id>) -> Id {
+        if let Some(id) = *last {
+            if &**self.ids.shared_name(id) == name {
+                return id;
+            }
+        }
+        let id = self.intern(name);
+        *last = Some(id);
+        id
+    }
+
     /// The table the ids refer to, for readers on other threads.
     pub fn names(&self) -> Names {
         self.names.clone()
@@ -98,6 +113,23 @@ mod tests {
         assert_eq!(names.read().get(a), "a");
         assert_eq!(names.compare(a, b), Ordering::Less);
         assert_eq!(names.compare(b, a), Ordering::Greater);
+    }
+
+    #[test]
+    fn a_repeated_name_keeps_its_id_and_a_new_one_takes_the_place() {
+        let mut interner = Interner::new();
+        let mut last = None;
+        let a = interner.intern_repeated("a", &mut last);
+        assert_eq!(
+            (last, interner.intern_repeated("a", &mut last)),
+            (Some(a), a)
+        );
+        let b = interner.intern_repeated("b", &mut last);
+        assert_ne!(a, b);
+        assert_eq!(last, Some(b));
+        // The guess only saves a lookup: a name seen before keeps its id.
+        assert_eq!(interner.intern_repeated("a", &mut last), a);
+        assert_eq!(interner.intern("b"), b);
     }
 
     proptest::proptest! {

@@ -2,17 +2,12 @@
 
 use std::collections::HashSet;
 
-use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
-use tracemerge_records::{Config, Hop, Resolution, State, Strategy, Time};
+use tracemerge_records::{Config, Hop, Resolution, State, Strategy};
 
 use crate::closure::WitnessPath;
-use crate::complete::per_artifact_at_complete_times;
-use crate::model::{Artifact, Node, Symbol};
+use crate::model::Symbol;
 use crate::symbols::Interner;
-
-type Coll<'s, D> = VecCollection<'s, Time, D, isize>;
 
 /// The configured quarantine list, interned.
 #[derive(Clone, Debug, Default)]
@@ -63,7 +58,7 @@ pub fn resolve(
 }
 
 /// A fact about a target, from the symbol rules and the closures.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fact {
     /// Its lattice state ([`crate::artifact_rules`]); only targets have one.
     State(State),
@@ -74,46 +69,54 @@ pub enum Fact {
 /// A target's verdict: its lattice state and witness path.
 pub type Verdict = (State, Option<WitnessPath>);
 
-/// The verdict of every target with a state: its lattice state and its
-/// witness path, if it has one.
+/// The verdicts of one artifact's targets, from their facts: each target
+/// with a state has one, its lattice state and its witness path, if it has
+/// one.
 ///
-/// Each artifact's targets are kept on one worker outside differential
-/// ([`per_artifact_at_complete_times`]): paths change with the closures at
-/// nearly every round, and a `reduce` replayed each changed target's
-/// history of facts at each one.
-pub fn verdicts<'s>(facts: Coll<'s, (Node, Fact)>) -> Coll<'s, (Node, Verdict)> {
-    let mut artifacts: FxHashMap<Artifact, FxHashMap<Symbol, Vec<(Fact, isize)>>> =
-        FxHashMap::default();
-    let by_artifact = facts.map(|((artifact, target), fact)| (artifact, (target, fact)));
-    per_artifact_at_complete_times(by_artifact, "Verdicts", move |artifact, batch, out| {
-        let targets = artifacts.entry(artifact).or_default();
+/// Kept outside differential in the artifact's operator
+/// ([`crate::artifact`]): paths change with the closures at nearly every
+/// round, and a `reduce` replayed each changed target's history of facts
+/// at each one.
+#[derive(Default)]
+pub(crate) struct Verdicts {
+    targets: FxHashMap<Symbol, Vec<(Fact, isize)>>,
+}
+
+impl Verdicts {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Applies one time's changes of facts and pushes the changes of the
+    /// verdicts onto `out`.
+    pub(crate) fn apply(
+        &mut self,
+        facts: impl Iterator<Item = (Symbol, Fact, isize)>,
+        out: &mut Vec<(Symbol, Verdict, isize)>,
+    ) {
         // The verdicts before, by touched target.
         let mut before: FxHashMap<Symbol, Option<Verdict>> = FxHashMap::default();
-        for ((_, (target, fact)), diff) in batch {
-            let facts = targets.entry(*target).or_default();
-            before.entry(*target).or_insert_with(|| verdict_of(facts));
-            match facts.iter_mut().find(|(f, _)| f == fact) {
+        for (target, fact, diff) in facts {
+            let facts = self.targets.entry(target).or_default();
+            before.entry(target).or_insert_with(|| verdict_of(facts));
+            match facts.iter_mut().find(|(f, _)| *f == fact) {
                 Some((_, count)) => *count += diff,
-                None => facts.push((fact.clone(), *diff)),
+                None => facts.push((fact, diff)),
             }
         }
         for (target, before) in before {
-            let facts = targets.get_mut(&target).expect("a touched target");
+            let facts = self.targets.get_mut(&target).expect("a touched target");
             facts.retain(|(_, count)| *count != 0);
             let after = verdict_of(facts);
             if facts.is_empty() {
-                targets.remove(&target);
+                self.targets.remove(&target);
             }
             if before != after {
-                let node = (artifact, target);
-                out.extend(before.map(|v| ((node, v), -1)));
-                out.extend(after.map(|v| ((node, v), 1)));
+                out.extend(before.map(|v| (target, v, -1)));
+                out.extend(after.map(|v| (target, v, 1)));
             }
         }
-        if targets.is_empty() {
-            artifacts.remove(&artifact);
-        }
-    })
+    }
 }
 
 /// What a target's facts make its verdict: none without a state; of
