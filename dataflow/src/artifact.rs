@@ -16,12 +16,12 @@ use rustc_hash::FxHashMap;
 use tracemerge_records::{Reach, Time};
 
 use crate::artifact_rules::{ArtifactMemberships, Derived, Membership, Resolver};
-use crate::closure::{ArtifactGraph, EdgeRole, GraphChange, WitnessPath};
+use crate::closure::{ArtifactGraph, EdgeRole, GraphChange};
 use crate::complete::per_artifact_at_complete_times;
-use crate::model::{Artifact, Output, Symbol};
+use crate::model::{Artifact, Output};
 use crate::profile::note_kept;
 use crate::symbols::Names;
-use crate::verdict::{Fact, Verdict, Verdicts};
+use crate::verdict::{Fact, Verdicts};
 
 /// The report items of every artifact (observed edges, conflicts, verdicts,
 /// reach sizes) from its memberships, as changes.
@@ -33,11 +33,10 @@ pub fn artifact_reports<'s>(
     names: Names,
 ) -> VecCollection<'s, Time, Output> {
     let mut artifacts: FxHashMap<Artifact, ArtifactState> = FxHashMap::default();
-    let mut scratch = Scratch::default();
     per_artifact_at_complete_times(memberships, "Artifact", move |artifact, batch, out| {
         let state = artifacts.entry(artifact).or_insert_with(ArtifactState::new);
         let batch = batch.iter().map(|&((_, m), diff)| (m, diff));
-        state.apply(artifact, batch, &resolver, &names, &mut scratch, out);
+        state.apply(artifact, batch, &resolver, &names, out);
         note_kept("ArtifactRules", artifact, state.rules.entries());
         note_kept("DynamicClosures", artifact, state.graph.entries());
         if state.is_empty() {
@@ -53,17 +52,6 @@ struct ArtifactState {
     verdicts: Verdicts,
     /// The reach sizes last reported.
     reach: Option<Reach>,
-}
-
-/// What [`ArtifactState::apply`] works in; empty between times, kept for
-/// the capacity of its lists.
-#[derive(Default)]
-struct Scratch {
-    derived: Vec<(Derived, isize)>,
-    changes: Vec<(GraphChange, isize)>,
-    paths: Vec<(Symbol, WitnessPath, isize)>,
-    facts: Vec<(Symbol, Fact, isize)>,
-    verdicts: Vec<(Symbol, Verdict, isize)>,
 }
 
 impl ArtifactState {
@@ -91,21 +79,14 @@ impl ArtifactState {
         batch: impl Iterator<Item = (Membership, isize)> + Clone,
         resolver: &Resolver,
         names: &Names,
-        scratch: &mut Scratch,
         out: &mut Vec<(Output, isize)>,
     ) {
-        let Scratch {
-            derived,
-            changes,
-            paths,
-            facts,
-            verdicts,
-        } = scratch;
-        self.rules.apply(batch.clone(), resolver, derived);
+        let mut derived = Vec::new();
+        self.rules.apply(batch.clone(), resolver, &mut derived);
 
         // The closures' edges, roots and targets, and the runtime edges the
         // rules accepted (or no longer accept) at this time.
-        changes.extend(batch.filter_map(|(m, diff)| {
+        let changes = batch.filter_map(|(m, diff)| {
             let change = match m {
                 Membership::StaticEdge(u, v) => GraphChange::Edge(EdgeRole::Static, u, v),
                 Membership::ObservedEdge(u, v) => GraphChange::Edge(EdgeRole::Observed, u, v),
@@ -114,14 +95,16 @@ impl ArtifactState {
                 _ => return None,
             };
             Some((change, diff))
-        }));
-        changes.extend(derived.iter().filter_map(|(d, diff)| match *d {
+        });
+        let accepted = derived.iter().filter_map(|(d, diff)| match *d {
             Derived::Accepted(u, v) => Some((GraphChange::Edge(EdgeRole::Accepted, u, v), *diff)),
             _ => None,
-        }));
-        self.graph.apply(changes.drain(..), names, paths);
+        });
+        let mut paths = Vec::new();
+        self.graph.apply(changes.chain(accepted), names, &mut paths);
 
-        for (d, diff) in derived.drain(..) {
+        let mut facts = Vec::new();
+        for (d, diff) in derived {
             match d {
                 Derived::Edge(caller, callee, in_static) => out.push((
                     Output::Edge {
@@ -139,12 +122,13 @@ impl ArtifactState {
                 Derived::Accepted(..) => {}
             }
         }
+        let paths = paths.into_iter();
         facts.extend(
-            (paths.drain(..))
-                .map(|(target, (path, hops), diff)| (target, Fact::Path(path, hops), diff)),
+            paths.map(|(target, (path, hops), diff)| (target, Fact::Path(path, hops), diff)),
         );
-        self.verdicts.apply(facts.drain(..), verdicts);
-        out.extend(verdicts.drain(..).map(|(target, (state, path), diff)| {
+        let mut verdicts = Vec::new();
+        self.verdicts.apply(facts.into_iter(), &mut verdicts);
+        out.extend(verdicts.into_iter().map(|(target, (state, path), diff)| {
             let verdict = Output::Verdict {
                 artifact,
                 target,
