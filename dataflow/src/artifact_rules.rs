@@ -62,9 +62,12 @@ pub enum Derived {
     Conflict(ConflictIds),
 }
 
-/// The memberships of one symbol, as counts.
+/// The memberships of one symbol, as counts. Each input is a set, so a
+/// count is 0 or 1, but `Executed` and `Covered`, which every aggregator
+/// shard that holds the symbol reports: two bytes hold them, and the table
+/// entry is 16 bytes with the symbol, where `i32` counts made it 24.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct SymbolCounts([i32; 5]);
+struct SymbolCounts([i16; 5]);
 
 const NODE: usize = 0;
 const STATIC_REACHABLE: usize = 1;
@@ -72,16 +75,19 @@ const TARGET: usize = 2;
 const EXECUTED: usize = 3;
 const COVERED: usize = 4;
 
-/// The memberships of one edge, as counts.
+/// The memberships of one edge, as counts. Each input is a set (an edge's
+/// sightings live in one aggregator shard), so a count is 0 or 1 and a
+/// byte holds it: a 12-byte table entry with the edge, where `i32` counts
+/// made it 20, for a table that holds every static and live edge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct EdgeCounts([i32; 3]);
+struct EdgeCounts([i8; 3]);
 
 const STATIC: usize = 0;
 const OBSERVED: usize = 1;
 const QUORUM: usize = 2;
 
 /// Adds `delta` to `counts`, member by member.
-fn add<const N: usize>(counts: [i32; N], delta: [i32; N]) -> [i32; N] {
+fn add<T: Copy + std::ops::AddAssign, const N: usize>(counts: [T; N], delta: [T; N]) -> [T; N] {
     let mut sum = counts;
     for (count, d) in sum.iter_mut().zip(delta) {
         *count += d;
@@ -288,22 +294,21 @@ impl ArtifactMemberships {
             after,
         } = &mut scratch;
         for (membership, diff) in batch {
-            let diff = diff as i32;
             let (symbol, which) = match membership {
                 Membership::Snapshot => {
-                    snapshots += diff as isize;
+                    snapshots += diff;
                     continue;
                 }
                 Membership::StaticEdge(u, v) => {
-                    edge_deltas.entry((u, v)).or_default().0[STATIC] += diff;
+                    edge_deltas.entry((u, v)).or_default().0[STATIC] += diff as i8;
                     continue;
                 }
                 Membership::ObservedEdge(u, v) => {
-                    edge_deltas.entry((u, v)).or_default().0[OBSERVED] += diff;
+                    edge_deltas.entry((u, v)).or_default().0[OBSERVED] += diff as i8;
                     continue;
                 }
                 Membership::QuorumMet(u, v) => {
-                    edge_deltas.entry((u, v)).or_default().0[QUORUM] += diff;
+                    edge_deltas.entry((u, v)).or_default().0[QUORUM] += diff as i8;
                     continue;
                 }
                 Membership::Entrypoint(_) => continue,
@@ -313,7 +318,7 @@ impl ArtifactMemberships {
                 Membership::Executed(s) => (s, EXECUTED),
                 Membership::Covered(s) => (s, COVERED),
             };
-            symbol_deltas.entry(symbol).or_default().0[which] += diff;
+            symbol_deltas.entry(symbol).or_default().0[which] += diff as i16;
         }
         // Nodes come and go with snapshots: then every observed edge may
         // gain or lose its conflict.
