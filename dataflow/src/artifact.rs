@@ -4,19 +4,21 @@
 //! targets' verdicts (`Verdicts`) and the artifact's reach sizes.
 //!
 //! One operator because each part reads what the one before derives at
-//! the same time: the effective closure takes the runtime edges the rules
-//! accept, a verdict joins a target's state with its path, the reach sizes
-//! count the closures. As separate operators, every change crossed an
-//! exchange and a time's buffer for each part, a live edge entered twice
-//! (as a membership and as a closure edge), and every derived item passed
-//! through a split and a map on its way to the next part.
+//! the same time: the closures follow the edges' roles as the rules decide
+//! them (static, accepted, observed; the rules keep the artifact's one
+//! table of edges), a verdict joins a target's state with its path, the
+//! reach sizes count the closures. As separate operators, every change
+//! crossed an exchange and a time's buffer for each part, a live edge
+//! entered twice (as a membership and as a closure edge) and was kept in
+//! two tables, and every derived item passed through a split and a map on
+//! its way to the next part.
 
 use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
 use tracemerge_records::{Reach, Time};
 
 use crate::artifact_rules::{ArtifactMemberships, Derived, Membership, Resolver};
-use crate::closure::{ArtifactGraph, EdgeRole, GraphChange};
+use crate::closure::{ArtifactGraph, GraphChange};
 use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, Output};
 use crate::profile::note_kept;
@@ -81,27 +83,19 @@ impl ArtifactState {
         names: &Names,
         out: &mut Vec<(Output, isize)>,
     ) {
-        let mut derived = Vec::new();
-        self.rules.apply(batch.clone(), resolver, &mut derived);
+        let (mut derived, mut roles) = (Vec::new(), Vec::new());
+        self.rules
+            .apply(batch.clone(), resolver, &mut derived, &mut roles);
 
-        // The closures' edges, roots and targets, and the runtime edges the
-        // rules accepted (or no longer accept) at this time.
-        let changes = batch.filter_map(|(m, diff)| {
-            let change = match m {
-                Membership::StaticEdge(u, v) => GraphChange::Edge(EdgeRole::Static, u, v),
-                Membership::ObservedEdge(u, v) => GraphChange::Edge(EdgeRole::Observed, u, v),
-                Membership::Entrypoint(s) => GraphChange::Entrypoint(s),
-                Membership::Target(s) => GraphChange::Target(s),
-                _ => return None,
-            };
-            Some((change, diff))
-        });
-        let accepted = derived.iter().filter_map(|(d, diff)| match *d {
-            Derived::Accepted(u, v) => Some((GraphChange::Edge(EdgeRole::Accepted, u, v), *diff)),
+        let changes = batch.filter_map(|(m, diff)| match m {
+            Membership::Entrypoint(s) => Some((GraphChange::Entrypoint(s), diff)),
+            Membership::Target(s) => Some((GraphChange::Target(s), diff)),
             _ => None,
         });
+        let rules = &self.rules;
+        let roles_of = |edge| rules.roles_of(edge, resolver);
         let mut paths = Vec::new();
-        self.graph.apply(changes.chain(accepted), names, &mut paths);
+        (self.graph).apply(&roles, changes, roles_of, names, &mut paths);
 
         let mut facts = Vec::new();
         for (d, diff) in derived {
@@ -119,7 +113,6 @@ impl ArtifactState {
                     out.push((Output::Conflict { artifact, conflict }, diff))
                 }
                 Derived::State(target, state) => facts.push((target, Fact::State(state), diff)),
-                Derived::Accepted(..) => {}
             }
         }
         let paths = paths.into_iter();

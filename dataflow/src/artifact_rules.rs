@@ -54,8 +54,6 @@ pub enum Membership {
 pub enum Derived {
     /// A live observed edge, and whether the snapshot has it.
     Edge(Symbol, Symbol, bool),
-    /// A runtime edge the snapshot lacks, accepted by the strategy.
-    Accepted(Symbol, Symbol),
     /// The lattice state of a target.
     State(Symbol, State),
     /// A conflict of any kind.
@@ -174,6 +172,26 @@ impl EdgeCounts {
         self.has(OBSERVED) && !self.has(STATIC)
     }
 
+    /// The roles the edge plays in the closures.
+    fn roles(&self, (caller, callee): (Symbol, Symbol), resolver: &Resolver) -> EdgeRoles {
+        let (static_, observed) = (self.has(STATIC), self.has(OBSERVED));
+        // Only `quorum:H:S` looks at the quorum flag.
+        let accepted = observed
+            && !static_
+            && resolve(
+                &resolver.strategy,
+                &resolver.quarantine,
+                caller,
+                callee,
+                self.has(QUORUM),
+            ) == Resolution::Accepted;
+        EdgeRoles {
+            static_,
+            accepted,
+            observed,
+        }
+    }
+
     /// What the edge rules derive, given whether its ends are snapshot
     /// nodes.
     fn derive(
@@ -199,9 +217,6 @@ impl EdgeCounts {
             callee,
             self.has(QUORUM),
         );
-        if resolution == Resolution::Accepted {
-            out.push(Derived::Accepted(caller, callee));
-        }
         if ends_are_nodes {
             out.push(Derived::Conflict(ConflictIds::RuntimeEdgeNotInStatic {
                 caller,
@@ -211,6 +226,21 @@ impl EdgeCounts {
         }
     }
 }
+
+/// The roles an edge plays in an artifact's closures, as the rules decide
+/// them: a static edge and a runtime edge the snapshot lacks that the
+/// strategy accepts are effective edges; a live observed edge is a
+/// runtime-closure edge, and makes a static hop `both`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeRoles {
+    pub static_: bool,
+    pub accepted: bool,
+    pub observed: bool,
+}
+
+/// An edge whose roles changed at a time: the edge, its roles before and
+/// after.
+pub type RoleChange = ((Symbol, Symbol), EdgeRoles, EdgeRoles);
 
 /// The memberships of one artifact's symbols and edges.
 #[derive(Default)]
@@ -260,6 +290,12 @@ impl ArtifactMemberships {
         self.static_reachable
     }
 
+    /// The roles `edge` plays in the closures now.
+    pub(crate) fn roles_of(&self, edge: (Symbol, Symbol), resolver: &Resolver) -> EdgeRoles {
+        let counts = self.edges.get(&edge).copied().unwrap_or_default();
+        counts.roles(edge, resolver)
+    }
+
     fn is_node(&self, symbol: Symbol) -> bool {
         self.symbols.get(&symbol).is_some_and(|c| c.has(NODE))
     }
@@ -277,12 +313,14 @@ impl ArtifactMemberships {
     }
 
     /// Applies one time's memberships of this artifact and pushes the
-    /// changes of what the rules derive onto `out`.
+    /// changes of what the rules derive onto `out`, and the edges whose
+    /// roles in the closures changed onto `roles`.
     pub(crate) fn apply(
         &mut self,
         batch: impl Iterator<Item = (Membership, isize)>,
         resolver: &Resolver,
         out: &mut Vec<(Derived, isize)>,
+        roles: &mut Vec<RoleChange>,
     ) {
         let mut snapshots = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -382,6 +420,7 @@ impl ArtifactMemberships {
             old.derive(edge, old_nodes, resolver, before);
             new.derive(edge, self.ends_are_nodes(edge), resolver, after);
             difference(before, after, out);
+            push_role_change(edge, old, new, resolver, roles);
         }
         if !nodes_change {
             // One lookup an edge; its ends' node memberships only where the
@@ -394,11 +433,26 @@ impl ArtifactMemberships {
                 old.derive(edge, nodes, resolver, before);
                 new.derive(edge, nodes, resolver, after);
                 difference(before, after, out);
+                push_role_change(edge, old, new, resolver, roles);
             }
         }
         keep_for_next_time(symbol_deltas, symbols_used);
         keep_for_next_time(edge_deltas, edges_used);
         self.scratch = scratch;
+    }
+}
+
+/// Pushes `edge` with its roles before and after, if they differ.
+fn push_role_change(
+    edge: (Symbol, Symbol),
+    old: EdgeCounts,
+    new: EdgeCounts,
+    resolver: &Resolver,
+    roles: &mut Vec<RoleChange>,
+) {
+    let (before, after) = (old.roles(edge, resolver), new.roles(edge, resolver));
+    if before != after {
+        roles.push((edge, before, after));
     }
 }
 
@@ -438,8 +492,13 @@ mod tests {
         resolver: &Resolver,
         batch: &[(Membership, isize)],
     ) -> Vec<(Derived, isize)> {
-        let mut out = Vec::new();
-        memberships.apply(batch.iter().copied(), resolver, &mut out);
+        let (mut out, mut roles) = (Vec::new(), Vec::new());
+        memberships.apply(batch.iter().copied(), resolver, &mut out, &mut roles);
+        // Each edge's roles change at most once a time, to what they are.
+        for (edge, before, after) in roles {
+            assert_ne!(before, after);
+            assert_eq!(after, memberships.roles_of(edge, resolver));
+        }
         out.sort();
         out
     }
@@ -567,24 +626,26 @@ mod tests {
             apply(&mut m, &quorum, &snapshot),
             vec![(conflict(Resolution::Pending), 1)]
         );
+        assert!(!m.roles_of((1, 2), &quorum).accepted);
         assert_eq!(
             apply(&mut m, &quorum, &[(Membership::QuorumMet(1, 2), 1)]),
             sorted(vec![
-                (Derived::Accepted(1, 2), 1),
                 (conflict(Resolution::Pending), -1),
                 (conflict(Resolution::Accepted), 1),
             ])
         );
+        assert!(m.roles_of((1, 2), &quorum).accepted);
         // The next snapshot has the edge: no longer a runtime-only edge.
         assert_eq!(
             apply(&mut m, &quorum, &[(Membership::StaticEdge(1, 2), 1)]),
             sorted(vec![
                 (Derived::Edge(1, 2, false), -1),
                 (Derived::Edge(1, 2, true), 1),
-                (Derived::Accepted(1, 2), -1),
                 (conflict(Resolution::Accepted), -1),
             ])
         );
+        let roles = m.roles_of((1, 2), &quorum);
+        assert!(roles.static_ && roles.observed && !roles.accepted);
         // It expires; the static edge stays and derives nothing.
         let expire = [
             (Membership::ObservedEdge(1, 2), -1),
@@ -600,8 +661,11 @@ mod tests {
     #[test]
     fn difference_keeps_only_what_changed() {
         let mut out = Vec::new();
-        let mut before = vec![Derived::Accepted(1, 2), Derived::Edge(1, 2, false)];
-        let mut after = vec![Derived::Edge(1, 2, true), Derived::Accepted(1, 2)];
+        let mut before = vec![
+            Derived::State(1, State::Unknown),
+            Derived::Edge(1, 2, false),
+        ];
+        let mut after = vec![Derived::Edge(1, 2, true), Derived::State(1, State::Unknown)];
         difference(&mut before, &mut after, &mut out);
         assert!(before.is_empty() && after.is_empty());
         assert_eq!(

@@ -14,7 +14,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tracemerge_records::{Hop, Time};
 
-use crate::complete::{keep_for_next_time, per_artifact_at_complete_times};
+use crate::artifact_rules::{EdgeRoles, RoleChange};
+use crate::complete::per_artifact_at_complete_times;
 use crate::model::{Artifact, Node, Symbol};
 use crate::profile::note_kept;
 use crate::shortest_paths::ShortestPaths;
@@ -90,24 +91,10 @@ impl StaticGraph {
     }
 }
 
-/// How an edge takes part in the dynamic closures; one edge may hold
-/// several roles at once (a static edge that ran is `Static` and `Observed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum EdgeRole {
-    /// In the snapshot: an effective edge.
-    Static,
-    /// A runtime edge the snapshot lacks, accepted by the strategy: an
-    /// effective edge.
-    Accepted,
-    /// A live observed edge: a runtime-closure edge, and what makes a
-    /// static hop `both`.
-    Observed,
-}
-
-/// A change of an `ArtifactGraph`; its diff says whether it comes or goes.
+/// A change of an `ArtifactGraph`'s roots or targets; its diff says
+/// whether it comes or goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphChange {
-    Edge(EdgeRole, Symbol, Symbol),
     Entrypoint(Symbol),
     Target(Symbol),
 }
@@ -115,34 +102,28 @@ pub enum GraphChange {
 /// A witness path: its symbols from an entrypoint, and the label of each hop.
 pub type WitnessPath = (Vec<Symbol>, Vec<Hop>);
 
-/// How many of each [`EdgeRole`] an edge holds, by role. Each role's input
-/// is a set, so a count is 0 or 1 and a byte holds it; three bytes and the
-/// two symbols make a 12-byte table entry, the size that bits would take
-/// too (the symbols' alignment), where `isize` counts took 32.
-type RoleCounts = [i8; 3];
-
-/// One artifact's runtime closure (over `Observed` edges) and effective
-/// closure (over `Static` and `Accepted` edges), from its entrypoints, and
+/// One artifact's runtime closure (over observed edges) and effective
+/// closure (over static and accepted edges), from its entrypoints, and
 /// each target's witness path in the effective graph (DESIGN.md §4: a
 /// shortest path whose parents are the smallest symbols by name, each hop
-/// labelled static, runtime or both).
+/// labelled static, runtime or both). The edges' roles are the rules'
+/// ([`EdgeRoles`]), which keep the one table of the artifact's edges.
 pub(crate) struct ArtifactGraph {
-    /// Per edge, how many of each [`EdgeRole`] it holds.
-    roles: FxHashMap<(Symbol, Symbol), RoleCounts>,
     entrypoints: FxHashMap<Symbol, isize>,
     targets: FxHashMap<Symbol, isize>,
     runtime: ShortestPaths<Symbol>,
     effective: ShortestPaths<Symbol>,
     /// The witness paths last reported.
     paths: Paths,
-    /// One time's net change per edge, kept between times with its
-    /// capacity.
-    edge_deltas: FxHashMap<(Symbol, Symbol), RoleCounts>,
 }
 
-/// Whether an edge with these role counts is effective, and its hop label.
-fn effective_label(roles: &RoleCounts) -> Option<Hop> {
-    let [static_, accepted, observed] = roles.map(|n| n > 0);
+/// Whether an edge with these roles is effective, and its hop label.
+fn effective_label(roles: EdgeRoles) -> Option<Hop> {
+    let EdgeRoles {
+        static_,
+        accepted,
+        observed,
+    } = roles;
     match (static_, accepted, observed) {
         (true, _, true) => Some(Hop::Both),
         (true, _, false) => Some(Hop::Static),
@@ -183,9 +164,9 @@ fn presence_change(before: isize, after: isize) -> Option<bool> {
 }
 
 impl ArtifactGraph {
-    /// The entries its tables keep: edges, entrypoints, targets and paths.
+    /// The entries its tables keep: entrypoints, targets and paths.
     pub(crate) fn entries(&self) -> usize {
-        self.roles.len() + self.entrypoints.len() + self.targets.len() + self.paths.len()
+        self.entrypoints.len() + self.targets.len() + self.paths.len()
     }
 
     /// Whether it has a target.
@@ -200,33 +181,31 @@ impl ArtifactGraph {
 
     pub(crate) fn new() -> Self {
         ArtifactGraph {
-            roles: FxHashMap::default(),
             entrypoints: FxHashMap::default(),
             targets: FxHashMap::default(),
             runtime: ShortestPaths::new(),
             effective: ShortestPaths::new(),
             paths: Paths::default(),
-            edge_deltas: FxHashMap::default(),
         }
     }
 
-    /// Applies one time's changes of this artifact and pushes the changes
-    /// of its targets' witness paths onto `paths`.
+    /// Applies one time's changes of this artifact (the edges whose roles
+    /// changed, and its roots and targets) and pushes the changes of its
+    /// targets' witness paths onto `paths`. `roles_of` gives an edge's
+    /// roles after the time, for the labels of the paths' hops.
     pub(crate) fn apply(
         &mut self,
+        role_changes: &[RoleChange],
         batch: impl Iterator<Item = (GraphChange, isize)>,
+        roles_of: impl Fn((Symbol, Symbol)) -> EdgeRoles,
         names: &Names,
         paths: &mut Vec<(Symbol, WitnessPath, isize)>,
     ) {
-        // Net change per edge role, entrypoint and target.
-        let mut edges = std::mem::take(&mut self.edge_deltas);
+        // Net change per entrypoint and target.
         let mut entrypoints: FxHashMap<Symbol, isize> = FxHashMap::default();
         let mut targets: FxHashMap<Symbol, isize> = FxHashMap::default();
         for (change, diff) in batch {
             match change {
-                GraphChange::Edge(role, u, v) => {
-                    edges.entry((u, v)).or_default()[role as usize] += diff as i8
-                }
                 GraphChange::Entrypoint(s) => *entrypoints.entry(s).or_default() += diff,
                 GraphChange::Target(s) => *targets.entry(s).or_default() += diff,
             }
@@ -235,34 +214,19 @@ impl ArtifactGraph {
         let (mut effective_added, mut effective_removed) = (Vec::new(), Vec::new());
         let (mut runtime_added, mut runtime_removed) = (Vec::new(), Vec::new());
         let mut relabelled = Vec::new();
-        let edges_used = edges.len();
-        for (edge, delta) in edges.drain() {
-            let entry = self.roles.entry(edge).or_default();
-            let before = *entry;
-            for (count, d) in entry.iter_mut().zip(delta) {
-                *count += d;
-            }
-            let after = *entry;
-            if after == [0; 3] {
-                self.roles.remove(&edge);
-            }
-            match (effective_label(&before), effective_label(&after)) {
+        for &(edge, before, after) in role_changes {
+            match (effective_label(before), effective_label(after)) {
                 (None, Some(_)) => effective_added.push(edge),
                 (Some(_), None) => effective_removed.push(edge),
                 (Some(a), Some(b)) if a != b => relabelled.push(edge),
                 _ => {}
             }
-            match presence_change(
-                before[EdgeRole::Observed as usize] as isize,
-                after[EdgeRole::Observed as usize] as isize,
-            ) {
-                Some(true) => runtime_added.push(edge),
-                Some(false) => runtime_removed.push(edge),
-                None => {}
+            match (before.observed, after.observed) {
+                (false, true) => runtime_added.push(edge),
+                (true, false) => runtime_removed.push(edge),
+                _ => {}
             }
         }
-        keep_for_next_time(&mut edges, edges_used);
-        self.edge_deltas = edges;
         let (roots_added, roots_removed) = count_members(&mut self.entrypoints, entrypoints);
         let (targets_added, targets_removed) = count_members(&mut self.targets, targets);
 
@@ -313,11 +277,10 @@ impl ArtifactGraph {
             .collect();
         relabel.sort_unstable();
         relabel.dedup();
-        let roles = &self.roles;
         let label = |path: Vec<Symbol>| -> WitnessPath {
             let hops = (path.windows(2))
                 .map(|hop| {
-                    effective_label(&roles[&(hop[0], hop[1])]).expect("a path edge is effective")
+                    effective_label(roles_of((hop[0], hop[1]))).expect("a path edge is effective")
                 })
                 .collect();
             (path, hops)
