@@ -83,7 +83,10 @@ impl ArtifactState {
         names: &Names,
         out: &mut Vec<(Output, isize)>,
     ) {
-        let (mut derived, mut roles) = (Vec::new(), Vec::new());
+        // About one derived item a change: grown from empty, the list
+        // was copied a dozen times a round.
+        let mut derived = Vec::with_capacity(batch.size_hint().0);
+        let mut roles = Vec::new();
         self.rules
             .apply(batch.clone(), resolver, &mut derived, &mut roles);
 

@@ -39,6 +39,11 @@ where
         .inner
         .unary_frontier(pact, name, move |_, _| {
             let mut pending: BTreeMap<Time, Changes<C>> = BTreeMap::new();
+            // A time's lists are kept for the next time (a list grown anew
+            // at every round cost a tenth of a streaming worker's
+            // instructions), unless a large time grew them.
+            let mut spare: Changes<C> = Vec::new();
+            let mut items = Vec::new();
             let mut capabilities = CapabilitySet::new();
             move |(input, frontier), output| {
                 input.for_each(|capability, data| {
@@ -48,7 +53,8 @@ where
                     // Changes come in runs of one time: one lookup a run.
                     let mut data = data.drain(..).peekable();
                     while let Some((change, time, diff)) = data.next() {
-                        let changes = pending.entry(time).or_default();
+                        let changes =
+                            (pending.entry(time)).or_insert_with(|| std::mem::take(&mut spare));
                         changes.push((change, diff));
                         while let Some((change, _, diff)) = data.next_if(|(_, t, _)| *t == time) {
                             changes.push((change, diff));
@@ -62,15 +68,18 @@ where
                     }
                     let mut changes = entry.remove();
                     changes.sort_unstable_by_key(|((artifact, _), _)| *artifact);
-                    let mut items = Vec::new();
                     for batch in changes.chunk_by(|(a, _), (b, _)| a.0 == b.0) {
                         apply(batch[0].0 .0, batch, &mut items);
                     }
                     let capability = capabilities.delayed(&time);
                     let mut session = output.session(&capability);
-                    for (item, diff) in items {
+                    for (item, diff) in items.drain(..) {
                         session.give((item, time, diff));
                     }
+                    keep_list(&mut items);
+                    changes.clear();
+                    keep_list(&mut changes);
+                    spare = changes;
                 }
                 // Hold a capability only for the earliest time still pending.
                 capabilities = match pending.first_key_value() {
@@ -80,6 +89,14 @@ where
             }
         })
         .as_collection()
+}
+
+/// Drops an emptied list that a large time grew (a snapshot's load), so
+/// its memory is not held for the rounds after.
+fn keep_list<T>(list: &mut Vec<T>) {
+    if list.capacity() > 1 << 16 {
+        *list = Vec::new();
+    }
 }
 
 /// Empties a scratch table that held `used` entries this time. Emptying a

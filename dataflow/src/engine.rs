@@ -688,7 +688,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                             // Items come in runs of one time: one lookup a run.
                             let mut batch = batch.drain(..).peekable();
                             while let Some((item, time, diff)) = batch.next() {
-                                let items = sink.entry(time).or_default();
+                                let items =
+                                    (sink.entry(time)).or_insert_with(|| Vec::with_capacity(1024));
                                 push(items, item, diff);
                                 while let Some((item, _, diff)) =
                                     batch.next_if(|(_, t, _)| *t == time)
