@@ -688,6 +688,8 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
                             // Items come in runs of one time: one lookup a run.
                             let mut batch = batch.drain(..).peekable();
                             while let Some((item, time, diff)) = batch.next() {
+                                // (Sized for a round, up to where it is
+                                // consolidated, so it does not regrow.)
                                 let items =
                                     (sink.entry(time)).or_insert_with(|| Vec::with_capacity(1024));
                                 push(items, item, diff);
