@@ -9,10 +9,15 @@
 //! in-neighbours; an insertion relaxes forward from its head. Work follows
 //! what changed, and a batch that changes much of the graph is one plain BFS.
 //! So is a deletion that turns out to move much of it (a runtime edge that
-//! held a large region expires): once it has found more than a quarter of
+//! held a large region expires): once it has found more than an eighth of
 //! the reached nodes affected, the repair is given up for one BFS from the
-//! roots, which then costs less than carrying on (finding an affected node
-//! and settling it again costs more than a BFS visit). An insertion is
+//! roots, which then costs less than carrying on. Finding an affected node
+//! measured about four BFS visits, settling it again as many more, so a
+//! repair pays only below about a sixth of the graph; giving up at a
+//! quarter, a cascade's expiry paid for most of that search and then the
+//! BFS (`bench cascade`'s flip off: 1% 6.3 → 5.0 ms, 50% 4.9 → 3.5 ms;
+//! 16 and 32 gained more there, but cost the churning ingest more BFS
+//! passes over a runtime graph far larger than its reach). An insertion is
 //! not given up: relaxing forward visits only the nodes that move, each
 //! once, which measured cheaper than a BFS over the whole graph.
 //! Nodes are dense local indices and distances only grow by one along an
@@ -195,7 +200,7 @@ impl<N: Copy + Ord + Hash> ShortestPaths<N> {
             is_root: Vec::new(),
             dist: Vec::new(),
             recompute_ratio: 8,
-            abort_ratio: 4,
+            abort_ratio: 8,
             reached: 0,
             any_moved: false,
             edges: 0,
