@@ -84,8 +84,9 @@ impl ArtifactState {
         out: &mut Vec<(Output, isize)>,
     ) {
         // About one derived item a change: grown from empty, the list
-        // was copied a dozen times a round.
-        let mut derived = Vec::with_capacity(batch.size_hint().0);
+        // was copied a dozen times a round. (Not a snapshot's millions of
+        // changes, which derive few items.)
+        let mut derived = Vec::with_capacity(batch.size_hint().0.min(1 << 12));
         let mut roles = Vec::new();
         self.rules
             .apply(batch.clone(), resolver, &mut derived, &mut roles);
