@@ -39,9 +39,9 @@ where
         .inner
         .unary_frontier(pact, name, move |_, _| {
             let mut pending: BTreeMap<Time, Changes<C>> = BTreeMap::new();
-            // A time's lists are kept for the next time (a list grown anew
-            // at every round cost a tenth of a streaming worker's
-            // instructions), unless a large time grew them.
+            // A time's lists are kept for the next time (grown anew, they
+            // were copied a dozen times a round), unless a large time grew
+            // them.
             let mut spare: Changes<C> = Vec::new();
             let mut items = Vec::new();
             let mut capabilities = CapabilitySet::new();
