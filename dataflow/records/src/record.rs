@@ -270,7 +270,10 @@ impl Record {
 
 impl GraphSnapshot {
     fn validate(&self) -> Result<(), RecordError> {
-        let mut nodes = std::collections::HashSet::with_capacity(self.nodes.len());
+        // Fx, as the interner hashes the same names: SipHash was a tenth
+        // of a large snapshot's parse.
+        let mut nodes = rustc_hash::FxHashSet::default();
+        nodes.reserve(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
             if !nodes.insert(node.as_str()) {
                 return Err(RecordError::DuplicateNode {
