@@ -172,19 +172,24 @@ impl EdgeCounts {
         self.has(OBSERVED) && !self.has(STATIC)
     }
 
+    /// How the strategy resolves the edge as a runtime edge the snapshot
+    /// lacks (only `quorum:H:S` looks at the quorum flag).
+    fn resolution(&self, (caller, callee): (Symbol, Symbol), resolver: &Resolver) -> Resolution {
+        let quorum_met = self.has(QUORUM);
+        resolve(
+            &resolver.strategy,
+            &resolver.quarantine,
+            caller,
+            callee,
+            quorum_met,
+        )
+    }
+
     /// The roles the edge plays in the closures.
-    fn roles(&self, (caller, callee): (Symbol, Symbol), resolver: &Resolver) -> EdgeRoles {
+    fn roles(&self, edge: (Symbol, Symbol), resolver: &Resolver) -> EdgeRoles {
         let (static_, observed) = (self.has(STATIC), self.has(OBSERVED));
-        // Only `quorum:H:S` looks at the quorum flag.
-        let accepted = observed
-            && !static_
-            && resolve(
-                &resolver.strategy,
-                &resolver.quarantine,
-                caller,
-                callee,
-                self.has(QUORUM),
-            ) == Resolution::Accepted;
+        let accepted =
+            observed && !static_ && self.resolution(edge, resolver) == Resolution::Accepted;
         EdgeRoles {
             static_,
             accepted,
@@ -209,19 +214,11 @@ impl EdgeCounts {
         if in_static {
             return;
         }
-        // Only `quorum:H:S` looks at the quorum flag.
-        let resolution = resolve(
-            &resolver.strategy,
-            &resolver.quarantine,
-            caller,
-            callee,
-            self.has(QUORUM),
-        );
         if ends_are_nodes {
             out.push(Derived::Conflict(ConflictIds::RuntimeEdgeNotInStatic {
                 caller,
                 callee,
-                resolution,
+                resolution: self.resolution((caller, callee), resolver),
             }));
         }
     }
@@ -392,16 +389,9 @@ impl ArtifactMemberships {
             let (old, new) = add_counts(&mut self.symbols, symbol, delta, |a, b| {
                 SymbolCounts(add(a.0, b.0))
             });
-            match (old.has(EXECUTED), new.has(EXECUTED)) {
-                (false, true) => self.executed += 1,
-                (true, false) => self.executed -= 1,
-                _ => {}
-            }
-            match (old.has(STATIC_REACHABLE), new.has(STATIC_REACHABLE)) {
-                (false, true) => self.static_reachable += 1,
-                (true, false) => self.static_reachable -= 1,
-                _ => {}
-            }
+            count_members(&mut self.executed, old.has(EXECUTED), new.has(EXECUTED));
+            let reachable = |c: SymbolCounts| c.has(STATIC_REACHABLE);
+            count_members(&mut self.static_reachable, reachable(old), reachable(new));
             old.derive(symbol, snapshot_before, before);
             new.derive(symbol, snapshot_after, after);
             difference(before, after, out);
@@ -439,6 +429,16 @@ impl ArtifactMemberships {
         keep_for_next_time(symbol_deltas, symbols_used);
         keep_for_next_time(edge_deltas, edges_used);
         self.scratch = scratch;
+    }
+}
+
+/// Follows a count of members as one key joins (`before` false, `after`
+/// true) or leaves.
+fn count_members(count: &mut usize, before: bool, after: bool) {
+    match (before, after) {
+        (false, true) => *count += 1,
+        (true, false) => *count -= 1,
+        _ => {}
     }
 }
 
