@@ -33,11 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         skew: 1.1,
     };
     let mut dedup = false;
+    let mut workers = 1;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--records" => plan.records = args.next().ok_or("--records needs a number")?.parse()?,
             "--dedup" => dedup = true,
+            "--workers" => workers = args.next().ok_or("--workers needs a number")?.parse()?,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -59,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     } else {
         let records = records.into_iter().map(Ok::<_, Infallible>);
-        let (report, elapsed) = run_to_end(records, &config, Options::threads(1))?;
+        let (report, elapsed) = run_to_end(records, &config, Options::threads(workers))?;
         println!(
             "engine, streaming: {:.3} s, digest {}",
             elapsed.as_secs_f64(),

@@ -793,7 +793,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             if in_flight.len() <= shared.rounds_in_flight || failed() {
                 break;
             }
-            worker.step();
+            // Parks while another worker finishes the round (its progress
+            // messages wake this one): spinning here took a core from it.
+            worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
     drop(inputs);
