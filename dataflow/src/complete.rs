@@ -93,7 +93,7 @@ where
 
 /// Drops an emptied list that a large time grew (a snapshot's load), so
 /// its memory is not held for the rounds after.
-fn keep_list<T>(list: &mut Vec<T>) {
+pub(crate) fn keep_list<T>(list: &mut Vec<T>) {
     if list.capacity() > 1 << 16 {
         *list = Vec::new();
     }

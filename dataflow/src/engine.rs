@@ -35,7 +35,8 @@ use timely::dataflow::ProbeHandle;
 use tracemerge_records::{Change, Config, Record, Report, Stats, Time};
 
 use crate::aggregate::{Aggregator, Sighting};
-use crate::ingest::{Ingest, Ingestible, Outcome, Released};
+use crate::complete::keep_list;
+use crate::ingest::{move_all, Ingest, Ingestible, Outcome, Released};
 use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed, Update};
 use crate::sink::{consolidate, panic_message, Pending, Sink, SinkThread, StatsToSink};
@@ -448,6 +449,12 @@ where
     // to the aggregator of the worker that owns their key; this process
     // keeps its own.
     let mut deal = |released: &mut Released, outboxes: &mut Vec<Outbox>| {
+        if peers == 1 {
+            // One worker and one shard: the lists move whole.
+            move_all(&mut released.updates, &mut outboxes[0].updates);
+            move_all(&mut released.sightings, &mut outboxes[0].sightings);
+            return;
+        }
         for t in released.updates.drain(..) {
             let worker = dealt % peers;
             dealt += 1;
@@ -455,11 +462,7 @@ where
                 outboxes[worker - first_local].updates.push(t);
             }
         }
-        if peers == 1 {
-            // One shard: the list moves whole.
-            outboxes[0].sightings.append(&mut released.sightings);
-            return;
-        }
+        keep_list(&mut released.updates);
         for s in released.sightings.drain(..) {
             let worker = s.shard(peers);
             if is_local(worker) {

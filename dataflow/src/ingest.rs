@@ -22,23 +22,74 @@
 //! between wait for it. The final report cannot tell: it depends only on
 //! the updates at or before its watermark, and those are the same.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use tracemerge_records::{Config, IndexedSighting, Input, Record, Sighted, Stats, Time};
+use tracemerge_records::{
+    Config, GraphSnapshot, IndexedSighting, Input, Record, Sighted, Stats, Time,
+};
 
 use crate::aggregate::Sighting;
 use crate::model::{Artifact, Timed, Update};
-use crate::symbols::{Interner, Names};
+use crate::symbols::{Id, Interner, Names};
 use crate::verdict::Quarantine;
 
-/// What one snapshot version contributes. Names stay strings here: the
-/// tie-break between versions compares them, and ids carry no order.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+/// What one snapshot version contributes, as interned ids, each list
+/// sorted by id and without repeats: an edge costs 8 bytes here where its
+/// two names cost about a hundred, and versions share it ([`Arc`]).
+#[derive(Default, PartialEq, Eq)]
 struct Snapshot {
-    nodes: BTreeSet<String>,
-    edges: BTreeSet<(String, String)>,
-    entrypoints: BTreeSet<String>,
+    nodes: Vec<Id>,
+    edges: Vec<(Id, Id)>,
+    entrypoints: Vec<Id>,
 }
+
+impl Snapshot {
+    fn new(g: GraphSnapshot, interner: &mut Interner) -> Self {
+        let mut ids = |names: Vec<String>| -> Vec<Id> {
+            let mut ids: Vec<Id> = names.iter().map(|n| interner.intern(n)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let (nodes, entrypoints) = (ids(g.nodes), ids(g.entrypoints));
+        let mut edges: Vec<(Id, Id)> = (g.edges.iter())
+            .map(|e| (interner.intern(&e.caller), interner.intern(&e.callee)))
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        Snapshot {
+            nodes,
+            edges,
+            entrypoints,
+        }
+    }
+
+    /// The order of two versions at the same time (the greater wins): as
+    /// their sets of names would order, field by field. Ids carry no
+    /// order, so the names are sorted here, which only such a tie costs.
+    fn compare(&self, other: &Self, interner: &Interner) -> Ordering {
+        let name = |id: Id| interner.name(id);
+        let names = |ids: &[Id]| {
+            let mut names: Vec<&str> = ids.iter().map(|&id| name(id)).collect();
+            names.sort_unstable();
+            names
+        };
+        let edges = |edges: &[(Id, Id)]| {
+            let mut names: Vec<(&str, &str)> =
+                edges.iter().map(|&(u, v)| (name(u), name(v))).collect();
+            names.sort_unstable();
+            names
+        };
+        (names(&self.nodes).cmp(&names(&other.nodes)))
+            .then_with(|| edges(&self.edges).cmp(&edges(&other.edges)))
+            .then_with(|| names(&self.entrypoints).cmp(&names(&other.entrypoints)))
+    }
+}
+
+/// A snapshot version, or its absence (which orders first).
+type SnapshotVersion = Option<Arc<Snapshot>>;
 
 /// The versions of one replaceable thing (snapshots or target sets) of one
 /// artifact that may still change: everything at or after the frontier, and
@@ -47,7 +98,7 @@ struct Versions<V> {
     by_time: BTreeMap<Time, V>,
 }
 
-impl<V: Clone + Ord + Default> Versions<V> {
+impl<V: Clone + Default> Versions<V> {
     fn new() -> Self {
         Versions {
             by_time: BTreeMap::new(),
@@ -56,12 +107,12 @@ impl<V: Clone + Ord + Default> Versions<V> {
 
     /// Inserts version `v` at `at`. Returns the diffs as `(time, old, new)`
     /// replacements: the content in force changes from `old` to `new` at `time`.
-    /// Of two versions at the same time the greater wins.
-    fn insert(&mut self, at: Time, v: V) -> Vec<(Time, V, V)> {
+    /// Of two versions at the same time the greater by `order` wins.
+    fn insert(&mut self, at: Time, v: V, order: impl Fn(&V, &V) -> Ordering) -> Vec<(Time, V, V)> {
         let before = |m: &BTreeMap<Time, V>| m.range(..at).next_back().map(|(_, v)| v.clone());
         let previous_at = self.by_time.get(&at).cloned();
         let old = match &previous_at {
-            Some(existing) if *existing >= v => return Vec::new(),
+            Some(existing) if order(existing, &v).is_ge() => return Vec::new(),
             Some(existing) => existing.clone(),
             None => before(&self.by_time).unwrap_or_default(),
         };
@@ -140,7 +191,7 @@ pub struct Ingest {
     /// index ([`Input::Names`]).
     table: Vec<crate::symbols::Id>,
     quarantine: Quarantine,
-    snapshots: HashMap<String, Versions<Option<Snapshot>>>,
+    snapshots: HashMap<String, Versions<SnapshotVersion>>,
     targets: HashMap<String, Versions<BTreeSet<String>>>,
     /// event_id → time of its record, for duplicate detection.
     event_ids: HashMap<String, Time>,
@@ -150,8 +201,6 @@ pub struct Ingest {
     held: BTreeMap<Time, Vec<Timed>>,
     /// The watermarks a record may still fall before: those ≥ the frontier.
     watermarks: BTreeSet<Time>,
-    /// This record's updates before they are released or held.
-    fresh: Vec<Timed>,
     /// The ids of the last sighting's artifact and source, which the next
     /// one most likely repeats ([`Interner::intern_repeated`]).
     last_artifact: Option<crate::symbols::Id>,
@@ -182,7 +231,6 @@ impl Ingest {
             event_id_ages: BTreeSet::new(),
             held: BTreeMap::new(),
             watermarks: BTreeSet::new(),
-            fresh: Vec::new(),
             last_artifact: None,
             last_source: None,
             round_every: round_every.max(1),
@@ -261,24 +309,29 @@ impl Ingest {
             self.since_round = 0;
             self.watermarks.insert(at);
             let later = self.held.split_off(&(at + 1));
-            for (_, updates) in std::mem::replace(&mut self.held, later) {
-                (out.updates).extend(updates.into_iter().map(|u| Timed { time: at, ..u }));
+            for (_, mut updates) in std::mem::replace(&mut self.held, later) {
+                updates.iter_mut().for_each(|u| u.time = at);
+                move_all(&mut updates, &mut out.updates);
             }
             self.forget(self.frontier());
             return Outcome::Advanced(at);
         }
-        let mut fresh = std::mem::take(&mut self.fresh);
+        let mut fresh = Vec::new();
         let outcome = self.apply(record, &mut fresh, &mut out.sightings);
-        for mut update in fresh.drain(..) {
-            match self.watermarks.range(update.time..).next() {
+        // A record's updates share its time but where a later snapshot
+        // version replaces it: moved as one list (a snapshot's are millions).
+        while let Some(time) = fresh.first().map(|u| u.time) {
+            let split = fresh.iter().position(|u| u.time != time);
+            let rest = split.map_or_else(Vec::new, |i| fresh.split_off(i));
+            match self.watermarks.range(time..).next() {
                 Some(&covering) => {
-                    update.time = covering;
-                    out.updates.push(update);
+                    fresh.iter_mut().for_each(|u| u.time = covering);
+                    move_all(&mut fresh, &mut out.updates);
                 }
-                None => self.held.entry(update.time).or_default().push(update),
+                None => move_all(&mut fresh, self.held.entry(time).or_default()),
             }
+            fresh = rest;
         }
-        self.fresh = fresh;
         outcome
     }
 
@@ -312,18 +365,20 @@ impl Ingest {
         match record {
             Record::Watermark { .. } => unreachable!("handled above"),
             Record::Graph(g) => {
-                let snapshot = Snapshot {
-                    nodes: g.nodes.into_iter().collect(),
-                    edges: g.edges.into_iter().map(|e| (e.caller, e.callee)).collect(),
-                    entrypoints: g.entrypoints.into_iter().collect(),
-                };
+                let artifact = self.interner.intern(&g.artifact);
                 let versions = self
                     .snapshots
                     .entry(g.artifact.clone())
                     .or_insert_with(Versions::new);
-                let artifact = self.interner.intern(&g.artifact);
-                for (at, old, new) in versions.insert(g.at, Some(snapshot)) {
-                    snapshot_diff(&mut self.interner, artifact, at, &old, &new, out);
+                let at = g.at;
+                let snapshot = Some(Arc::new(Snapshot::new(g, &mut self.interner)));
+                let interner = &self.interner;
+                let order = |a: &SnapshotVersion, b: &SnapshotVersion| match (a, b) {
+                    (Some(a), Some(b)) => a.compare(b, interner),
+                    _ => a.is_some().cmp(&b.is_some()),
+                };
+                for (at, old, new) in versions.insert(at, snapshot, order) {
+                    snapshot_diff(artifact, at, old.as_deref(), new.as_deref(), out);
                 }
             }
             Record::Targets(t) => {
@@ -332,7 +387,8 @@ impl Ingest {
                     .entry(t.artifact.clone())
                     .or_insert_with(Versions::new);
                 let artifact = self.interner.intern(&t.artifact);
-                for (at, old, new) in versions.insert(t.at, t.symbols.into_iter().collect()) {
+                let symbols = t.symbols.into_iter().collect();
+                for (at, old, new) in versions.insert(t.at, symbols, Ord::cmp) {
                     set_diff(&old, &new, |s, diff| {
                         let s = self.interner.intern(s);
                         out.push(Update::Target(artifact, s).at(at, diff))
@@ -446,6 +502,16 @@ impl Ingest {
     }
 }
 
+/// Moves the items of `from` to the end of `to`: the whole list when `to`
+/// is empty.
+pub(crate) fn move_all<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
+    if to.is_empty() {
+        std::mem::swap(from, to);
+    } else {
+        to.append(from);
+    }
+}
+
 fn set_diff<T: Ord>(old: &BTreeSet<T>, new: &BTreeSet<T>, mut emit: impl FnMut(&T, isize)) {
     for x in old.difference(new) {
         emit(x, -1);
@@ -455,12 +521,31 @@ fn set_diff<T: Ord>(old: &BTreeSet<T>, new: &BTreeSet<T>, mut emit: impl FnMut(&
     }
 }
 
+/// [`set_diff`] of two sorted lists without repeats.
+fn sorted_diff<T: Ord + Copy>(old: &[T], new: &[T], mut emit: impl FnMut(T, isize)) {
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new.len() {
+        match old[i].cmp(&new[j]) {
+            Ordering::Less => {
+                emit(old[i], -1);
+                i += 1;
+            }
+            Ordering::Greater => {
+                emit(new[j], 1);
+                j += 1;
+            }
+            Ordering::Equal => (i, j) = (i + 1, j + 1),
+        }
+    }
+    old[i..].iter().for_each(|&x| emit(x, -1));
+    new[j..].iter().for_each(|&x| emit(x, 1));
+}
+
 fn snapshot_diff(
-    interner: &mut Interner,
     artifact: Artifact,
     at: Time,
-    old: &Option<Snapshot>,
-    new: &Option<Snapshot>,
+    old: Option<&Snapshot>,
+    new: Option<&Snapshot>,
     out: &mut Vec<Timed>,
 ) {
     if old.is_some() != new.is_some() {
@@ -468,25 +553,21 @@ fn snapshot_diff(
         out.push(Update::Snapshot(artifact).at(at, diff));
     }
     let empty = Snapshot::default();
-    let (old, new) = (
-        old.as_ref().unwrap_or(&empty),
-        new.as_ref().unwrap_or(&empty),
-    );
-    set_diff(&old.nodes, &new.nodes, |s, d| {
-        out.push(Update::Node(artifact, interner.intern(s)).at(at, d))
+    let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+    sorted_diff(&old.nodes, &new.nodes, |s, d| {
+        out.push(Update::Node(artifact, s).at(at, d))
     });
-    set_diff(&old.edges, &new.edges, |(u, v), d| {
-        let edge = (interner.intern(u), interner.intern(v));
+    sorted_diff(&old.edges, &new.edges, |edge, d| {
         out.push(Update::StaticEdge(artifact, edge).at(at, d))
     });
-    set_diff(&old.entrypoints, &new.entrypoints, |s, d| {
-        out.push(Update::Entrypoint(artifact, interner.intern(s)).at(at, d))
+    sorted_diff(&old.entrypoints, &new.entrypoints, |s, d| {
+        out.push(Update::Entrypoint(artifact, s).at(at, d))
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use tracemerge_records::{EdgeObservation, Targets};
+    use tracemerge_records::{EdgeObservation, StaticEdge, Targets};
 
     use super::*;
 
@@ -571,6 +652,86 @@ mod tests {
         // at its own time.
         assert_eq!(ingest.finish(&mut out), Some(110));
         assert_eq!(times(&mut out), [(115, -1), (115, 1)]);
+    }
+
+    fn graph(at: Time, nodes: &[&str], edges: &[(&str, &str)]) -> Record {
+        Record::Graph(GraphSnapshot {
+            artifact: "a".into(),
+            at,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            edges: edges.iter().map(|(u, v)| StaticEdge::new(*u, *v)).collect(),
+            entrypoints: nodes[..1].iter().map(|n| n.to_string()).collect(),
+            indirect_calls: Default::default(),
+            modules: Default::default(),
+        })
+    }
+
+    /// The static content in force after every update so far: each update
+    /// by names, with its summed diff (those that cancel left out).
+    fn in_force(ingest: &Ingest, out: &mut Released) -> BTreeMap<String, isize> {
+        let names = ingest.names();
+        let names = names.read();
+        let mut sum = BTreeMap::new();
+        for t in out.updates.drain(..) {
+            let key = match t.update {
+                Update::Snapshot(_) => "snapshot".to_string(),
+                Update::Node(_, n) => format!("node {}", names.get(n)),
+                Update::Entrypoint(_, n) => format!("entrypoint {}", names.get(n)),
+                Update::StaticEdge(_, (u, v)) => format!("edge {}>{}", names.get(u), names.get(v)),
+                other => panic!("not a snapshot's update: {other:?}"),
+            };
+            *sum.entry(key).or_insert(0) += t.diff;
+        }
+        sum.retain(|_, d| *d != 0);
+        sum
+    }
+
+    #[test]
+    fn a_later_snapshot_enters_as_its_difference() {
+        let (mut ingest, mut out) = (ingest(1), Released::default());
+        ingest.push(
+            graph(5, &["m", "b", "c"], &[("m", "b"), ("b", "c")]),
+            &mut out,
+        );
+        ingest.push(Record::Watermark { at: 10 }, &mut out);
+        out.updates.clear();
+        // Repeats count once; only what changed enters.
+        let next = graph(
+            12,
+            &["m", "b", "d", "b"],
+            &[("m", "b"), ("b", "d"), ("m", "b")],
+        );
+        ingest.push(next, &mut out);
+        ingest.push(Record::Watermark { at: 20 }, &mut out);
+        assert!(out.updates.iter().all(|u| u.time == 20));
+        let expected = [
+            ("edge b>c", -1),
+            ("edge b>d", 1),
+            ("node c", -1),
+            ("node d", 1),
+        ];
+        let expected = expected.map(|(k, d)| (k.to_string(), d));
+        assert_eq!(in_force(&ingest, &mut out), BTreeMap::from(expected));
+    }
+
+    #[test]
+    fn of_two_snapshots_at_one_time_the_greater_by_names_wins_in_either_order() {
+        // By names {"b","c"} > {"a","b"}, whatever ids the names got.
+        let greater = graph(5, &["b", "c"], &[("b", "c")]);
+        let lesser = graph(5, &["b", "a"], &[("b", "a")]);
+        let mut results = Vec::new();
+        for pair in [[&greater, &lesser], [&lesser, &greater]] {
+            let (mut ingest, mut out) = (ingest(1), Released::default());
+            for g in pair {
+                ingest.push(g.clone(), &mut out);
+            }
+            ingest.push(Record::Watermark { at: 10 }, &mut out);
+            results.push(in_force(&ingest, &mut out));
+        }
+        let expected = ["snapshot", "node b", "node c", "entrypoint b", "edge b>c"];
+        let expected: BTreeMap<String, isize> =
+            expected.iter().map(|k| (k.to_string(), 1)).collect();
+        assert_eq!(results, [expected.clone(), expected]);
     }
 
     #[test]

@@ -83,6 +83,11 @@ impl Interner {
         id
     }
 
+    /// The name of `id`.
+    pub fn name(&self, id: Id) -> &str {
+        self.ids.shared_name(id)
+    }
+
     /// The table the ids refer to, for readers on other threads.
     pub fn names(&self) -> Names {
         self.names.clone()
