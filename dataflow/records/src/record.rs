@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Event time: milliseconds since the Unix epoch.
@@ -257,9 +258,55 @@ impl Record {
     /// [`Record::from_json`] without the `edge` fast path, for a line
     /// already found not to be a valid `edge` line.
     pub(crate) fn from_json_general(line: &str) -> Result<Record, RecordError> {
-        let record: Record = serde_json::from_str(line)?;
+        // A record's type read first, then the record straight into its
+        // struct: serde's internally tagged enum would first copy the whole
+        // line into a tree of its own (a large snapshot's parse took twice
+        // the time and several times the memory). An error of either step
+        // takes serde's way, which words the error.
+        let record = match Record::from_json_by_type(line) {
+            Some(record) => record,
+            None => serde_json::from_str(line)?,
+        };
         record.validate()?;
         Ok(record)
+    }
+
+    /// The record of `line` read in two passes, its `type` and then its
+    /// variant's struct (which ignores `type` as an unknown field); `None`
+    /// on any error.
+    fn from_json_by_type(line: &str) -> Option<Record> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Type {
+            Graph,
+            Targets,
+            Edge,
+            Hit,
+            Coverage,
+            Watermark,
+        }
+        #[derive(Deserialize)]
+        struct Tagged {
+            r#type: Type,
+        }
+        #[derive(Deserialize)]
+        struct Watermark {
+            #[serde(deserialize_with = "de_time")]
+            at: Time,
+        }
+        fn read<'a, T: Deserialize<'a>>(line: &'a str) -> Option<T> {
+            serde_json::from_str(line).ok()
+        }
+        Some(match read::<Tagged>(line)?.r#type {
+            Type::Graph => Record::Graph(read(line)?),
+            Type::Targets => Record::Targets(read(line)?),
+            Type::Edge => Record::Edge(read(line)?),
+            Type::Hit => Record::Hit(read(line)?),
+            Type::Coverage => Record::Coverage(read(line)?),
+            Type::Watermark => Record::Watermark {
+                at: read::<Watermark>(line)?.at,
+            },
+        })
     }
 
     /// The NDJSON form of this record (no trailing newline).
@@ -369,44 +416,85 @@ fn de_hits<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(hits)
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StaticEdgeForm {
-    Pair(String, String),
-    Object {
-        caller: String,
-        callee: String,
-        #[serde(default)]
-        kind: Option<EdgeKind>,
-        #[serde(default)]
-        reason: Option<String>,
-        #[serde(default)]
-        weight: Option<f64>,
-    },
+/// What a malformed static edge is told.
+const EDGE_FORMS: &str = "an edge is [\"caller\",\"callee\"] or {\"caller\":…,\"callee\":…}";
+
+/// Reads either form of a static edge as it comes: an untagged enum would
+/// copy each edge into serde's buffer first, a million times in a large
+/// snapshot.
+struct StaticEdgeVisitor;
+
+impl<'de> Visitor<'de> for StaticEdgeVisitor {
+    type Value = StaticEdge;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(EDGE_FORMS)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StaticEdge, A::Error> {
+        let form = || de::Error::custom(EDGE_FORMS);
+        let caller: String = seq.next_element()?.ok_or_else(form)?;
+        let callee: String = seq.next_element()?.ok_or_else(form)?;
+        if seq.next_element::<de::IgnoredAny>()?.is_some() {
+            return Err(form());
+        }
+        Ok(StaticEdge::new(caller, callee))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StaticEdge, A::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Caller,
+            Callee,
+            Kind,
+            Reason,
+            Weight,
+            #[serde(other)]
+            Other,
+        }
+        /// Sets `slot` from the map's next value, once.
+        fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            slot: &mut Option<T>,
+            name: &'static str,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        let (mut caller, mut callee) = (None, None);
+        let (mut kind, mut reason, mut weight) = (None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                Field::Caller => once(&mut map, &mut caller, "caller")?,
+                Field::Callee => once(&mut map, &mut callee, "callee")?,
+                Field::Kind => once(&mut map, &mut kind, "kind")?,
+                Field::Reason => once(&mut map, &mut reason, "reason")?,
+                Field::Weight => once(&mut map, &mut weight, "weight")?,
+                Field::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let (Some(caller), Some(callee)) = (caller, callee) else {
+            return Err(de::Error::custom(EDGE_FORMS));
+        };
+        Ok(StaticEdge {
+            caller,
+            callee,
+            kind: kind.flatten(),
+            reason: reason.flatten(),
+            weight: weight.flatten(),
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for StaticEdge {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match StaticEdgeForm::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "an edge is [\"caller\",\"callee\"] or {\"caller\":…,\"callee\":…}",
-            )
-        })? {
-            StaticEdgeForm::Pair(caller, callee) => Ok(StaticEdge::new(caller, callee)),
-            StaticEdgeForm::Object {
-                caller,
-                callee,
-                kind,
-                reason,
-                weight,
-            } => Ok(StaticEdge {
-                caller,
-                callee,
-                kind,
-                reason,
-                weight,
-            }),
-        }
+        d.deserialize_any(StaticEdgeVisitor)
     }
 }
 
