@@ -236,7 +236,9 @@ impl<N: Copy + Ord + Hash> ShortestPaths<N> {
         if self.dist[x as usize] == UNREACHED {
             return None;
         }
-        let mut path = vec![node];
+        // A node at distance d has a path of d + 1 nodes.
+        let mut path = Vec::with_capacity(self.dist[x as usize] as usize + 1);
+        path.push(node);
         let mut at = self.best_parent(x, &order);
         while at != NO_PARENT {
             path.push(self.nodes[at as usize]);
