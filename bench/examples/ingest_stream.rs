@@ -1,5 +1,6 @@
 //! The ingest suite's streaming run on its own (or, with `--dedup`, its
-//! hash-map baseline), for a profiler to look at:
+//! hash-map baseline; `--workers N` runs it on N workers), for a profiler
+//! to look at:
 //!
 //! ```text
 //! cargo build --release -p tracemerge-bench --example ingest_stream
