@@ -554,6 +554,16 @@ fn snapshot_diff(
     }
     let empty = Snapshot::default();
     let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+    // Counted first, so that a snapshot's millions of updates take the
+    // room they need rather than up to twice it (an update is as large as
+    // the largest kind, an edge's statistics). An eighth more leaves room
+    // for what joins them at their time (a target set), which would
+    // otherwise double the list.
+    let mut len = 0;
+    sorted_diff(&old.nodes, &new.nodes, |_, _| len += 1);
+    sorted_diff(&old.edges, &new.edges, |_, _| len += 1);
+    sorted_diff(&old.entrypoints, &new.entrypoints, |_, _| len += 1);
+    out.reserve_exact(len + len / 8);
     sorted_diff(&old.nodes, &new.nodes, |s, d| {
         out.push(Update::Node(artifact, s).at(at, d))
     });
