@@ -263,7 +263,7 @@ struct Scratch {
     edge_deltas: FxHashMap<(Symbol, Symbol), EdgeCounts>,
     /// Edges whose counts changed, before and after, and whether their
     /// ends were nodes before (where the rules read it).
-    edges_before: Vec<((Symbol, Symbol), EdgeCounts, EdgeCounts, bool)>,
+    changed_edges: Vec<((Symbol, Symbol), EdgeCounts, EdgeCounts, bool)>,
     before: Vec<Derived>,
     after: Vec<Derived>,
 }
@@ -328,7 +328,7 @@ impl ArtifactMemberships {
         let Scratch {
             symbol_deltas,
             edge_deltas,
-            edges_before,
+            changed_edges,
             before,
             after,
         } = &mut scratch;
@@ -382,7 +382,7 @@ impl ArtifactMemberships {
                     EdgeCounts(add(a.0, b.0))
                 });
                 let nodes = reads_nodes(old, new) && self.ends_are_nodes(edge);
-                edges_before.push((edge, old, new, nodes));
+                changed_edges.push((edge, old, new, nodes));
             }
         }
 
@@ -412,7 +412,7 @@ impl ArtifactMemberships {
         Self::derive_artifact((self.executed, self.snapshots), after);
         difference(before, after, out);
 
-        for (edge, old, new, old_nodes) in edges_before.drain(..) {
+        for (edge, old, new, old_nodes) in changed_edges.drain(..) {
             let nodes = reads_nodes(old, new) && self.ends_are_nodes(edge);
             old.derive(edge, old_nodes, resolver, before);
             new.derive(edge, nodes, resolver, after);

@@ -389,7 +389,10 @@ impl Ingest {
                 let artifact = self.interner.intern(&t.artifact);
                 let symbols = t.symbols.into_iter().collect();
                 for (at, old, new) in versions.insert(t.at, symbols, Ord::cmp) {
-                    set_diff(&old, &new, |s, diff| {
+                    // A set iterates in order.
+                    let old: Vec<&String> = old.iter().collect();
+                    let new: Vec<&String> = new.iter().collect();
+                    sorted_diff(&old, &new, |s, diff| {
                         let s = self.interner.intern(s);
                         out.push(Update::Target(artifact, s).at(at, diff))
                     });
@@ -512,16 +515,8 @@ pub(crate) fn move_all<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
     }
 }
 
-fn set_diff<T: Ord>(old: &BTreeSet<T>, new: &BTreeSet<T>, mut emit: impl FnMut(&T, isize)) {
-    for x in old.difference(new) {
-        emit(x, -1);
-    }
-    for x in new.difference(old) {
-        emit(x, 1);
-    }
-}
-
-/// [`set_diff`] of two sorted lists without repeats.
+/// What leaves (diff -1) and what joins (diff 1) from one sorted list
+/// without repeats to another.
 fn sorted_diff<T: Ord + Copy>(old: &[T], new: &[T], mut emit: impl FnMut(T, isize)) {
     let (mut i, mut j) = (0, 0);
     while i < old.len() && j < new.len() {
