@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use tracemerge_dataflow::threads::ThreadTime;
 use tracemerge_dataflow::{run, Event, Ingestible, MergeError, Options};
 use tracemerge_records::{Config, Record, Report, Time};
 
@@ -220,13 +221,24 @@ pub fn run_to_end<E: std::fmt::Display + Into<RecordError>, R: Ingestible>(
     config: &Config,
     options: Options,
 ) -> Result<(Report, Duration), BenchError> {
+    let (report, elapsed, _) = run_timed(records, config, options)?;
+    Ok((report, elapsed))
+}
+
+/// [`run_to_end`], and the CPU time of each of the engine's threads.
+pub fn run_timed<E: std::fmt::Display + Into<RecordError>, R: Ingestible>(
+    records: impl IntoIterator<Item = Result<R, E>>,
+    config: &Config,
+    options: Options,
+) -> Result<(Report, Duration, Vec<ThreadTime>), BenchError> {
     let last = Arc::new(Mutex::new(None));
-    let slot = last.clone();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let (slot, times) = (last.clone(), threads.clone());
     let started = Instant::now();
-    run(records, config, options, move |event| {
-        if let Event::Report { report, last: true } = event {
-            *slot.lock().expect("report slot") = Some(report);
-        }
+    run(records, config, options, move |event| match event {
+        Event::Report { report, last: true } => *slot.lock().expect("report slot") = Some(report),
+        Event::Threads(t) => *times.lock().expect("thread times") = t,
+        _ => {}
     })
     .map_err(boxed)?;
     let elapsed = started.elapsed();
@@ -235,5 +247,6 @@ pub fn run_to_end<E: std::fmt::Display + Into<RecordError>, R: Ingestible>(
         .expect("report slot")
         .take()
         .ok_or(BenchError::NoFinalReport)?;
-    Ok((report, elapsed))
+    let threads = std::mem::take(&mut *threads.lock().expect("thread times"));
+    Ok((report, elapsed, threads))
 }

@@ -426,6 +426,10 @@ pub fn headlines(results: &Value) -> Vec<(&'static str, String)> {
     );
     add("replay: records/s", "replay.records_per_s");
     add("scale: records/s ratio, most workers / 1", "scale.ratio");
+    add(
+        "scale: busiest thread's CPU, 1 worker / most",
+        "scale.busiest_thread_ratio",
+    );
     h
 }
 

@@ -283,7 +283,14 @@ fn scale() {
     assert_eq!(runs.len(), 2);
     for r in runs {
         positive(r, "records_per_s");
+        positive(r, "busiest_thread_cpu_seconds");
+        // One reader and one sink; an aggregator and a worker per worker.
+        let workers = r["workers"].as_u64().unwrap() as usize;
+        assert_eq!(r["threads"].as_array().unwrap().len(), 2 + 2 * workers);
+        let busiest = r["busiest_thread_cpu_seconds"].as_f64().unwrap();
+        assert!(busiest <= r["cpu_seconds"].as_f64().unwrap(), "{r}");
     }
+    positive(&results, "scale.busiest_thread_ratio");
     assert_eq!(results["scale"]["same_digest"], true);
 }
 

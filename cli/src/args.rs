@@ -27,8 +27,9 @@ pub struct EngineArgs {
     /// Records per batch handed to the workers.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
-    /// Print where the dataflow spent its time (busy time per operator) and
-    /// how many updates its arrangements hold, on stderr at the end.
+    /// Print where the dataflow spent its time (busy time per operator),
+    /// how many updates its arrangements hold, and each engine thread's
+    /// CPU time, on stderr at the end.
     #[arg(long)]
     pub profile: bool,
     #[command(flatten)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracemerge_dataflow::{run, Event, Options, RunError};
+use tracemerge_dataflow::{run, threads, Event, Options, RunError};
 use tracemerge_records::{Change, Input, Report, Time};
 use tracemerge_sources::SourceError;
 
@@ -110,6 +110,7 @@ fn execute(
 ) -> Result<(Option<Report>, Option<SourceError>), CliError> {
     let config = args.config()?;
     options.changes = speed.is_some();
+    let profile = options.profile;
     let report = Arc::new(Mutex::new(None));
     let slot = report.clone();
     let stream = with_progress(paced(
@@ -123,6 +124,8 @@ fn execute(
         Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
         Event::Profile(profile) => eprintln!("{}", profile.table(25)),
         Event::Progress(_) => on_feed(Feed::CaughtUp),
+        Event::Threads(times) if profile => eprint!("{}", threads::table(&times)),
+        Event::Threads(_) => {}
     });
     let report = report.lock().expect("report").take();
     match result {

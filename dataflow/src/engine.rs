@@ -41,6 +41,7 @@ use crate::merge::{build, Inputs};
 use crate::model::{Output, Timed, Update};
 use crate::sink::{consolidate, panic_message, Pending, Sink, SinkThread, StatsToSink};
 use crate::symbols::Names;
+use crate::threads::{thread_cpu, Role, ThreadTime, ThreadTimes};
 use crate::verdict::Quarantine;
 
 /// What the engine tells its caller.
@@ -58,6 +59,10 @@ pub enum Event {
     /// (`None`: the run is over). Sent whenever the dataflow's frontier moves,
     /// so a caller can tell when the verdicts have caught up with its input.
     Progress(Option<Time>),
+    /// The CPU time of each of the engine's threads in this process, once
+    /// they have all ended (on a platform that tells it): the last event
+    /// of a run that did not fail.
+    Threads(Vec<ThreadTime>),
 }
 
 /// How to run the engine.
@@ -255,7 +260,9 @@ fn run_aggregator(
     to_worker: Sender<Msg>,
     wake: impl Fn(),
     shared: &Shared,
+    local: usize,
 ) {
+    let start = thread_cpu().unwrap_or_default();
     let _guard = FailOnPanic(shared.failed.clone());
     let mut aggregator = Aggregator::new(&shared.config);
     if !shared.watched {
@@ -330,6 +337,7 @@ fn run_aggregator(
         let _ = to_worker.send(msg);
         wake();
     }
+    shared.thread_times.record(Role::Aggregator, local, start);
 }
 
 /// Moves the edges' statistics out of an aggregator's updates to the sink,
@@ -357,6 +365,7 @@ where
     I: IntoIterator<Item = Result<R, E>>,
     F: FnMut(Event) + Send + 'static,
 {
+    let start = thread_cpu().unwrap_or_default();
     let (threads, process) = match &options.timely.communication {
         timely::CommunicationConfig::Cluster {
             threads, process, ..
@@ -403,10 +412,12 @@ where
         fault: Arc::new(Mutex::new(None)),
         sink_panicked: Arc::new(Mutex::new(None)),
         stats_to_sink: (processes == 1).then(StatsToSink::default),
+        thread_times: ThreadTimes::default(),
     };
     let failed = shared.failed.clone();
     let fault = shared.fault.clone();
     let sink_panicked = shared.sink_panicked.clone();
+    let thread_times = shared.thread_times.clone();
     let for_aggregators = shared.clone();
     let workers = wake.clone();
     let guards = timely::execute(options.timely, move |worker| {
@@ -430,7 +441,16 @@ where
         let emptied = emptied.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tracemerge-aggregator-{local}"))
-            .spawn(move || run_aggregator(rx, emptied, to_worker, || wake.worker(local), &shared));
+            .spawn(move || {
+                run_aggregator(
+                    rx,
+                    emptied,
+                    to_worker,
+                    || wake.worker(local),
+                    &shared,
+                    local,
+                )
+            });
         match spawned {
             Ok(handle) => aggregators.push(handle),
             Err(e) => {
@@ -586,6 +606,8 @@ where
     if let Some(fault) = fault.lock().expect("fault").take() {
         return Err(RunError::Fault(fault));
     }
+    thread_times.record(Role::Reader, process, start);
+    (on_event.lock().expect("events"))(Event::Threads(thread_times.take()));
     match failure {
         Some(e) => Err(RunError::Record(e)),
         None => Ok(stats),
@@ -642,6 +664,8 @@ struct Shared {
     /// Where the aggregators put the edges' statistics for the sink, past
     /// the dataflow; `None` in a cluster, where they go through it.
     stats_to_sink: Option<StatsToSink>,
+    /// Where each thread puts its CPU time as it ends.
+    thread_times: ThreadTimes,
 }
 
 /// Raises [`Shared::failed`] if its worker unwinds.
@@ -656,6 +680,7 @@ impl Drop for FailOnPanic {
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Shared) {
+    let start = thread_cpu().unwrap_or_default();
     let _guard = FailOnPanic(shared.failed.clone());
     let failed = || shared.failed.load(Ordering::Relaxed);
     let profile = (shared.profile && worker.index() == 0).then(|| crate::profile::install(worker));
@@ -725,7 +750,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
             };
             let panicked = shared.sink_panicked.clone();
             let stats = shared.stats_to_sink.clone().unwrap_or_default();
-            Some(SinkThread::spawn(sink, pending, stats, panicked).expect("a thread for the sink"))
+            let times = shared.thread_times.clone();
+            let sink = SinkThread::spawn(sink, pending, stats, panicked, times);
+            Some(sink.expect("a thread for the sink"))
         }
         _ => None,
     };
@@ -826,6 +853,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         profile.take_kept();
         (shared.events.lock().expect("events"))(Event::Profile(profile));
     }
+    (shared.thread_times).record(Role::Worker, worker.index(), start);
 }
 
 /// Drops this worker's dataflows, which can no longer complete: timely

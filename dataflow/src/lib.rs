@@ -32,6 +32,7 @@ pub mod shortest_paths;
 mod sink;
 mod slab;
 pub mod symbols;
+pub mod threads;
 pub mod verdict;
 pub mod window;
 

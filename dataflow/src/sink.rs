@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
@@ -23,6 +24,7 @@ use crate::engine::{Event, Events, Fault};
 use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
 use crate::symbols::{name_prefix, Names};
+use crate::threads::{Role, ThreadTimes};
 use crate::window::EdgeStats;
 
 /// Output updates by time.
@@ -150,6 +152,7 @@ impl SinkThread {
         pending: Pending,
         stats: StatsToSink,
         panicked: Arc<Mutex<Option<String>>>,
+        times: ThreadTimes,
     ) -> std::io::Result<Self> {
         let (to_sink, from_worker) = bounded::<SinkMsg>(SINK_BACKLOG);
         let thread = std::thread::Builder::new()
@@ -170,6 +173,7 @@ impl SinkThread {
                     *panicked.lock().expect("panic slot") = Some(panic_message(&*payload));
                     failed.store(true, Ordering::Relaxed);
                 }
+                times.record(Role::Sink, 0, Duration::ZERO);
             })?;
         Ok(SinkThread {
             pending,
