@@ -180,12 +180,14 @@ pub fn replay(
     // The lines are serialized and written on a thread of their own, beside
     // the engine; the engine's sink hands them over in batches.
     let (to_writer, batches) = crossbeam_channel::bounded::<Vec<Change>>(16);
+    // Written batches go back to be filled again, with the room they grew.
+    let (emptied, refill) = crossbeam_channel::bounded::<Vec<Change>>(4);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, output_stream(&args.cluster));
     let writer = std::thread::Builder::new()
         .name("tracemerge-feed".into())
         .spawn(move || {
-            for batch in batches {
-                for change in batch {
+            for mut batch in batches {
+                for change in batch.drain(..) {
                     // Straight into the buffer, no line string. A change
                     // always serializes, so an error here is the pipe's: a
                     // closed one (`| head`) is not worth a panic.
@@ -194,12 +196,14 @@ pub fn replay(
                     }
                 }
                 let _ = out.flush();
+                let _ = emptied.try_send(batch);
             }
         })
         .map_err(|e| CliError::output("stdout", e))?;
     let mut lines = FeedBatches {
         batch: Vec::new(),
         to_writer,
+        refill,
     };
     let (final_report, error) = execute(&args, options, Some(speed), move |feed| match feed {
         Feed::Change(change) => lines.push(change),
@@ -219,6 +223,9 @@ pub fn replay(
 struct FeedBatches {
     batch: Vec<Change>,
     to_writer: crossbeam_channel::Sender<Vec<Change>>,
+    /// Batches the writer is done with: filled again instead of grown anew
+    /// (by doubling, a copy of every line each time).
+    refill: crossbeam_channel::Receiver<Vec<Change>>,
 }
 
 impl FeedBatches {
@@ -234,7 +241,8 @@ impl FeedBatches {
     fn hand_over(&mut self) {
         if !self.batch.is_empty() {
             // An error: the writer is gone, which only its panic does.
-            let _ = (self.to_writer).send(std::mem::take(&mut self.batch));
+            let empty = self.refill.try_recv().unwrap_or_default();
+            let _ = (self.to_writer).send(std::mem::replace(&mut self.batch, empty));
         }
     }
 }

@@ -313,31 +313,45 @@ impl EdgeParts {
 
     /// The change lines that take the edge's report items from what
     /// `before` showed to what these parts show: for each item that
-    /// differs, the old one retracted and the new one added. Names are
-    /// looked up only for the lines made.
+    /// differs, the old one retracted and the new one added. The edge's
+    /// lines go to `edges` in the feed's order (by item, then diff), its
+    /// conflicts to `conflicts`. Names are looked up only for the lines
+    /// made.
     pub fn changes_since(
         &self,
         before: &EdgeParts,
         key: EdgeKey,
         at: Time,
         names: &NamesGuard,
-        changes: &mut Vec<Change>,
+        edges: &mut Vec<Change>,
+        conflicts: &mut Vec<Change>,
     ) {
         let artifact = || names.get(key.0).to_string();
-        let mut change = |diff, item| changes.push(Change { at, diff, item });
         if before.edge_view() != self.edge_view() {
-            for (parts, diff) in [(before, -1), (self, 1)] {
-                if let Some(edge) = parts.observed_edge(key, names) {
-                    let artifact = artifact();
-                    change(diff, ChangeItem::Edge { artifact, edge });
+            let old = before.observed_edge(key, names);
+            let new = self.observed_edge(key, names);
+            let mut lines = [(old, -1), (new, 1)];
+            if lines[1].0 < lines[0].0 {
+                lines.swap(0, 1);
+            }
+            for (edge, diff) in lines {
+                if let Some(edge) = edge {
+                    let item = ChangeItem::Edge {
+                        artifact: artifact(),
+                        edge,
+                    };
+                    edges.push(Change { at, diff, item });
                 }
             }
         }
         if before.conflict_view() != self.conflict_view() {
             for (parts, diff) in [(before, -1), (self, 1)] {
                 if let Some(conflict) = parts.conflict(key, names) {
-                    let artifact = artifact();
-                    change(diff, ChangeItem::Conflict { artifact, conflict });
+                    let item = ChangeItem::Conflict {
+                        artifact: artifact(),
+                        conflict,
+                    };
+                    conflicts.push(Change { at, diff, item });
                 }
             }
         }

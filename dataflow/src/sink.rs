@@ -23,7 +23,7 @@ use tracemerge_records::{ArtifactReport, Change, ChangeItem, Config, Report, Sta
 use crate::engine::{Event, Events, Fault};
 use crate::model::{Artifact, EdgeKey, EdgeParts, Output, Timed, Update};
 use crate::slab::{Keyed, Slab};
-use crate::symbols::{name_prefix, Names};
+use crate::symbols::{name_prefix, Names, NamesGuard};
 use crate::threads::{Role, ThreadTimes};
 use crate::window::EdgeStats;
 
@@ -331,6 +331,35 @@ fn order_key(item: &ChangeItem) -> OrderKey {
 
 const EMPTY: String = String::new();
 
+/// A key that never contradicts [`edge_order`], as [`order_key`] is for
+/// change items: the edge's names as [`name_key`]s, each only while the
+/// names before it are whole. Edges with equal keys are compared whole.
+fn edge_key(names: &NamesGuard, (artifact, caller, callee): EdgeKey) -> [u128; 3] {
+    let mut keys = [0u128; 3];
+    for (key, id) in keys.iter_mut().zip([artifact, caller, callee]) {
+        let (k, whole) = name_key(names.get(id));
+        *key = k;
+        if !whole {
+            break;
+        }
+    }
+    keys
+}
+
+/// The order of two edges' lines in the feed: by artifact, caller and
+/// callee name, as [`ChangeItem`]'s order has it.
+fn edge_order(names: &NamesGuard, a: EdgeKey, b: EdgeKey) -> std::cmp::Ordering {
+    for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2)] {
+        if x == y {
+            continue;
+        }
+        let (x, y) = (names.get(x), names.get(y));
+        // Distinct ids are distinct names; their keys mostly tell.
+        return name_key(x).0.cmp(&name_key(y).0).then_with(|| x.cmp(y));
+    }
+    std::cmp::Ordering::Equal
+}
+
 /// A name's first eight bytes and its length (saturated past eight): equal
 /// keys mean equal names if the name is `whole` (eight bytes or fewer), and
 /// unequal keys order as the names do.
@@ -474,14 +503,27 @@ impl Sink {
                 }
             }
         }
-        for (key, before) in touched {
+        // Edge lines come first in a time (their kind is the first), by
+        // edge: the touched edges are sorted by name, which is most of
+        // the order (each makes at most two edge lines), and no longer the
+        // lines themselves.
+        let mut edges: Vec<([u128; 3], EdgeKey)> = (touched.keys())
+            .map(|&key| (edge_key(&names, key), key))
+            .collect();
+        edges.sort_unstable_by(|(ka, a), (kb, b)| {
+            ka.cmp(kb).then_with(|| edge_order(&names, *a, *b))
+        });
+        let mut edge_lines = Vec::with_capacity(2 * edges.len() + changes.len());
+        for (_, key) in edges {
+            let before = touched.remove(&key).expect("a touched edge");
             let after = match self.edges.find(key) {
                 Some(id) => &self.edges.get(id).parts,
                 None => &EdgeParts::default(),
             };
-            after.changes_since(&before, key, at, &names, &mut changes);
+            after.changes_since(&before, key, at, &names, &mut edge_lines, &mut changes);
         }
-        Ok(sorted(changes))
+        edge_lines.extend(sorted(changes));
+        Ok(edge_lines)
     }
 
     fn report(&self, as_of: Time, stats: Stats) -> Result<Report, Fault> {
@@ -569,7 +611,7 @@ mod tests {
 
     use super::*;
     use crate::model::{EdgePart, EdgePartError};
-    use crate::symbols::Interner;
+    use crate::symbols::{Id, Interner};
 
     /// A sink over `outputs` (at time 1) with a report due as of 2; returns
     /// the fault it found and the reports it emitted.
@@ -717,6 +759,89 @@ mod tests {
             let mut expected = changes.clone();
             expected.sort_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
             proptest::prop_assert_eq!(sorted(changes), expected);
+        }
+    }
+
+    /// The change lines a sink makes of `times`, by time.
+    fn lines(names: Names, times: BTreeMap<Time, Vec<(Output, i64)>>) -> Vec<Vec<Change>> {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let events: Events = Arc::new(Mutex::new(Box::new(move |event| {
+            if let Event::Change(change) = event {
+                seen.lock().unwrap().push(change);
+            }
+        })));
+        let mut sink = Sink {
+            frontier: None,
+            state: FxHashMap::default(),
+            edges: Slab::default(),
+            reports: VecDeque::new(),
+            changes: true,
+            config: Config::default(),
+            names,
+            events,
+            failed: Arc::new(AtomicBool::new(false)),
+            fault: Arc::new(Mutex::new(None)),
+        };
+        sink.take(SinkMsg::Final {
+            times,
+            stats: BTreeMap::new(),
+            frontier: None,
+        });
+        assert!(!sink.failed.load(Ordering::Relaxed));
+        let changes = std::mem::take(&mut *changes.lock().unwrap());
+        let mut by_time: BTreeMap<Time, Vec<Change>> = BTreeMap::new();
+        for change in changes {
+            by_time.entry(change.at).or_default().push(change);
+        }
+        by_time.into_values().collect()
+    }
+
+    proptest::proptest! {
+        /// A sink's lines come in the feed's order, by item and then diff,
+        /// within each time: the edges' lines, sorted by edge name and each
+        /// edge's own pair by item, ahead of the others. Names share long
+        /// prefixes, differ only in trailing zero bytes, or run past the
+        /// keys' eight bytes.
+        #[test]
+        fn a_sinks_lines_are_in_the_feeds_order(
+            pool in proptest::collection::vec((0usize..3, "[ab\\x00]{0,4}"), 1..8),
+            edges in proptest::collection::btree_map((0usize..8, 0usize..8, 0usize..8), (0u64..4, 0u64..4, 0u8..3), 0..30),
+        ) {
+            let mut interner = Interner::new();
+            // Many names share their first eight bytes, or more.
+            let prefixes = ["", "_ZN4core", "ababab"];
+            let ids: Vec<Id> = (pool.iter())
+                .map(|(p, rest)| interner.intern(&format!("{}{rest}", prefixes[*p])))
+                .collect();
+            let id = |i: usize| ids[i % ids.len()];
+            let stats = |hits| EdgeStats { hits, first_seen: 0, last_seen: hits, sources: 1, estimated: false };
+            let mut times: BTreeMap<Time, Vec<(Output, i64)>> = BTreeMap::new();
+            let mut keys = std::collections::BTreeSet::new();
+            for ((a, u, v), (first, then, what)) in edges {
+                let (artifact, caller, callee) = (id(a), id(u), id(v));
+                if !keys.insert((artifact, caller, callee)) {
+                    continue;
+                }
+                let edge = Output::Edge { artifact, caller, callee, in_static: first > 1 };
+                let at = |hits| Output::EdgeStats { artifact, caller, callee, stats: stats(hits) };
+                times.entry(1).or_default().extend([(edge.clone(), 1), (at(first), 1)]);
+                let later = times.entry(2).or_default();
+                match what {
+                    // The statistics change (or stay, which makes no line).
+                    0 => later.extend([(at(first), -1), (at(then), 1)]),
+                    // The edge expires.
+                    1 => later.extend([(edge, -1), (at(first), -1)]),
+                    _ => {}
+                }
+            }
+            times.entry(2).or_default().push((reach(1), 1));
+            let made = lines(interner.names(), times);
+            for lines in made {
+                let mut expected = lines.clone();
+                expected.sort_by(|a, b| (&a.item, a.diff).cmp(&(&b.item, b.diff)));
+                proptest::prop_assert_eq!(lines, expected);
+            }
         }
     }
 
