@@ -39,10 +39,10 @@ where
         .inner
         .unary_frontier(pact, name, move |_, _| {
             let mut pending: BTreeMap<Time, Changes<C>> = BTreeMap::new();
-            // A time's lists are kept for the next time (grown anew, they
+            // A time's lists are kept for the next times (grown anew, they
             // were copied a dozen times a round), unless a large time grew
-            // them.
-            let mut spare: Changes<C> = Vec::new();
+            // them; a few times are pending at once.
+            let mut spares: Vec<Changes<C>> = Vec::new();
             let mut items = Vec::new();
             let mut capabilities = CapabilitySet::new();
             move |(input, frontier), output| {
@@ -53,8 +53,8 @@ where
                     // Changes come in runs of one time: one lookup a run.
                     let mut data = data.drain(..).peekable();
                     while let Some((change, time, diff)) = data.next() {
-                        let changes =
-                            (pending.entry(time)).or_insert_with(|| std::mem::take(&mut spare));
+                        let changes = (pending.entry(time))
+                            .or_insert_with(|| spares.pop().unwrap_or_default());
                         changes.push((change, diff));
                         while let Some((change, _, diff)) = data.next_if(|(_, t, _)| *t == time) {
                             changes.push((change, diff));
@@ -79,7 +79,9 @@ where
                     keep_list(&mut items);
                     changes.clear();
                     keep_list(&mut changes);
-                    spare = changes;
+                    if spares.len() < MAX_SPARES {
+                        spares.push(changes);
+                    }
                 }
                 // Hold a capability only for the earliest time still pending.
                 capabilities = match pending.first_key_value() {
@@ -90,6 +92,10 @@ where
         })
         .as_collection()
 }
+
+/// Emptied lists of changes kept for the times to come: about as many as
+/// rounds are in flight.
+const MAX_SPARES: usize = 8;
 
 /// Drops an emptied list that a large time grew (a snapshot's load), so
 /// its memory is not held for the rounds after.
