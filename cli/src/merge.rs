@@ -180,23 +180,25 @@ pub fn replay(
     // The lines are serialized and written on a thread of their own, beside
     // the engine; the engine's sink hands them over in batches.
     let (to_writer, batches) = crossbeam_channel::bounded::<Vec<Change>>(16);
-    // Written batches go back to be filled again, with the room they grew.
-    let (emptied, refill) = crossbeam_channel::bounded::<Vec<Change>>(4);
+    // Written batches go back to be emptied and filled again, with the
+    // room they grew: the lines' names are freed by the thread that made
+    // them, which costs it less than another thread's freeing costs both.
+    let (written, refill) = crossbeam_channel::bounded::<Vec<Change>>(4);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, output_stream(&args.cluster));
     let writer = std::thread::Builder::new()
         .name("tracemerge-feed".into())
         .spawn(move || {
-            for mut batch in batches {
-                for change in batch.drain(..) {
+            for batch in batches {
+                for change in &batch {
                     // Straight into the buffer, no line string. A change
                     // always serializes, so an error here is the pipe's: a
                     // closed one (`| head`) is not worth a panic.
-                    if serde_json::to_writer(&mut out, &change).is_ok() {
+                    if serde_json::to_writer(&mut out, change).is_ok() {
                         let _ = out.write_all(b"\n");
                     }
                 }
                 let _ = out.flush();
-                let _ = emptied.try_send(batch);
+                let _ = written.try_send(batch);
             }
         })
         .map_err(|e| CliError::output("stdout", e))?;
@@ -223,8 +225,8 @@ pub fn replay(
 struct FeedBatches {
     batch: Vec<Change>,
     to_writer: crossbeam_channel::Sender<Vec<Change>>,
-    /// Batches the writer is done with: filled again instead of grown anew
-    /// (by doubling, a copy of every line each time).
+    /// Batches the writer has written: emptied and filled again instead of
+    /// grown anew (by doubling, a copy of every line each time).
     refill: crossbeam_channel::Receiver<Vec<Change>>,
 }
 
@@ -241,7 +243,8 @@ impl FeedBatches {
     fn hand_over(&mut self) {
         if !self.batch.is_empty() {
             // An error: the writer is gone, which only its panic does.
-            let empty = self.refill.try_recv().unwrap_or_default();
+            let mut empty = self.refill.try_recv().unwrap_or_default();
+            empty.clear();
             let _ = (self.to_writer).send(std::mem::replace(&mut self.batch, empty));
         }
     }
