@@ -45,6 +45,24 @@ pub fn inputs(
     Ok(stream.map(|item| item.map(|(_, input)| input)))
 }
 
+/// The CPU time of the whole process so far, where the platform tells it.
+fn process_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: `usage` is a valid rusage for the call to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        Some(time(usage.ru_utime) + time(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// Counts records and shows records/s on stderr when it is a terminal.
 fn with_progress<I: Iterator<Item = Result<Input, SourceError>>>(
     inner: I,
@@ -124,7 +142,14 @@ fn execute(
         Event::Invalid(message) => eprintln!("tracemerge: skipped: {message}"),
         Event::Profile(profile) => eprintln!("{}", profile.table(25)),
         Event::Progress(_) => on_feed(Feed::CaughtUp),
-        Event::Threads(times) if profile => eprint!("{}", threads::table(&times)),
+        Event::Threads(times) if profile => {
+            eprint!("{}", threads::table(&times));
+            if let Some(cpu) = process_cpu() {
+                let engine: Duration = times.iter().map(|t| t.cpu).sum();
+                let rest = cpu.saturating_sub(engine);
+                eprintln!("  the process: {cpu:.2?}, {rest:.2?} of it outside the engine's threads (reading and parsing the input, writing the feed)");
+            }
+        }
         Event::Threads(_) => {}
     });
     let report = report.lock().expect("report").take();

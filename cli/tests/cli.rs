@@ -107,6 +107,34 @@ fn same_digest_for_workers_and_batch_sizes() {
     }
 }
 
+/// `--profile` ends with every engine thread's CPU time and the process's,
+/// and leaves the report as it was.
+#[test]
+fn profile_names_every_engine_thread() {
+    let dir = scratch("profile");
+    let (path, _) = random_stream(&dir, 5);
+    let file = path.to_str().unwrap();
+    let plain = digest(&tracemerge(&["merge", file, "-w", "2"]));
+    let out = tracemerge(&["merge", file, "-w", "2", "--profile"]);
+    assert_eq!(digest(&out), plain);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let table = stderr
+        .split_once("CPU time by thread")
+        .map(|(_, table)| table)
+        .unwrap_or_else(|| panic!("no thread table: {stderr}"));
+    for thread in [
+        "reader 0",
+        "aggregator 0",
+        "aggregator 1",
+        "worker 0",
+        "worker 1",
+        "sink 0",
+    ] {
+        assert!(table.contains(thread), "{thread} missing: {table}");
+    }
+    assert!(table.contains("the process: "), "{table}");
+}
+
 #[test]
 fn same_digest_for_arrival_order_within_lateness() {
     let dir = scratch("shuffle");
