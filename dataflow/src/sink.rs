@@ -613,6 +613,22 @@ mod tests {
     use crate::model::{EdgePart, EdgePartError};
     use crate::symbols::{Id, Interner};
 
+    /// An empty sink that makes the change feed.
+    fn feed_sink(names: Names, events: Events) -> Sink {
+        Sink {
+            frontier: None,
+            state: FxHashMap::default(),
+            edges: Slab::default(),
+            reports: VecDeque::new(),
+            changes: true,
+            config: Config::default(),
+            names,
+            events,
+            failed: Arc::new(AtomicBool::new(false)),
+            fault: Arc::new(Mutex::new(None)),
+        }
+    }
+
     /// A sink over `outputs` (at time 1) with a report due as of 2; returns
     /// the fault it found and the reports it emitted.
     fn poll(outputs: Vec<(Output, i64)>) -> (Option<Fault>, usize) {
@@ -626,19 +642,8 @@ mod tests {
                 *seen.lock().unwrap() += 1;
             }
         })));
-        let fault = Arc::new(Mutex::new(None));
-        let mut sink = Sink {
-            frontier: None,
-            state: FxHashMap::default(),
-            edges: Slab::default(),
-            reports: VecDeque::new(),
-            changes: true,
-            config: Config::default(),
-            names,
-            events,
-            failed: Arc::new(AtomicBool::new(false)),
-            fault: fault.clone(),
-        };
+        let mut sink = feed_sink(names, events);
+        let fault = sink.fault.clone();
         sink.take(SinkMsg::Report {
             as_of: 2,
             stats: Stats::default(),
@@ -771,18 +776,7 @@ mod tests {
                 seen.lock().unwrap().push(change);
             }
         })));
-        let mut sink = Sink {
-            frontier: None,
-            state: FxHashMap::default(),
-            edges: Slab::default(),
-            reports: VecDeque::new(),
-            changes: true,
-            config: Config::default(),
-            names,
-            events,
-            failed: Arc::new(AtomicBool::new(false)),
-            fault: Arc::new(Mutex::new(None)),
-        };
+        let mut sink = feed_sink(names, events);
         sink.take(SinkMsg::Final {
             times,
             stats: BTreeMap::new(),
