@@ -61,7 +61,8 @@ pub enum Event {
     Progress(Option<Time>),
     /// The CPU time of each of the engine's threads in this process, once
     /// they have all ended (on a platform that tells it): the last event
-    /// of a run that did not fail.
+    /// of a run whose engine did not fail (a run stopped by a bad record
+    /// sends it too).
     Threads(Vec<ThreadTime>),
 }
 

@@ -331,19 +331,40 @@ fn order_key(item: &ChangeItem) -> OrderKey {
 
 const EMPTY: String = String::new();
 
-/// A key that never contradicts [`edge_order`], as [`order_key`] is for
-/// change items: the edge's names as [`name_key`]s, each only while the
-/// names before it are whole. Edges with equal keys are compared whole.
-fn edge_key(names: &NamesGuard, (artifact, caller, callee): EdgeKey) -> [u128; 3] {
-    let mut keys = [0u128; 3];
-    for (key, id) in keys.iter_mut().zip([artifact, caller, callee]) {
-        let (k, whole) = name_key(names.get(id));
-        *key = k;
-        if !whole {
-            break;
-        }
-    }
-    keys
+/// `edges` in the order of their lines in the feed: by artifact, caller
+/// and callee name, as [`ChangeItem`]'s order has it.
+///
+/// Sorted by keys that never contradict that order: the artifact's rank
+/// among the few artifacts of a time (artifact names are often long, and
+/// share their first bytes), then the caller's and callee's [`name_key`]s,
+/// the callee's only if the caller's is whole. Edges with equal keys are
+/// compared by name.
+fn in_feed_order(names: &NamesGuard, edges: impl Iterator<Item = EdgeKey>) -> Vec<EdgeKey> {
+    let edges: Vec<EdgeKey> = edges.collect();
+    let mut artifacts: Vec<Artifact> = edges.iter().map(|e| e.0).collect();
+    artifacts.sort_unstable();
+    artifacts.dedup();
+    artifacts.sort_by(|a, b| names.get(*a).cmp(names.get(*b)));
+    let rank: FxHashMap<Artifact, u32> = (artifacts.iter().enumerate())
+        .map(|(rank, &artifact)| (artifact, rank as u32))
+        .collect();
+    let mut keyed: Vec<(u32, u128, u128, EdgeKey)> = (edges.into_iter())
+        .map(|edge| {
+            let (caller, whole) = name_key(names.get(edge.1));
+            let callee = if whole {
+                name_key(names.get(edge.2)).0
+            } else {
+                0
+            };
+            (rank[&edge.0], caller, callee, edge)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then_with(|| edge_order(names, a.3, b.3))
+    });
+    keyed.into_iter().map(|(_, _, _, edge)| edge).collect()
 }
 
 /// The order of two edges' lines in the feed: by artifact, caller and
@@ -507,14 +528,9 @@ impl Sink {
         // edge: the touched edges are sorted by name, which is most of
         // the order (each makes at most two edge lines), and no longer the
         // lines themselves.
-        let mut edges: Vec<([u128; 3], EdgeKey)> = (touched.keys())
-            .map(|&key| (edge_key(&names, key), key))
-            .collect();
-        edges.sort_unstable_by(|(ka, a), (kb, b)| {
-            ka.cmp(kb).then_with(|| edge_order(&names, *a, *b))
-        });
+        let edges = in_feed_order(&names, touched.keys().copied());
         let mut edge_lines = Vec::with_capacity(2 * edges.len() + changes.len());
-        for (_, key) in edges {
+        for key in edges {
             let before = touched.remove(&key).expect("a touched edge");
             let after = match self.edges.find(key) {
                 Some(id) => &self.edges.get(id).parts,
