@@ -263,7 +263,6 @@ fn run_aggregator(
     shared: &Shared,
     local: usize,
 ) {
-    let start = thread_cpu().unwrap_or_default();
     let _guard = FailOnPanic(shared.failed.clone());
     let mut aggregator = Aggregator::new(&shared.config);
     if !shared.watched {
@@ -338,7 +337,10 @@ fn run_aggregator(
         let _ = to_worker.send(msg);
         wake();
     }
-    shared.thread_times.record(Role::Aggregator, local, start);
+    // (A thread of its own: its CPU time since it started.)
+    shared
+        .thread_times
+        .record(Role::Aggregator, local, Duration::ZERO);
 }
 
 /// Moves the edges' statistics out of an aggregator's updates to the sink,
@@ -366,6 +368,7 @@ where
     I: IntoIterator<Item = Result<R, E>>,
     F: FnMut(Event) + Send + 'static,
 {
+    // The calling thread's CPU time before the run, which is not the run's.
     let start = thread_cpu().unwrap_or_default();
     let (threads, process) = match &options.timely.communication {
         timely::CommunicationConfig::Cluster {
@@ -681,7 +684,6 @@ impl Drop for FailOnPanic {
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Shared) {
-    let start = thread_cpu().unwrap_or_default();
     let _guard = FailOnPanic(shared.failed.clone());
     let failed = || shared.failed.load(Ordering::Relaxed);
     let profile = (shared.profile && worker.index() == 0).then(|| crate::profile::install(worker));
@@ -854,7 +856,7 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Msg>, shared: Sh
         profile.take_kept();
         (shared.events.lock().expect("events"))(Event::Profile(profile));
     }
-    (shared.thread_times).record(Role::Worker, worker.index(), start);
+    (shared.thread_times).record(Role::Worker, worker.index(), Duration::ZERO);
 }
 
 /// Drops this worker's dataflows, which can no longer complete: timely
